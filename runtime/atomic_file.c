@@ -1,0 +1,60 @@
+/* Atomic file writes (see atomic_file.h). */
+#include "atomic_file.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+FILE *af_open(AtomicFile *af, const char *path, Diag *d) {
+    *af = (AtomicFile){0};
+    af->path = strdup(path);
+    if (!af->path || asprintf(&af->tmp, "%s.tmp.XXXXXX", path) < 0) {
+        free(af->path);
+        af->path = NULL;
+        af->tmp = NULL;
+        diag_error(d, (Loc){path, 0, 0}, "out of memory");
+        return NULL;
+    }
+    int fd = mkstemp(af->tmp);
+    if (fd < 0 || !(af->f = fdopen(fd, "wb"))) {
+        diag_error(d, (Loc){path, 0, 0}, "cannot create: %s", strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            unlink(af->tmp);
+        }
+        free(af->path);
+        free(af->tmp);
+        *af = (AtomicFile){0};
+        return NULL;
+    }
+    return af->f;
+}
+
+void af_abort(AtomicFile *af) {
+    if (af->f) fclose(af->f);
+    if (af->tmp) unlink(af->tmp);
+    free(af->path);
+    free(af->tmp);
+    *af = (AtomicFile){0};
+}
+
+bool af_commit(AtomicFile *af, Diag *d) {
+    bool ok = fflush(af->f) == 0 && !ferror(af->f);
+    int err = errno;
+    ok = (fclose(af->f) == 0) && ok;
+    af->f = NULL;
+    if (ok && rename(af->tmp, af->path) != 0) {
+        err = errno;
+        ok = false;
+    }
+    if (!ok) {
+        diag_error(d, (Loc){af->path, 0, 0}, "cannot write: %s", strerror(err));
+        af_abort(af);
+        return false;
+    }
+    free(af->path);
+    free(af->tmp);
+    *af = (AtomicFile){0};
+    return true;
+}

@@ -1,0 +1,329 @@
+/* dsc — the command-line tool.  Argument parsing and dispatch only: the work
+ * is done by the library (frontend, passes, printers, runtime).
+ *
+ * Exit status: 0 success, 1 the model or a file has errors (diagnostics were
+ * printed), 2 usage error. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "dsc.h"
+#include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/atomic_file.h"
+
+enum { EXIT_OK = 0, EXIT_DIAG = 1, EXIT_USAGE = 2 };
+
+static const char *prog = "dsc";
+
+static const char usage_main[] =
+    "usage: dsc COMMAND [OPTIONS] [FILE]\n"
+    "\n"
+    "dsc compiles neural-network inference graphs written in DSG.\n"
+    "\n"
+    "commands:\n"
+    "  check FILE         parse and type-check a .dsg model; report every error\n"
+    "  compile FILE       optimize a model and write it as DSG or Graphviz\n"
+    "  passes             list the optimization passes in pipeline order\n"
+    "  help [COMMAND]     show help for dsc or for one command\n"
+    "\n"
+    "options:\n"
+    "  -h, --help         show this help\n"
+    "  --version          print the version\n"
+    "\n"
+    "Run 'dsc COMMAND --help' for the options of a command.\n"
+    "Exit status: 0 success, 1 errors in the model or files, 2 usage error.\n";
+
+static const char usage_check[] =
+    "usage: dsc check FILE\n"
+    "\n"
+    "Parses FILE, resolves names, inlines fns and infers every dtype and shape.\n"
+    "Prints every error as file:line:col with the source line; prints nothing\n"
+    "else on success unless -v is given.\n"
+    "\n"
+    "options:\n"
+    "  -v, --verbose      print a one-line summary on success\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_compile[] =
+    "usage: dsc compile FILE [-o OUT] [--emit=dsg|dot] [-O0|-O1|-O2]\n"
+    "                   [--disable-pass=NAME] [--dump-before=PASS|all]\n"
+    "                   [--dump-after=PASS|all] [--dump-dir DIR]\n"
+    "\n"
+    "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
+    "file is not needed for --emit=dsg and --emit=dot.\n"
+    "\n"
+    "options:\n"
+    "  -o OUT             write to OUT ('-' or no -o: standard output); the file\n"
+    "                     appears only when completely written\n"
+    "  --emit=dsg         the optimized graph as DSG source (default)\n"
+    "  --emit=dot         the optimized graph as Graphviz (ops as nodes, tensors on edges)\n"
+    "  -O0, -O1, -O2      optimization level (default -O2; -O0 runs no passes)\n"
+    "  --disable-pass=NAME  skip one pass (repeatable; see 'dsc passes')\n"
+    "  --dump-before=PASS|all  write the graph before the pass (or every pass)\n"
+    "  --dump-after=PASS|all   write the graph after the pass (or every pass)\n"
+    "  --dump-dir DIR     where dumps go (default: the current directory); files\n"
+    "                     are named NN-before-PASS.dsg / NN-after-PASS.dsg, NN the\n"
+    "                     pass's position in the pipeline; each is valid DSG\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_passes[] =
+    "usage: dsc passes\n"
+    "\n"
+    "Lists the optimization passes in pipeline order with the lowest -O level\n"
+    "that runs each.\n";
+
+static int usage_error(const char *usage, const char *fmt, const char *arg) {
+    fprintf(stderr, "%s: ", prog);
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", usage);
+    return EXIT_USAGE;
+}
+
+static bool is_help(const char *a) { return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0; }
+
+/* Matches "--name=value" or "--name value"; advances *i for the latter. */
+static const char *option_value(int argc, char **argv, int *i, const char *name) {
+    size_t n = strlen(name);
+    const char *a = argv[*i];
+    if (strncmp(a, name, n) != 0) return NULL;
+    if (a[n] == '=') return a + n + 1;
+    if (a[n] == 0 && *i + 1 < argc) return argv[++*i];
+    return NULL;
+}
+
+/* Parses and type-checks a file; prints diagnostics.  NULL on error. */
+static Graph *load(Arena *a, Diag *d, const char *path) {
+    Graph *g = fe_compile_file(a, d, path);
+    diag_print(d, stderr, true);
+    diag_clear(d);
+    return g;
+}
+
+static int cmd_check(int argc, char **argv) {
+    const char *file = NULL;
+    bool verbose = false;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_check, stdout);
+            return EXIT_OK;
+        } else if (strcmp(argv[i], "-v") == 0 || strcmp(argv[i], "--verbose") == 0) {
+            verbose = true;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error(usage_check, "unknown option '%s'", argv[i]);
+        } else if (file) {
+            return usage_error(usage_check, "more than one file given ('%s')", argv[i]);
+        } else {
+            file = argv[i];
+        }
+    }
+    if (!file) return usage_error(usage_check, "%s", "no input file");
+    Arena *a = arena_create();
+    Diag *d = diag_create();
+    Graph *g = load(a, d, file);
+    if (g && verbose) {
+        int ops = 0;
+        for (int i = 0; i < g->nnodes; i++) ops += g->nodes[i]->op != OP_CONST;
+        printf("%s: ok: model %s, %d operations, %d outputs\n", file, g->name, ops, g->noutputs);
+    }
+    diag_destroy(d);
+    arena_destroy(a);
+    return g ? EXIT_OK : EXIT_DIAG;
+}
+
+typedef enum { EMIT_DSG, EMIT_DOT } Emit;
+
+typedef struct {
+    const char *dir;
+    const char *before, *after; /* pass name, "all" or NULL */
+    Diag *d;
+    bool failed;
+} Dumps;
+
+static bool dump_selected(const char *which, const PassInfo *p) {
+    return which && (strcmp(which, "all") == 0 || strcmp(which, p->name) == 0);
+}
+
+static void write_dump(Dumps *dm, int index, const PassInfo *p, const Graph *g, const char *when) {
+    char *path = NULL;
+    if (asprintf(&path, "%s/%02d-%s-%s.dsg", dm->dir, index, when, p->name) < 0) return;
+    AtomicFile af;
+    FILE *f = af_open(&af, path, dm->d);
+    if (f) {
+        fprintf(f, "# dsc %s: graph %s pass %d '%s'\n", dsc_version(), when, index, p->name);
+        ir_print_dsg(g, f);
+        if (!af_commit(&af, dm->d)) dm->failed = true;
+    } else {
+        dm->failed = true;
+    }
+    free(path);
+}
+
+static void dump_before(void *ctx, int index, const PassInfo *p, const Graph *g) {
+    Dumps *dm = ctx;
+    if (dump_selected(dm->before, p)) write_dump(dm, index, p, g, "before");
+}
+
+static void dump_after(void *ctx, int index, const PassInfo *p, const Graph *g) {
+    Dumps *dm = ctx;
+    if (dump_selected(dm->after, p)) write_dump(dm, index, p, g, "after");
+}
+
+static bool check_pass_name(const char *name, const char *option) {
+    if (strcmp(name, "all") == 0 || pass_find(name)) return true;
+    fprintf(stderr, "%s: %s: unknown pass '%s'; passes:", prog, option, name);
+    for (int i = 0; i < pass_count(); i++) fprintf(stderr, " %s", pass_get(i)->name);
+    fprintf(stderr, "\n");
+    return false;
+}
+
+static int cmd_compile(int argc, char **argv) {
+    const char *file = NULL, *out = NULL, *v;
+    Emit emit = EMIT_DSG;
+    Dumps dm = {.dir = "."};
+    const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
+    int ndisabled = 0, opt = 2, rc = EXIT_USAGE;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(usage_compile, stdout);
+            rc = EXIT_OK;
+            goto done;
+        } else if (strcmp(a, "-o") == 0) {
+            if (i + 1 >= argc) {
+                rc = usage_error(usage_compile, "%s", "-o needs a file name");
+                goto done;
+            }
+            out = argv[++i];
+        } else if ((v = option_value(argc, argv, &i, "--emit"))) {
+            if (strcmp(v, "dsg") == 0) {
+                emit = EMIT_DSG;
+            } else if (strcmp(v, "dot") == 0) {
+                emit = EMIT_DOT;
+            } else {
+                rc = usage_error(usage_compile, "unknown --emit kind '%s' (expected dsg or dot)", v);
+                goto done;
+            }
+        } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
+            opt = a[2] - '0';
+        } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
+            if (!check_pass_name(v, "--disable-pass")) goto done;
+            disabled[ndisabled++] = v;
+        } else if ((v = option_value(argc, argv, &i, "--dump-before"))) {
+            if (!check_pass_name(v, "--dump-before")) goto done;
+            dm.before = v;
+        } else if ((v = option_value(argc, argv, &i, "--dump-after"))) {
+            if (!check_pass_name(v, "--dump-after")) goto done;
+            dm.after = v;
+        } else if ((v = option_value(argc, argv, &i, "--dump-dir"))) {
+            dm.dir = v;
+        } else if (a[0] == '-' && a[1]) {
+            rc = usage_error(usage_compile, "unknown option '%s'", a);
+            goto done;
+        } else if (file) {
+            rc = usage_error(usage_compile, "more than one file given ('%s')", a);
+            goto done;
+        } else {
+            file = a;
+        }
+    }
+    if (!file) {
+        rc = usage_error(usage_compile, "%s", "no input file");
+        goto done;
+    }
+    if ((dm.before || dm.after) && mkdir(dm.dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "%s: cannot create dump directory '%s': %s\n", prog, dm.dir, strerror(errno));
+        rc = EXIT_DIAG;
+        goto done;
+    }
+    Arena *arena = arena_create();
+    Diag *d = diag_create();
+    dm.d = d;
+    rc = EXIT_DIAG;
+    Graph *g = load(arena, d, file);
+    if (g) {
+        PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm};
+        bool ok = pass_run_pipeline(g, d, &po) && !dm.failed;
+        if (ok) {
+            AtomicFile af;
+            bool to_stdout = !out || strcmp(out, "-") == 0;
+            FILE *f = to_stdout ? stdout : af_open(&af, out, d);
+            if (f) {
+                if (emit == EMIT_DOT)
+                    ir_print_dot(g, f);
+                else
+                    ir_print_dsg(g, f);
+                if (to_stdout ? fflush(stdout) == 0 : af_commit(&af, d)) rc = EXIT_OK;
+            }
+        }
+        diag_print(d, stderr, true);
+    }
+    diag_destroy(d);
+    arena_destroy(arena);
+done:
+    free(disabled);
+    return rc;
+}
+
+static int cmd_passes(int argc, char **argv) {
+    if (argc > 0 && is_help(argv[0])) {
+        fputs(usage_passes, stdout);
+        return EXIT_OK;
+    }
+    if (argc > 0) return usage_error(usage_passes, "unexpected argument '%s'", argv[0]);
+    for (int i = 0; i < pass_count(); i++) {
+        const PassInfo *p = pass_get(i);
+        printf("%2d  %-12s -O%d  %s\n", i + 1, p->name, p->min_opt, p->summary);
+    }
+    return EXIT_OK;
+}
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *usage;
+} Command;
+
+static const Command commands[] = {
+    {"check", cmd_check, usage_check},
+    {"compile", cmd_compile, usage_compile},
+    {"passes", cmd_passes, usage_passes},
+};
+
+static const Command *find_command(const char *name) {
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(commands[i].name, name) == 0) return &commands[i];
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (is_help(cmd)) {
+        fputs(usage_main, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("dsc %s\n", dsc_version());
+        return EXIT_OK;
+    }
+    if (strcmp(cmd, "help") == 0) {
+        if (argc < 3) {
+            fputs(usage_main, stdout);
+            return EXIT_OK;
+        }
+        const Command *c = find_command(argv[2]);
+        if (!c) return usage_error(usage_main, "unknown command '%s'", argv[2]);
+        fputs(c->usage, stdout);
+        return EXIT_OK;
+    }
+    const Command *c = find_command(cmd);
+    if (!c) return usage_error(usage_main, "unknown command '%s'", cmd);
+    return c->run(argc - 2, argv + 2);
+}
