@@ -374,13 +374,9 @@ dim_decl
         { $$ = one_stmt(mk_stmt(ps, ST_DIM, @1, $1)); }
     | decl_name LE NUMBER
         {
+            /* whether it is an integer is the frontend's to check */
             Stmt *s = mk_stmt(ps, ST_DIM, @1, $1);
             s->bound = mk_num(ps, $3, @3);
-            if (!s->bound->num.is_int) {
-                char buf[48];
-                dsg_parse_error(ps, @3, "the bound of dim '%s' must be an integer, not '%s'",
-                                short_text($1.name, buf, sizeof buf), $3);
-            }
             $$ = one_stmt(s);
         }
     ;

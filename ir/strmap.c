@@ -12,7 +12,7 @@ static uint64_t hash(const char *s) {
 
 void strmap_init(StrMap *m, Arena *a) {
     m->arena = a;
-    m->cap = 64;
+    m->cap = 8;
     m->len = 0;
     m->slots = arena_alloc(a, sizeof(StrMapSlot) * m->cap);
 }

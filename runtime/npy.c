@@ -71,8 +71,7 @@ static bool descr_to_dtype(const char *descr, const char *name, Diag *d, DType *
     for (size_t i = 0; i < sizeof DESCRS / sizeof DESCRS[0]; i++) {
         if (strcmp(code, DESCRS[i].code) != 0) continue;
         if (order == '>' && dtype_size(DESCRS[i].dtype) > 1) {
-            ERR("big-endian data is not supported (descr '%s'); convert with arr.astype('<%s')",
-                descr, code);
+            ERR("big-endian data is not supported (descr '%s'); convert with arr.astype('<%s')", descr, code);
             return false;
         }
         *out = DESCRS[i].dtype;
@@ -90,8 +89,7 @@ typedef struct {
 } Preamble;
 
 /* `p` holds the first min(total, PREAMBLE_MAX) bytes of a file of `total` bytes. */
-static bool read_preamble(const unsigned char *p, size_t total, const char *name, Diag *d,
-                          Preamble *pre) {
+static bool read_preamble(const unsigned char *p, size_t total, const char *name, Diag *d, Preamble *pre) {
     size_t have = total < PREAMBLE_MAX ? total : PREAMBLE_MAX;
     size_t m = have < sizeof MAGIC ? have : sizeof MAGIC;
     if (total == 0) {
@@ -123,13 +121,11 @@ static bool read_preamble(const unsigned char *p, size_t total, const char *name
         return false;
     }
     if (hlen > NPY_MAX_HEADER) {
-        ERR("malformed header: header length %zu exceeds the limit of %d bytes", hlen,
-            (int)NPY_MAX_HEADER);
+        ERR("malformed header: header length %zu exceeds the limit of %d bytes", hlen, (int)NPY_MAX_HEADER);
         return false;
     }
     if (hlen > total - (8 + lenbytes)) {
-        ERR("truncated header: header length is %zu but only %zu bytes follow", hlen,
-            total - (8 + lenbytes));
+        ERR("truncated header: header length is %zu but only %zu bytes follow", hlen, total - (8 + lenbytes));
         return false;
     }
     pre->major = major;
@@ -155,8 +151,8 @@ typedef struct {
 } Header;
 
 static void skip_ws(Cur *c) {
-    while (c->i < c->n && (c->s[c->i] == ' ' || c->s[c->i] == '\t' || c->s[c->i] == '\n' ||
-                           c->s[c->i] == '\r'))
+    while (c->i < c->n &&
+           (c->s[c->i] == ' ' || c->s[c->i] == '\t' || c->s[c->i] == '\n' || c->s[c->i] == '\r'))
         c->i++;
 }
 
@@ -219,8 +215,7 @@ static bool parse_str(Cur *c, char buf[STR_MAX], const char *what) {
 }
 
 static bool is_ident_char(int ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '_';
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_';
 }
 
 static bool parse_bool(Cur *c, bool *out) {
@@ -249,8 +244,7 @@ static bool parse_dim(Cur *c, int64_t *out) {
     if (peek(c) < '0' || peek(c) > '9') return expected(c, "a non-negative integer in 'shape'");
     int64_t v = 0;
     while (peek(c) >= '0' && peek(c) <= '9') {
-        if (__builtin_mul_overflow(v, 10, &v) ||
-            __builtin_add_overflow(v, (int64_t)(c->s[c->i] - '0'), &v)) {
+        if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (int64_t)(c->s[c->i] - '0'), &v)) {
             ERR("malformed header: dimension in 'shape' is too large (byte %zu of the header)", c->i);
             return false;
         }
@@ -302,8 +296,7 @@ static bool parse_shape(Cur *c, Header *h) {
     }
 }
 
-static bool parse_header(const char *s, size_t n, int major, const char *name, Diag *d,
-                         Header *h) {
+static bool parse_header(const char *s, size_t n, int major, const char *name, Diag *d, Header *h) {
     if (s[n - 1] != '\n') {
         ERR("malformed header: the header does not end with a newline");
         return false;
@@ -317,9 +310,12 @@ static bool parse_header(const char *s, size_t n, int major, const char *name, D
         if (!parse_str(&c, key, "a quoted key or '}'")) return false;
         if (!accept(&c, ':')) return expected(&c, "':' after a key");
         bool *seen;
-        if (strcmp(key, "descr") == 0) seen = &have_descr;
-        else if (strcmp(key, "fortran_order") == 0) seen = &have_fortran;
-        else if (strcmp(key, "shape") == 0) seen = &have_shape;
+        if (strcmp(key, "descr") == 0)
+            seen = &have_descr;
+        else if (strcmp(key, "fortran_order") == 0)
+            seen = &have_fortran;
+        else if (strcmp(key, "shape") == 0)
+            seen = &have_shape;
         else {
             ERR("malformed header: unknown key '%s' (expected 'descr', 'fortran_order' and "
                 "'shape')",
@@ -352,8 +348,10 @@ static bool parse_header(const char *s, size_t n, int major, const char *name, D
         ERR("malformed header: unexpected text after the header dict (byte %zu of the header)", c.i);
         return false;
     }
-    const char *missing = !have_descr ? "descr" : !have_fortran ? "fortran_order"
-                        : !have_shape ? "shape" : NULL;
+    const char *missing = !have_descr     ? "descr"
+                          : !have_fortran ? "fortran_order"
+                          : !have_shape   ? "shape"
+                                          : NULL;
     if (missing) {
         ERR("malformed header: missing key '%s'", missing);
         return false;
@@ -362,7 +360,8 @@ static bool parse_header(const char *s, size_t n, int major, const char *name, D
     /* Fortran order is the same layout as C order when at most one dimension
      * exceeds 1 (numpy itself writes such arrays as either). */
     int big = 0;
-    for (int i = 0; i < h->rank; i++) big += h->shape[i] > 1;
+    for (int i = 0; i < h->rank; i++)
+        big += h->shape[i] > 1;
     if (fortran && big > 1) {
         ERR("fortran_order is True: Fortran-order arrays are not supported; save a C-order "
             "array (np.ascontiguousarray(arr))");
@@ -395,8 +394,8 @@ static bool check_data_size(size_t expect, size_t found, const char *name, Diag 
         return false;
     }
     if (found > expect) {
-        ERR("trailing data: expected %zu bytes of data, found %zu (%zu extra bytes at the end)",
-            expect, found, found - expect);
+        ERR("trailing data: expected %zu bytes of data, found %zu (%zu extra bytes at the end)", expect,
+            found, found - expect);
         return false;
     }
     return true;
@@ -411,7 +410,8 @@ static Tensor *new_tensor(const Header *h, size_t bytes, const char *name, Diag 
 static void normalise_bool(Tensor *t) {
     if (t->dtype != DT_BOOL) return;
     unsigned char *p = t->data;
-    for (size_t i = 0; i < t->nbytes; i++) p[i] = p[i] != 0;
+    for (size_t i = 0; i < t->nbytes; i++)
+        p[i] = p[i] != 0;
 }
 
 /* ---- readers ------------------------------------------------------------- */
@@ -469,8 +469,7 @@ Tensor *npy_read(const char *path, Diag *d) {
     Preamble pre;
     Header h;
     size_t bytes;
-    if (!read_exact(f, pbuf, plen, name, d) || !read_preamble(pbuf, total, name, d, &pre))
-        goto out;
+    if (!read_exact(f, pbuf, plen, name, d) || !read_preamble(pbuf, total, name, d, &pre)) goto out;
     /* plen may include the first bytes of the header: re-read from hstart. */
     if (fseek(f, (long)pre.hstart, SEEK_SET) != 0) {
         ERR("seek error: %s", strerror(errno));
@@ -481,8 +480,8 @@ Tensor *npy_read(const char *path, Diag *d) {
         ERR("out of memory allocating %zu bytes", pre.hlen);
         goto out;
     }
-    if (!read_exact(f, hdr, pre.hlen, name, d) ||
-        !parse_header(hdr, pre.hlen, pre.major, name, d, &h) || !data_bytes(&h, name, d, &bytes))
+    if (!read_exact(f, hdr, pre.hlen, name, d) || !parse_header(hdr, pre.hlen, pre.major, name, d, &h) ||
+        !data_bytes(&h, name, d, &bytes))
         goto out;
     size_t off = pre.hstart + pre.hlen;
     if (!check_data_size(bytes, total - off, name, d)) goto out;
@@ -503,8 +502,7 @@ out:
 /* ---- writer -------------------------------------------------------------- */
 
 /* Checks that a caller-supplied tensor is self-consistent; returns its size. */
-static bool check_tensor(const Tensor *t, const char *name, const char *what, Diag *d,
-                         size_t *bytes) {
+static bool check_tensor(const Tensor *t, const char *name, const char *what, Diag *d, size_t *bytes) {
     if (!t || (unsigned)t->dtype >= DT_COUNT || t->rank < 0 || t->rank > IR_MAX_RANK) {
         ERR("%s: invalid tensor (bad dtype or rank)", what);
         return false;
@@ -532,12 +530,14 @@ static bool check_tensor(const Tensor *t, const char *name, const char *what, Di
 
 /* Writes t's data, with bool bytes normalised to 0/1. */
 static bool write_data(FILE *f, const Tensor *t) {
+    if (t->nbytes == 0) return true;
     if (t->dtype != DT_BOOL) return fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
     unsigned char chunk[4096];
     const unsigned char *p = t->data;
     for (size_t i = 0; i < t->nbytes; i += sizeof chunk) {
         size_t n = t->nbytes - i < sizeof chunk ? t->nbytes - i : sizeof chunk;
-        for (size_t j = 0; j < n; j++) chunk[j] = p[i + j] != 0;
+        for (size_t j = 0; j < n; j++)
+            chunk[j] = p[i + j] != 0;
         if (fwrite(chunk, 1, n, f) != n) return false;
     }
     return true;
@@ -551,8 +551,8 @@ bool npy_write(const char *path, const Tensor *t, Diag *d) {
     size_t sl = 0;
     shape[sl++] = '(';
     for (int i = 0; i < t->rank; i++)
-        sl += (size_t)snprintf(shape + sl, sizeof shape - sl, "%s%lld", i ? ", " : "",
-                               (long long)t->shape[i]);
+        sl +=
+            (size_t)snprintf(shape + sl, sizeof shape - sl, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
     if (t->rank == 1) shape[sl++] = ',';
     shape[sl++] = ')';
     shape[sl] = '\0';

@@ -155,8 +155,7 @@ static bool parse_shape(const cJSON *j, Entry *e, const char *name, Diag *d) {
             if (cJSON_IsNumber(c) && c->valuedouble < 0)
                 ERR("tensor '%s': shape entry %d is negative", e->name, i);
             else
-                ERR("tensor '%s': shape entry %d is not a non-negative integer (at most 2^53)",
-                    e->name, i);
+                ERR("tensor '%s': shape entry %d is not a non-negative integer (at most 2^53)", e->name, i);
             return false;
         }
         e->shape[i] = (int64_t)v;
@@ -177,8 +176,7 @@ static bool parse_offsets(const cJSON *j, Entry *e, const char *name, Diag *d) {
     return true;
 }
 
-static bool parse_entry(const cJSON *j, Entry *e, uint64_t data_len, const char *name,
-                        Diag *d) {
+static bool parse_entry(const cJSON *j, Entry *e, uint64_t data_len, const char *name, Diag *d) {
     if (e->name[0] == '\0') {
         ERR("a tensor has an empty name");
         return false;
@@ -191,10 +189,10 @@ static bool parse_entry(const cJSON *j, Entry *e, uint64_t data_len, const char 
     const cJSON *seen[3] = {NULL, NULL, NULL};
     for (const cJSON *c = j->child; c; c = c->next) {
         int k = 0;
-        while (k < 3 && strcmp(c->string, fields[k]) != 0) k++;
+        while (k < 3 && strcmp(c->string, fields[k]) != 0)
+            k++;
         if (k == 3) {
-            ERR("tensor '%s': unknown field '%s' (expected dtype, shape, data_offsets)", e->name,
-                c->string);
+            ERR("tensor '%s': unknown field '%s' (expected dtype, shape, data_offsets)", e->name, c->string);
             return false;
         }
         if (seen[k]) {
@@ -214,8 +212,8 @@ static bool parse_entry(const cJSON *j, Entry *e, uint64_t data_len, const char 
         return false;
     }
     if (!st_dtype_from_name(seen[0]->valuestring, &e->dtype)) {
-        ERR("tensor '%s': unsupported dtype '%s' (supported: F32, F16, BF16, I8, I32, I64, BOOL)",
-            e->name, seen[0]->valuestring);
+        ERR("tensor '%s': unsupported dtype '%s' (supported: F32, F16, BF16, I8, I32, I64, BOOL)", e->name,
+            seen[0]->valuestring);
         return false;
     }
     if (!parse_shape(seen[1], e, name, d) || !parse_offsets(seen[2], e, name, d)) return false;
@@ -235,15 +233,13 @@ static bool parse_entry(const cJSON *j, Entry *e, uint64_t data_len, const char 
     if (e->end > data_len) {
         ERR("tensor '%s': data_offsets [%llu, %llu] extend past the end of the data section "
             "(%llu bytes)",
-            e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
-            (unsigned long long)data_len);
+            e->name, (unsigned long long)e->begin, (unsigned long long)e->end, (unsigned long long)data_len);
         return false;
     }
     if (e->end - e->begin != need) {
-        ERR("tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but %s %s needs %llu",
-            e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
-            (unsigned long long)(e->end - e->begin), ST_DTYPES[e->dtype], sh,
-            (unsigned long long)need);
+        ERR("tensor '%s': data_offsets [%llu, %llu] hold %llu bytes but %s %s needs %llu", e->name,
+            (unsigned long long)e->begin, (unsigned long long)e->end, (unsigned long long)(e->end - e->begin),
+            ST_DTYPES[e->dtype], sh, (unsigned long long)need);
         return false;
     }
     return true;
@@ -300,7 +296,8 @@ static bool check_layout(SafeTensors *st, uint64_t data_len, const char *name, D
         ERR("out of memory");
         return false;
     }
-    for (int i = 0; i < st->n; i++) by[i] = &st->e[i];
+    for (int i = 0; i < st->n; i++)
+        by[i] = &st->e[i];
     qsort(by, (size_t)st->n, sizeof *by, cmp_entry_offsets);
     uint64_t prev_end = 0;
     bool ok = true;
@@ -308,8 +305,8 @@ static bool check_layout(SafeTensors *st, uint64_t data_len, const char *name, D
         const Entry *e = by[i];
         if (e->begin < prev_end) {
             const Entry *p = by[i - 1];
-            ERR("tensors '%s' and '%s' overlap (data_offsets [%llu, %llu] and [%llu, %llu])",
-                p->name, e->name, (unsigned long long)p->begin, (unsigned long long)p->end,
+            ERR("tensors '%s' and '%s' overlap (data_offsets [%llu, %llu] and [%llu, %llu])", p->name,
+                e->name, (unsigned long long)p->begin, (unsigned long long)p->end,
                 (unsigned long long)e->begin, (unsigned long long)e->end);
             ok = false;
         } else if (e->begin > prev_end) {
@@ -337,14 +334,14 @@ static SafeTensors *st_parse(const unsigned char *buf, size_t len, const char *n
         return NULL;
     }
     uint64_t hlen = 0;
-    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | buf[i];
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | buf[i];
     if (hlen == 0) {
         ERR("header length is 0");
         return NULL;
     }
     if (hlen > ST_MAX_HEADER) {
-        ERR("header length %llu exceeds the limit of %d bytes", (unsigned long long)hlen,
-            (int)ST_MAX_HEADER);
+        ERR("header length %llu exceeds the limit of %d bytes", (unsigned long long)hlen, (int)ST_MAX_HEADER);
         return NULL;
     }
     if (hlen > len - 8) {
@@ -518,9 +515,7 @@ SafeTensors *st_open(const char *path, Diag *d) {
 
 int st_count(const SafeTensors *st) { return st->n; }
 
-const char *st_name(const SafeTensors *st, int i) {
-    return i >= 0 && i < st->n ? st->e[i].name : NULL;
-}
+const char *st_name(const SafeTensors *st, int i) { return i >= 0 && i < st->n ? st->e[i].name : NULL; }
 
 bool st_get_index(const SafeTensors *st, int i, Tensor *out) {
     if (i < 0 || i >= st->n) return false;
@@ -540,8 +535,10 @@ bool st_get(const SafeTensors *st, const char *name, Tensor *out) {
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2, c = strcmp(name, st->e[mid].name);
         if (c == 0) return st_get_index(st, mid, out);
-        if (c < 0) hi = mid - 1;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
     }
     return false;
 }
@@ -551,8 +548,10 @@ const char *st_metadata(const SafeTensors *st, const char *key) {
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2, c = strcmp(key, st->meta[mid].key);
         if (c == 0) return st->meta[mid].value;
-        if (c < 0) hi = mid - 1;
-        else lo = mid + 1;
+        if (c < 0)
+            hi = mid - 1;
+        else
+            lo = mid + 1;
     }
     return NULL;
 }
@@ -575,7 +574,8 @@ static void buf_put(Buf *b, const char *s, size_t n) {
     if (b->oom) return;
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1) cap *= 2;
+        while (cap < b->n + n + 1)
+            cap *= 2;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->oom = true;
@@ -596,8 +596,10 @@ static void buf_printf(Buf *b, const char *fmt, ...) {
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < sizeof tmp) buf_put(b, tmp, (size_t)n);
-    else b->oom = true; /* only short numeric formats are used */
+    if (n >= 0 && (size_t)n < sizeof tmp)
+        buf_put(b, tmp, (size_t)n);
+    else
+        b->oom = true; /* only short numeric formats are used */
 }
 
 static void buf_json_str(Buf *b, const char *s) {
@@ -657,8 +659,7 @@ static bool check_write_tensor(const char *tname, const Tensor *t, const char *n
     if (need != t->nbytes) {
         char sh[256];
         rt_shape_str(t->dtype, t->rank, t->shape, sh, sizeof sh);
-        ERR("cannot write tensor '%s': nbytes is %zu but %s needs %zu", tname, t->nbytes, sh,
-            need);
+        ERR("cannot write tensor '%s': nbytes is %zu but %s needs %zu", tname, t->nbytes, sh, need);
         return false;
     }
     if (need && !t->data) {
@@ -669,22 +670,23 @@ static bool check_write_tensor(const char *tname, const Tensor *t, const char *n
 }
 
 static bool write_tensor_data(FILE *f, const Tensor *t) {
+    if (t->nbytes == 0) return true;
     if (t->dtype != DT_BOOL) return fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
     unsigned char chunk[4096];
     const unsigned char *p = t->data;
     for (size_t i = 0; i < t->nbytes; i += sizeof chunk) {
         size_t n = t->nbytes - i < sizeof chunk ? t->nbytes - i : sizeof chunk;
-        for (size_t j = 0; j < n; j++) chunk[j] = p[i + j] != 0;
+        for (size_t j = 0; j < n; j++)
+            chunk[j] = p[i + j] != 0;
         if (fwrite(chunk, 1, n, f) != n) return false;
     }
     return true;
 }
 
-bool st_write(const char *path, int n, const char *const *names, const Tensor *const *tensors,
-              int nmeta, const char *const *meta_keys, const char *const *meta_values, Diag *d) {
+bool st_write(const char *path, int n, const char *const *names, const Tensor *const *tensors, int nmeta,
+              const char *const *meta_keys, const char *const *meta_values, Diag *d) {
     const char *name = path;
-    if (n < 0 || nmeta < 0 || (n && (!names || !tensors)) ||
-        (nmeta && (!meta_keys || !meta_values))) {
+    if (n < 0 || nmeta < 0 || (n && (!names || !tensors)) || (nmeta && (!meta_keys || !meta_values))) {
         ERR("cannot write safetensors: invalid arguments");
         return false;
     }
@@ -729,7 +731,8 @@ bool st_write(const char *path, int n, const char *const *names, const Tensor *c
     }
 
     /* Data layout: element size descending, then name. */
-    for (int i = 0; i < n; i++) lay[i] = &w[i];
+    for (int i = 0; i < n; i++)
+        lay[i] = &w[i];
     qsort(lay, (size_t)n, sizeof *lay, cmp_wentry_layout);
     uint64_t off = 0;
     for (int i = 0; i < n; i++) {
@@ -762,7 +765,8 @@ bool st_write(const char *path, int n, const char *const *names, const Tensor *c
                    (unsigned long long)e->end);
     }
     buf_put(&b, "}", 1);
-    while (!b.oom && b.n % 8 != 0) buf_put(&b, " ", 1);
+    while (!b.oom && b.n % 8 != 0)
+        buf_put(&b, " ", 1);
     if (b.oom) {
         ERR("out of memory");
         goto out;
@@ -774,12 +778,14 @@ bool st_write(const char *path, int n, const char *const *names, const Tensor *c
     }
 
     unsigned char len8[8];
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
     AtomicFile af;
     FILE *f = af_open(&af, path, d);
     if (!f) goto out;
     bool wrote = fwrite(len8, 1, 8, f) == 8 && fwrite(b.p, 1, b.n, f) == b.n;
-    for (int i = 0; i < n && wrote; i++) wrote = write_tensor_data(f, lay[i]->t);
+    for (int i = 0; i < n && wrote; i++)
+        wrote = write_tensor_data(f, lay[i]->t);
     if (!wrote) {
         ERR("cannot write: %s", strerror(errno));
         af_abort(&af);

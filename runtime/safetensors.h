@@ -15,9 +15,9 @@
  * Errors go to the Diag with the file name as location; nothing is printed.
  *
  * Views returned by st_get borrow memory owned by the handle: they stay valid
- * until st_close.  Their data is always aligned to the element size: a tensor
- * that is not naturally aligned inside the file is copied once at open time.
- * Accepted dtypes: F32 F16 BF16 I8 I32 I64 BOOL. */
+ * until st_close and are read-only (the file is mapped PROT_READ).  Their data is always aligned to the
+ * element size: a tensor that is not naturally aligned inside the file is copied once at open time. Accepted
+ * dtypes: F32 F16 BF16 I8 I32 I64 BOOL. */
 #ifndef DSC_RUNTIME_SAFETENSORS_H
 #define DSC_RUNTIME_SAFETENSORS_H
 
@@ -63,8 +63,8 @@ const char *st_metadata_key(const SafeTensors *st, int i);
  * size (largest first), then name, so every tensor is naturally aligned and
  * the data section has no holes.  Names must be non-empty, unique and not
  * "__metadata__"; each tensor's nbytes must match its dtype and shape. */
-bool st_write(const char *path, int n, const char *const *names, const Tensor *const *tensors,
-              int nmeta, const char *const *meta_keys, const char *const *meta_values, Diag *d);
+bool st_write(const char *path, int n, const char *const *names, const Tensor *const *tensors, int nmeta,
+              const char *const *meta_keys, const char *const *meta_values, Diag *d);
 
 /* The safetensors spelling of a dtype ("F32", "BF16", ...). */
 const char *st_dtype_name(DType t);

@@ -76,15 +76,15 @@ def R(x, dt):
 
 
 def storage(x, dt):
-    """The array as stored in .npy / safetensors for dtype dt."""
-    x = np.asarray(x)
+    """The array as stored in .npy / safetensors for dtype dt (C order)."""
+    x = np.array(x, order="C")  # (ascontiguousarray would make a 0-d array 1-d)
     if dt == "f32":
         return x.astype(np.float32)
     if dt == "f16":
         return x.astype(np.float32).astype(np.float16)
     if dt == "bf16":
         return bf16_bits(x.astype(np.float32))
-    return R(x, dt)
+    return np.array(R(x, dt), order="C")
 
 
 def write_safetensors(path, tensors):
@@ -93,7 +93,7 @@ def write_safetensors(path, tensors):
     header, blobs, off = {}, [], 0
     for name, dt, arr in sorted(tensors, key=lambda t: t[0]):
         st = storage(arr, dt)
-        raw = np.ascontiguousarray(st, dtype=st.dtype.newbyteorder("<")).tobytes()
+        raw = np.array(st, dtype=st.dtype.newbyteorder("<"), order="C").tobytes()
         header[name] = {"dtype": ST_NAME[dt], "shape": list(np.shape(arr)), "data_offsets": [off, off + len(raw)]}
         blobs.append(raw)
         off += len(raw)
@@ -723,7 +723,7 @@ def chain(dt):
     z = c.input("z", dt, [6, 1])
     e = R(np.exp(x), dt)
     p = R(e * y, dt)
-    c.out("y", "exp(x) * y + z", dt, p + z)
+    c.out("fma", "exp(x) * y + z", dt, p + z)
     s = R(sigmoid(x), dt)
     c.out("silu_manual", "x * sigmoid(x)", dt, x * s)
     c.out("silu", "silu(x)", dt, x * sigmoid(x))

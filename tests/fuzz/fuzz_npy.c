@@ -17,10 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     Tensor *t = npy_read_mem(data, size, "fuzz.npy", d);
     if (t) {
         int64_t n = rt_numel(t->rank, t->shape);
-        if (n < 0 || (size_t)n * (size_t)dtype_size(t->dtype) != t->nbytes ||
-            diag_error_count(d) != 0)
+        if (n < 0 || (size_t)n * (size_t)dtype_size(t->dtype) != t->nbytes || diag_error_count(d) != 0)
             abort();
-        for (int64_t i = 0; i < n && i < 64; i++) (void)rt_get(t, i);
+        for (int64_t i = 0; i < n && i < 64; i++)
+            (void)rt_get(t, i);
         rt_tensor_free(t);
     } else if (diag_error_count(d) == 0) {
         abort(); /* a refusal must say why */

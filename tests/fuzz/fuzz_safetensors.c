@@ -24,13 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (int i = 0; i < st_count(st); i++) {
             Tensor a, b;
             const char *name = st_name(st, i);
-            if (!name || !st_get(st, name, &a) || !st_get_index(st, i, &b) || a.data != b.data)
-                abort();
+            if (!name || !st_get(st, name, &a) || !st_get_index(st, i, &b) || a.data != b.data) abort();
             int64_t n = rt_numel(a.rank, a.shape);
             if (n < 0 || (size_t)n * (size_t)dtype_size(a.dtype) != a.nbytes || a.owned) abort();
             if ((uintptr_t)a.data % (uintptr_t)dtype_size(a.dtype) != 0) abort();
             const unsigned char *p = a.data;
-            for (size_t k = 0; k < a.nbytes; k++) sum += p[k];
+            for (size_t k = 0; k < a.nbytes; k++)
+                sum += p[k];
         }
         for (int i = 0; i < st_metadata_count(st); i++) {
             const char *k = st_metadata_key(st, i);

@@ -74,7 +74,8 @@ static const char *first_error(const Diag *d) {
 /* Fills t (an owning tensor) with a deterministic pattern for its dtype. */
 static void fill(Tensor *t) {
     int64_t n = rt_numel(t->rank, t->shape);
-    for (int64_t i = 0; i < n; i++) rt_set(t, i, (double)((i * 7) % 11) - 5.0);
+    for (int64_t i = 0; i < n; i++)
+        rt_set(t, i, (double)((i * 7) % 11) - 5.0);
 }
 
 static bool same_tensor(const Tensor *a, const Tensor *b) {
@@ -151,8 +152,7 @@ Test(npy, write_matches_numpy_bytes) {
         cr_assert(npy_write(out, t, d));
         size_t la, lb;
         char *a = slurp(ref, &la), *b = slurp(out, &lb);
-        cr_assert(la == lb && memcmp(a, b, la) == 0, "%s: npy_write output differs from numpy's",
-                  names[i]);
+        cr_assert(la == lb && memcmp(a, b, la) == 0, "%s: npy_write output differs from numpy's", names[i]);
         free(a);
         free(b);
         rt_tensor_free(t);
@@ -166,7 +166,8 @@ static void check_floats(const Tensor *t, DType dt) {
     cr_assert_eq(t->dtype, dt);
     cr_assert_eq(t->rank, 2);
     cr_assert(t->shape[0] == 2 && t->shape[1] == 3);
-    for (int i = 0; i < 6; i++) cr_assert_eq(rt_get(t, i), FLOATS[i], "element %d", i);
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(rt_get(t, i), FLOATS[i], "element %d", i);
 }
 
 static Tensor *read_fixture(const char *file) {
@@ -180,9 +181,8 @@ static Tensor *read_fixture(const char *file) {
 }
 
 Test(npy, reads_numpy_files) {
-    const char *floats[][2] = {{"f32_v1.npy", "f32"}, {"f32_v2.npy", "f32"}, {"f32_v3.npy", "f32"},
-                               {"f16_v1.npy", "f16"}, {"bf16_v1.npy", "bf16"},
-                               {"bf16_v3.npy", "bf16"}};
+    const char *floats[][2] = {{"f32_v1.npy", "f32"}, {"f32_v2.npy", "f32"},   {"f32_v3.npy", "f32"},
+                               {"f16_v1.npy", "f16"}, {"bf16_v1.npy", "bf16"}, {"bf16_v3.npy", "bf16"}};
     for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++) {
         Tensor *t = read_fixture(floats[i][0]);
         DType dt;
@@ -192,13 +192,14 @@ Test(npy, reads_numpy_files) {
     }
     Tensor *t = read_fixture("i8_v1.npy");
     cr_assert(t->dtype == DT_I8 && t->rank == 1 && t->shape[0] == 6);
-    for (int i = 0; i < 6; i++) cr_assert_eq(rt_get(t, i), i - 3);
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(rt_get(t, i), i - 3);
     rt_tensor_free(t);
 
     t = read_fixture("i32_v1.npy");
-    cr_assert(t->dtype == DT_I32 && t->rank == 3 && t->shape[0] == 2 && t->shape[1] == 3 &&
-              t->shape[2] == 4);
-    for (int i = 0; i < 24; i++) cr_assert_eq(rt_get(t, i), i - 12);
+    cr_assert(t->dtype == DT_I32 && t->rank == 3 && t->shape[0] == 2 && t->shape[1] == 3 && t->shape[2] == 4);
+    for (int i = 0; i < 24; i++)
+        cr_assert_eq(rt_get(t, i), i - 12);
     rt_tensor_free(t);
 
     const char *i64s[] = {"i64_v1.npy", "i64_v3.npy"};
@@ -224,8 +225,7 @@ Test(npy, reads_numpy_files) {
     rt_tensor_free(t);
 
     t = read_fixture("empty_v1.npy");
-    cr_assert(t->dtype == DT_F32 && t->rank == 2 && t->shape[0] == 0 && t->shape[1] == 3 &&
-              t->nbytes == 0);
+    cr_assert(t->dtype == DT_F32 && t->rank == 2 && t->shape[0] == 0 && t->shape[1] == 3 && t->nbytes == 0);
     rt_tensor_free(t);
 }
 
@@ -254,8 +254,7 @@ Test(npy, refuses_numpy_files_it_does_not_support) {
 /* ---- npy: header forms --------------------------------------------------- */
 
 /* A .npy buffer with the given dict text (padded, '\n') and data. */
-static size_t make_npy(unsigned char *out, int major, const char *dict, const void *data,
-                       size_t nbytes) {
+static size_t make_npy(unsigned char *out, int major, const char *dict, const void *data, size_t nbytes) {
     size_t pre = major == 1 ? 10 : 12, dl = strlen(dict);
     size_t hlen = dl + 1;
     hlen += (64 - (pre + hlen) % 64) % 64;
@@ -301,15 +300,15 @@ Test(npy, header_variants) {
         cr_assert(t, "case %zu (%s): %s", i, cases[i].dict, first_error(d));
         cr_assert_eq(t->dtype, DT_I32);
         cr_assert_eq(t->rank, cases[i].rank, "case %zu", i);
-        for (int k = 0; k < t->rank; k++) cr_assert_eq(t->shape[k], cases[i].shape[k]);
+        for (int k = 0; k < t->rank; k++)
+            cr_assert_eq(t->shape[k], cases[i].shape[k]);
         cr_assert(memcmp(t->data, v, sizeof v) == 0);
         rt_tensor_free(t);
         diag_destroy(d);
     }
     /* Python 3 headers (version 3.0) may not use the 2L form. */
     unsigned char buf[512];
-    size_t len = make_npy(buf, 3, "{'descr': '<i4', 'fortran_order': False, 'shape': (6L,)}", v,
-                          sizeof v);
+    size_t len = make_npy(buf, 3, "{'descr': '<i4', 'fortran_order': False, 'shape': (6L,)}", v, sizeof v);
     Diag *d = diag_create();
     cr_assert_null(npy_read_mem(buf, len, "mem.npy", d));
     cr_assert(has_error(d, "not an integer"), "%s", first_error(d));
@@ -399,18 +398,17 @@ Test(npy, missing_file_and_directory) {
 
 /* ---- safetensors: round trips -------------------------------------------- */
 
-static void check_same_views(const SafeTensors *st, int n, const char *const *names,
-                             Tensor *const *ts) {
+static void check_same_views(const SafeTensors *st, int n, const char *const *names, Tensor *const *ts) {
     cr_assert_eq(st_count(st), n);
     for (int i = 0; i < n; i++) {
         Tensor v;
         cr_assert(st_get(st, names[i], &v), "missing %s", names[i]);
         cr_assert(same_tensor(&v, ts[i]), "%s differs", names[i]);
         cr_assert_not(v.owned);
-        cr_assert_eq((uintptr_t)v.data % (uintptr_t)dtype_size(v.dtype), 0, "%s unaligned",
-                     names[i]);
+        cr_assert_eq((uintptr_t)v.data % (uintptr_t)dtype_size(v.dtype), 0, "%s unaligned", names[i]);
     }
-    for (int i = 1; i < n; i++) cr_assert(strcmp(st_name(st, i - 1), st_name(st, i)) < 0);
+    for (int i = 1; i < n; i++)
+        cr_assert(strcmp(st_name(st, i - 1), st_name(st, i)) < 0);
 }
 
 Test(safetensors, round_trip_every_dtype_and_shape) {
@@ -435,13 +433,13 @@ Test(safetensors, round_trip_every_dtype_and_shape) {
     const char *vals[] = {"pt", "v\"\\", "\x01 é"};
     const char *path = TMP "/all.safetensors";
     Diag *d = diag_create();
-    cr_assert(st_write(path, n, names, (const Tensor *const *)ts, 3, keys, vals, d), "%s",
-              first_error(d));
+    cr_assert(st_write(path, n, names, (const Tensor *const *)ts, 3, keys, vals, d), "%s", first_error(d));
     SafeTensors *st = st_open(path, d);
     cr_assert(st, "%s", first_error(d));
     check_same_views(st, n, names, ts);
     cr_assert_eq(st_metadata_count(st), 3);
-    for (int i = 0; i < 3; i++) cr_assert_str_eq(st_metadata(st, keys[i]), vals[i]);
+    for (int i = 0; i < 3; i++)
+        cr_assert_str_eq(st_metadata(st, keys[i]), vals[i]);
     cr_assert_null(st_metadata(st, "nope"));
     Tensor v;
     cr_assert_not(st_get(st, "nope", &v));
@@ -462,7 +460,8 @@ Test(safetensors, round_trip_every_dtype_and_shape) {
     st_close(st);
     free(buf);
     cr_assert_eq(diag_error_count(d), 0);
-    for (int i = 0; i < n; i++) rt_tensor_free(ts[i]);
+    for (int i = 0; i < n; i++)
+        rt_tensor_free(ts[i]);
     diag_destroy(d);
 }
 
@@ -511,6 +510,16 @@ Test(safetensors, writer_refuses_bad_input) {
     diag_destroy(d);
 }
 
+Test(safetensors, missing_file_and_directory) {
+    Diag *d = diag_create();
+    cr_assert_null(st_open(TMP "/does-not-exist.safetensors", d));
+    cr_assert(has_error(d, "cannot open"));
+    diag_clear(d);
+    cr_assert_null(st_open(SRC, d));
+    cr_assert(has_error(d, "not a regular file"));
+    diag_destroy(d);
+}
+
 /* ---- safetensors: files written by others -------------------------------- */
 
 static void check_fixture(const char *file, bool has_bf16, const char *format) {
@@ -529,10 +538,12 @@ static void check_fixture(const char *file, bool has_bf16, const char *format) {
         check_floats(&v, fdt[i]);
     }
     cr_assert(st_get(st, "i8", &v) && v.dtype == DT_I8 && v.rank == 1 && v.shape[0] == 6);
-    for (int i = 0; i < 6; i++) cr_assert_eq(rt_get(&v, i), i - 3);
+    for (int i = 0; i < 6; i++)
+        cr_assert_eq(rt_get(&v, i), i - 3);
     cr_assert(st_get(st, "i32", &v) && v.dtype == DT_I32 && v.rank == 3);
     cr_assert_eq((uintptr_t)v.data % 4, 0);
-    for (int i = 0; i < 24; i++) cr_assert_eq(((const int32_t *)v.data)[i], i - 12);
+    for (int i = 0; i < 24; i++)
+        cr_assert_eq(((const int32_t *)v.data)[i], i - 12);
     cr_assert(st_get(st, "i64", &v) && v.dtype == DT_I64 && v.shape[0] == 3);
     cr_assert_eq((uintptr_t)v.data % 8, 0);
     cr_assert_eq(((const int64_t *)v.data)[0], -(INT64_C(1) << 40));
@@ -541,8 +552,7 @@ static void check_fixture(const char *file, bool has_bf16, const char *format) {
     const unsigned char *b = v.data;
     cr_assert(b[0] == 1 && b[1] == 0 && b[2] == 1 && b[3] == 1);
     cr_assert(st_get(st, "scalar", &v) && v.rank == 0 && v.nbytes == 4 && rt_get(&v, 0) == 3.25);
-    cr_assert(st_get(st, "empty", &v) && v.rank == 2 && v.shape[0] == 0 && v.shape[1] == 3 &&
-              v.nbytes == 0);
+    cr_assert(st_get(st, "empty", &v) && v.rank == 2 && v.shape[0] == 0 && v.shape[1] == 3 && v.nbytes == 0);
     st_close(st);
     diag_destroy(d);
 }
@@ -613,8 +623,7 @@ Test(corrupt, every_file_is_refused_with_the_expected_message) {
             cr_expect_null(st, "%s was accepted", file);
             st_close(st);
         }
-        cr_expect(has_error(d, phrase), "%s: expected '%s', got '%s'", file, phrase,
-                  first_error(d));
+        cr_expect(has_error(d, phrase), "%s: expected '%s', got '%s'", file, phrase, first_error(d));
         DiagLevel lv;
         Loc loc;
         if (diag_count(d)) {
@@ -636,8 +645,7 @@ Test(corrupt, every_file_is_refused_with_the_expected_message) {
             cr_expect_null(st);
             st_close(st);
         }
-        cr_expect_str_eq(first_error(d2), first_error(d), "%s: file and memory paths differ",
-                         file);
+        cr_expect_str_eq(first_error(d2), first_error(d), "%s: file and memory paths differ", file);
         free(exact);
         free(buf);
         diag_destroy(d2);

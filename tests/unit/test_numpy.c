@@ -16,7 +16,8 @@
  * for one).  docs/testing.md says the same.
  *
  * Without a python3 that can import numpy the test FAILS (CI installs numpy).
- * Set DSC_NUMPY_FILTER=substring to run only the matching cases. */
+ * Set DSC_NUMPY_FILTER=substring to run only the matching cases, and
+ * DSC_NUMPY_VERBOSE=1 to print every float output's error. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -73,6 +74,7 @@ static bool compare(const Tensor *got, const Tensor *want, char *why, size_t n) 
         if (fabs(a - b) > worst) worst = fabs(a - b), wi = i;
     }
     double rel = ref > 0 ? sqrt(err / ref) : sqrt(err);
+    if (getenv("DSC_NUMPY_VERBOSE")) fprintf(stderr, "  %s: relative L2 error %.3g (tolerance %.3g)\n", g, rel, tolerance(got->dtype));
     if (!(rel <= tolerance(got->dtype))) {
         snprintf(why, n, "%s: relative L2 error %.3g > %.3g (worst element %lld: %.9g, expected %.9g)", g, rel,
                  tolerance(got->dtype), (long long)wi, rt_get(got, wi), rt_get(want, wi));
@@ -126,6 +128,7 @@ static bool run_case(const char *name, int nin, int nout) {
             ok = false;
             continue;
         }
+        if (getenv("DSC_NUMPY_VERBOSE")) fprintf(stderr, "%s/%s:\n", name, g->outputs[i].name);
         if (!compare(outs[i], want, why, sizeof why)) {
             cr_log_error("case %s: output '%s': %s", name, g->outputs[i].name, why);
             ok = false;

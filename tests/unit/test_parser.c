@@ -784,9 +784,14 @@ Test(parser, unknown_dtype) {
     expect_msg(1, 3, 13, "unknown dtype 'float'");
 }
 
-Test(parser, dim_bound_must_be_integer) {
-    cr_assert_null(parse("model m {\n  dim S <= 1.5\n}"));
-    expect_msg(0, 2, 12, "the bound of dim 'S' must be an integer, not '1.5'");
+Test(parser, dim_bound_is_any_number) {
+    /* the frontend checks that it is a non-negative integer */
+    AstFile *f = parse("model m {\n  dim S <= 1.5\n}");
+    cr_assert_not_null(f);
+    cr_assert_not(f->stmts->bound->num.is_int);
+    cr_assert_eq(f->stmts->bound->loc.col, 12);
+    cr_assert_null(parse("model m {\n  dim S <= -1\n}"));
+    expect_msg(0, 2, 12, "syntax error: unexpected '-', expecting number");
 }
 
 Test(parser, missing_model) {
