@@ -163,7 +163,7 @@ static Val eval_scalar(Lower *L, const Scope *s, const Expr *e, const char *what
     switch (e->kind) {
     case EX_NUM:
         if (e->num.is_int && e->num.overflow) {
-            diag_error(L->d, e->loc, "integer %s is too large", e->num.text);
+            diag_error(L->d, e->loc, "integer %.40s%s is too large", e->num.text, strlen(e->num.text) > 40 ? "..." : "");
             return ERR;
         }
         return (Val){V_NUM, NULL, e->num.value, e->num.is_int, e->num.ival, DIM_INVALID};

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 FILE *af_open(AtomicFile *af, const char *path, Diag *d) {
@@ -17,6 +18,10 @@ FILE *af_open(AtomicFile *af, const char *path, Diag *d) {
         return NULL;
     }
     int fd = mkstemp(af->tmp);
+    /* mkstemp creates mode 0600; give the file the mode a plain create would */
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fd >= 0) (void)fchmod(fd, 0666 & ~mask);
     if (fd < 0 || !(af->f = fdopen(fd, "wb"))) {
         diag_error(d, (Loc){path, 0, 0}, "cannot create: %s", strerror(errno));
         if (fd >= 0) {
@@ -40,7 +45,7 @@ void af_abort(AtomicFile *af) {
 }
 
 bool af_commit(AtomicFile *af, Diag *d) {
-    bool ok = fflush(af->f) == 0 && !ferror(af->f);
+    bool ok = fflush(af->f) == 0 && !ferror(af->f) && fsync(fileno(af->f)) == 0;
     int err = errno;
     ok = (fclose(af->f) == 0) && ok;
     af->f = NULL;

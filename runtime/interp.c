@@ -434,13 +434,12 @@ static bool k_const(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
 static bool k_reduce(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     const Tensor *x = in[0];
     bool red[IR_MAX_RANK] = {false};
-    int na;
-    const int64_t *axes = attr_ints(n, "axes", &na);
-    if (!axes)
-        for (int i = 0; i < x->rank; i++) red[i] = true;
-    for (int k = 0; k < na; k++) {
-        int ax = ir_norm_axis(axes[k], x->rank);
-        CHECK(ax >= 0, "axis %lld out of range for rank %d", (long long)axes[k], x->rank);
+    const Attr *axes = ir_attr(n, "axes"); /* absent: all axes; [] reduces none (numpy axis=()) */
+    CHECK(!axes || axes->kind == AV_INTS, "axes must be a list of integers");
+    for (int i = 0; i < x->rank; i++) red[i] = !axes;
+    for (int k = 0; axes && k < axes->n; k++) {
+        int ax = ir_norm_axis(axes->ints[k], x->rank);
+        CHECK(ax >= 0, "axis %lld out of range for rank %d", (long long)axes->ints[k], x->rank);
         red[ax] = true;
     }
     int64_t kept[IR_MAX_RANK], count = 1;
@@ -798,14 +797,16 @@ static bool k_slice(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         int ax = axes ? ir_norm_axis(axes[k], x->rank) : k;
         CHECK(ax >= 0 && ax < x->rank && !done[ax], "bad or repeated axis in axes");
         done[ax] = true;
-        int64_t s, e, sp = steps ? steps[k] : 1, d = x->shape[ax], len;
+        int64_t s, e, sp = steps ? steps[k] : 1, d = x->shape[ax], len = 0;
         if (!dim_eval(c->g->dims, st->dims[k], c->syms, &s, err, sizeof err) ||
             !dim_eval(c->g->dims, en->dims[k], c->syms, &e, err, sizeof err))
             return fail(c, n, "%s", err);
         CHECK(sp != 0, "step must not be 0");
         if (s < 0) s = s < -d ? -1 : s + d; /* -1 then clamps below */
         if (e < 0) e = e < -d ? -1 : e + d;
-        if (sp > 0) {
+        if (d == 0) {
+            s = 0; /* nothing to take, whatever the bounds */
+        } else if (sp > 0) {
             s = s < 0 ? 0 : s > d ? d : s;
             e = e < 0 ? 0 : e > d ? d : e;
             len = e > s ? (e - s - 1) / sp + 1 : 0;

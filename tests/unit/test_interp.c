@@ -77,7 +77,7 @@ static void set_ints(Node *n, const char *name, int cnt, const int64_t *v) {
     Attr *a = ir_attr_set(G, n, name, AV_INTS, L0);
     a->n = cnt;
     a->ints = arena_alloc(A, sizeof(int64_t) * (size_t)(cnt ? cnt : 1));
-    memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
+    if (cnt) memcpy(a->ints, v, sizeof(int64_t) * (size_t)cnt);
 }
 #define INTS(n, name, ...) set_ints(n, name, NARGS(__VA_ARGS__), SH(__VA_ARGS__))
 static void set_int(Node *n, const char *name, int64_t v) { ir_attr_set(G, n, name, AV_INT, L0)->i = v; }
@@ -734,4 +734,82 @@ Test(interp, output_is_input_and_repeated) {
     cr_expect_neq(o[0], o[1]);
     expect_vals(o[1], 2, VALS(1, 2), 0);
     rt_tensor_free(in), rt_tensor_free(o[0]), rt_tensor_free(o[1]);
+}
+
+Test(interp, zero_sized_dims) {
+    DimId B = SYM("B", -1);
+    Node *x = input("x", DT_F32, 2, DIMS(B, K(3)));
+    Node *w = param("w", DT_F32, 2, DIMS(K(3), K(2)));
+    out(op(OP_ADD, DT_F32, 2, DIMS(B, K(3)), 2, x, cnst(DT_F32, 1)));
+    out(op(OP_MATMUL, DT_F32, 2, DIMS(B, K(2)), 2, x, w));
+    Node *s = op(OP_REDUCE_SUM, DT_F32, 1, DIMS(K(3)), 1, x);
+    INTS(s, "axes", 0);
+    set_bool(s, "keepdims", false);
+    out(s);
+    Node *t = op(OP_TRANSPOSE, DT_F32, 2, DIMS(K(3), B), 1, x);
+    out(t);
+    Node *sl = op(OP_SLICE, DT_F32, 2, DIMS(K(0), K(3)), 1, x); /* x[::-1] of an empty axis */
+    set_dims(sl, "starts", 1, DIMS(K(-1)));
+    set_dims(sl, "ends", 1, DIMS(K(INT64_MIN)));
+    INTS(sl, "axes", 0);
+    INTS(sl, "steps", -1);
+    out(sl);
+    Tensor *o[5];
+    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(0, 3), NULL)}, 1, (Tensor *[]){mk(DT_F32, 2, SH(3, 2), NULL)}, 1, o));
+    expect_shape(o[0], 2, SH(0, 3));
+    expect_shape(o[1], 2, SH(0, 2));
+    expect_vals(o[2], 3, VALS(0, 0, 0), 0);
+    expect_shape(o[3], 2, SH(3, 0));
+    expect_shape(o[4], 2, SH(0, 3));
+    for (int i = 0; i < 5; i++) rt_tensor_free(o[i]);
+}
+
+Test(interp, reduce_empty_axes_list_is_identity_and_max_of_nothing_fails) {
+    Node *x = input("x", DT_I32, 2, DIMS(K(2), K(2)));
+    Node *s = op(OP_REDUCE_SUM, DT_I32, 2, DIMS(K(2), K(2)), 1, x);
+    set_ints(s, "axes", 0, NULL);
+    out(s);
+    Tensor *o[1];
+    cr_assert(run((Tensor *[]){mk(DT_I32, 2, SH(2, 2), NULL)}, 1, NULL, 0, o));
+    expect_vals(o[0], 4, VALS(1, 2, 3, 4), 0);
+    rt_tensor_free(o[0]);
+
+    diag_clear(D);
+    G->nnodes = 0, G->noutputs = 0;
+    Node *e = input("e", DT_F32, 1, DIMS(SYM("N", -1)));
+    Node *m = op(OP_REDUCE_MAX, DT_F32, 0, NULL, 1, e);
+    set_bool(m, "keepdims", false);
+    out(m);
+    cr_assert_not(run((Tensor *[]){mk(DT_F32, 1, SH(0), NULL)}, 1, NULL, 0, o));
+    cr_expect(first_msg_is("reduce_max: reducing over zero elements"));
+}
+
+Test(interp, int_reductions_and_layout_are_exact) {
+    Node *x = input("x", DT_I64, 2, DIMS(K(2), K(2)));
+    Node *s = op(OP_REDUCE_SUM, DT_I64, 2, DIMS(K(1), K(2)), 1, x);
+    INTS(s, "axes", 0);
+    set_bool(s, "keepdims", true);
+    out(s);
+    Node *m = op(OP_REDUCE_MAX, DT_I64, 1, DIMS(K(2)), 1, x);
+    INTS(m, "axes", -1);
+    set_bool(m, "keepdims", false);
+    out(m);
+    Node *t = op(OP_TRANSPOSE, DT_I64, 2, DIMS(K(2), K(2)), 1, x);
+    out(t);
+    Tensor *in = rt_tensor_new(DT_I64, 2, SH(2, 2));
+    int64_t v[4] = {INT64_MAX - 1, INT64_MIN + 5, 3, -(INT64_MAX - 10)};
+    memcpy(in->data, v, sizeof v);
+    Tensor *o[3];
+    cr_assert(run((Tensor *[]){in}, 1, NULL, 0, o));
+    int64_t got[4];
+    memcpy(got, o[0]->data, 16);
+    cr_expect_eq(got[0], INT64_MIN + 1); /* (2^63 - 2) + 3 wraps */
+    cr_expect_eq(got[1], 16);            /* (-2^63 + 5) + (-2^63 + 11) wraps */
+    memcpy(got, o[1]->data, 16);
+    cr_expect_eq(got[0], INT64_MAX - 1);
+    cr_expect_eq(got[1], 3);
+    memcpy(got, o[2]->data, 32);
+    cr_expect_eq(got[1], 3);
+    cr_expect_eq(got[2], INT64_MIN + 5);
+    for (int i = 0; i < 3; i++) rt_tensor_free(o[i]);
 }

@@ -14,6 +14,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "runtime/atomic_file.h"
+#include "runtime/run.h"
 
 enum { EXIT_OK = 0, EXIT_DIAG = 1, EXIT_USAGE = 2 };
 
@@ -27,6 +28,7 @@ static const char usage_main[] =
     "commands:\n"
     "  check FILE         parse and type-check a .dsg model; report every error\n"
     "  compile FILE       optimize a model and write it as DSG or Graphviz\n"
+    "  run FILE           run a model on inputs (.npy) and weights (safetensors)\n"
     "  passes             list the optimization passes in pipeline order\n"
     "  help [COMMAND]     show help for dsc or for one command\n"
     "\n"
@@ -68,6 +70,31 @@ static const char usage_compile[] =
     "  --dump-dir DIR     where dumps go (default: the current directory); files\n"
     "                     are named NN-before-PASS.dsg / NN-after-PASS.dsg, NN the\n"
     "                     pass's position in the pipeline; each is valid DSG\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_run[] =
+    "usage: dsc run FILE [--input NAME=FILE.npy]... [--output-dir DIR]\n"
+    "               [--weights FILE] [--random-inputs] [--random-weights]\n"
+    "               [--seed N] [--bind DIM=VALUE]... [--device ref] [-O0|-O1|-O2]\n"
+    "\n"
+    "Runs the model and prints one line per output: name, dtype and shape, min,\n"
+    "max and mean (and the count of non-finite values, if any).\n"
+    "\n"
+    "options:\n"
+    "  --input NAME=FILE  the input NAME from a .npy file (repeat for each input)\n"
+    "  --output-dir DIR   write every output as DIR/NAME.npy (DIR is created)\n"
+    "  --weights FILE     read params from FILE instead of the model's 'weights'\n"
+    "                     file (which is found relative to the model file)\n"
+    "  --random-inputs    make every input not given with --input: floats uniform\n"
+    "                     in [-1,1), gather indices in range, other ints in [0,10)\n"
+    "  --random-weights   make every param instead of reading a weights file\n"
+    "  --seed N           seed for the random values (default 0)\n"
+    "  --bind DIM=VALUE   the value of a dim for random inputs; otherwise a dim\n"
+    "                     takes its size from the inputs given, else its <= bound,\n"
+    "                     else 8\n"
+    "  --device ref       where to run; 'ref' (the reference interpreter) is the\n"
+    "                     only device in this build\n"
+    "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  -h, --help         show this help\n";
 
 static const char usage_passes[] =
@@ -268,6 +295,112 @@ done:
     return rc;
 }
 
+/* Splits "NAME=VALUE"; false if there is no '=' or either side is empty. */
+static bool split_eq(char *arg, char **name, char **value) {
+    char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !eq[1]) return false;
+    *eq = 0;
+    *name = arg;
+    *value = eq + 1;
+    return true;
+}
+
+static bool parse_i64(const char *s, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end) return false;
+    *out = v;
+    return true;
+}
+
+static int cmd_run(int argc, char **argv) {
+    const char *file = NULL, *v;
+    char **names = calloc((size_t)argc + 1, sizeof(char *)), **files = calloc((size_t)argc + 1, sizeof(char *));
+    char **bnames = calloc((size_t)argc + 1, sizeof(char *));
+    int64_t *bvalues = calloc((size_t)argc + 1, sizeof(int64_t));
+    RunOptions ro = {.summary = stdout};
+    int opt = 2, rc = EXIT_USAGE;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char *n, *val;
+        if (is_help(a)) {
+            fputs(usage_run, stdout);
+            rc = EXIT_OK;
+            goto done;
+        } else if ((v = option_value(argc, argv, &i, "--input"))) {
+            if (!split_eq((char *)v, &n, &val)) {
+                rc = usage_error(usage_run, "--input needs NAME=FILE, got '%s'", v);
+                goto done;
+            }
+            names[ro.ninputs] = n;
+            files[ro.ninputs++] = val;
+        } else if ((v = option_value(argc, argv, &i, "--bind"))) {
+            if (!split_eq((char *)v, &n, &val) || !parse_i64(val, &bvalues[ro.nbinds]) || bvalues[ro.nbinds] < 0) {
+                rc = usage_error(usage_run, "--bind needs DIM=VALUE with a non-negative integer, got '%s'", v);
+                goto done;
+            }
+            bnames[ro.nbinds++] = n;
+        } else if ((v = option_value(argc, argv, &i, "--output-dir"))) {
+            ro.output_dir = v;
+        } else if ((v = option_value(argc, argv, &i, "--weights"))) {
+            ro.weights = v;
+        } else if ((v = option_value(argc, argv, &i, "--seed"))) {
+            int64_t seed;
+            if (!parse_i64(v, &seed)) {
+                rc = usage_error(usage_run, "--seed needs an integer, got '%s'", v);
+                goto done;
+            }
+            ro.seed = (uint64_t)seed;
+        } else if ((v = option_value(argc, argv, &i, "--device"))) {
+            if (strcmp(v, "ref") != 0) {
+                fprintf(stderr, "%s: device '%s' is not available in this build (available: ref)\n", prog, v);
+                rc = EXIT_DIAG;
+                goto done;
+            }
+        } else if (strcmp(a, "--random-inputs") == 0) {
+            ro.random_inputs = true;
+        } else if (strcmp(a, "--random-weights") == 0) {
+            ro.random_weights = true;
+        } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
+            opt = a[2] - '0';
+        } else if (a[0] == '-' && a[1]) {
+            rc = usage_error(usage_run, "unknown option or missing value: '%s'", a);
+            goto done;
+        } else if (file) {
+            rc = usage_error(usage_run, "more than one file given ('%s')", a);
+            goto done;
+        } else {
+            file = a;
+        }
+    }
+    if (!file) {
+        rc = usage_error(usage_run, "%s", "no input file");
+        goto done;
+    }
+    ro.input_names = (const char *const *)names;
+    ro.input_files = (const char *const *)files;
+    ro.bind_names = (const char *const *)bnames;
+    ro.bind_values = bvalues;
+    Arena *arena = arena_create();
+    Diag *d = diag_create();
+    rc = EXIT_DIAG;
+    Graph *g = load(arena, d, file);
+    if (g) {
+        PipelineOptions po = {.opt_level = opt};
+        if (pass_run_pipeline(g, d, &po) && rt_run_model(g, file, &ro, NULL, d)) rc = EXIT_OK;
+        diag_print(d, stderr, true);
+    }
+    diag_destroy(d);
+    arena_destroy(arena);
+done:
+    free(names);
+    free(files);
+    free(bnames);
+    free(bvalues);
+    return rc;
+}
+
 static int cmd_passes(int argc, char **argv) {
     if (argc > 0 && is_help(argv[0])) {
         fputs(usage_passes, stdout);
@@ -290,6 +423,7 @@ typedef struct {
 static const Command commands[] = {
     {"check", cmd_check, usage_check},
     {"compile", cmd_compile, usage_compile},
+    {"run", cmd_run, usage_run},
     {"passes", cmd_passes, usage_passes},
 };
 

@@ -1,0 +1,327 @@
+/* End-to-end model runs (see run.h).
+ *
+ * Dims for random inputs are bound in this order: --bind values, then the
+ * shapes of the inputs that were given as files, then the dim's `<=` bound,
+ * then RT_DEFAULT_DIM.  Random values are uniform in [-1, 1) for floats, with
+ * a few exceptions chosen so that random models compute finite numbers:
+ * 2-D and larger float params are scaled by 1/sqrt(last dim) (keeps
+ * activations of deep stacks in range), params used as a batchnorm variance
+ * are in [0.5, 1.5), integer inputs used as gather indices are in range for
+ * the gathered axis, other integers are in [0, 10).  Everything is seeded. */
+#include "run.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "interp.h"
+#include "npy.h"
+#include "safetensors.h"
+
+static uint64_t next_u64(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double uniform(uint64_t *s) { return (double)(next_u64(s) >> 11) * 0x1.0p-53; }
+
+void rt_fill_random(Tensor *t, uint64_t *state, double lo, double hi) {
+    int64_t n = rt_numel(t->rank, t->shape);
+    for (int64_t i = 0; i < n; i++) {
+        double u = uniform(state);
+        if (t->dtype == DT_BOOL)
+            rt_set(t, i, u < 0.5 ? 0 : 1);
+        else if (dtype_is_float(t->dtype))
+            rt_set(t, i, lo + (hi - lo) * u);
+        else
+            rt_set(t, i, floor(lo + (hi - lo) * u));
+    }
+}
+
+static int count_op(const Graph *g, OpKind op) {
+    int n = 0;
+    for (int i = 0; i < g->nnodes; i++) n += g->nodes[i]->op == op;
+    return n;
+}
+
+/* The node that uses `x` as operand `slot` of an `op` node, or NULL. */
+static const Node *user_as(const Graph *g, const Node *x, OpKind op, int slot) {
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op == op && slot < n->nin && n->in[slot] == x) return n;
+    }
+    return NULL;
+}
+
+static bool eval_shape(const Graph *g, const Type *t, const int64_t *syms, int64_t *shape, const char *what,
+                       Diag *d) {
+    for (int i = 0; i < t->rank; i++) {
+        char err[256];
+        if (!dim_eval(g->dims, t->dim[i], syms, &shape[i], err, sizeof err)) {
+            diag_error(d, loc_file(what), "%s", err);
+            return false;
+        }
+        if (shape[i] < 0) {
+            diag_error(d, loc_file(what), "dimension %d evaluates to %lld", i, (long long)shape[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Binds every dim symbol for making random inputs (see the file comment). */
+static bool bind_for_random(const Graph *g, const RunOptions *opt, Tensor *const *given, int64_t *syms,
+                            Diag *d) {
+    int nsyms = dim_sym_count(g->dims);
+    bool *bound = calloc((size_t)nsyms + 1, 1);
+    for (int s = 0; s < nsyms; s++) {
+        for (int b = 0; b < opt->nbinds; b++)
+            if (strcmp(opt->bind_names[b], dim_sym_name(g->dims, s)) == 0) {
+                syms[s] = opt->bind_values[b];
+                bound[s] = true;
+            }
+    }
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op != OP_INPUT) continue;
+        const Tensor *t = given[k++];
+        if (!t || t->rank != n->type.rank) continue;
+        for (int j = 0; j < t->rank; j++) {
+            int s;
+            if (dim_is_sym(g->dims, n->type.dim[j], &s) && !bound[s]) {
+                syms[s] = t->shape[j];
+                bound[s] = true;
+            }
+        }
+    }
+    for (int s = 0; s < nsyms; s++) {
+        if (bound[s]) continue;
+        int64_t b = dim_sym_bound(g->dims, s);
+        syms[s] = b > 0 ? b : RT_DEFAULT_DIM;
+    }
+    free(bound);
+    (void)d;
+    return true;
+}
+
+static Tensor *random_input(const Graph *g, const Node *n, const int64_t *syms, uint64_t *rng, Diag *d) {
+    int64_t shape[IR_MAX_RANK];
+    char what[256];
+    snprintf(what, sizeof what, "input '%s'", n->name);
+    if (!eval_shape(g, &n->type, syms, shape, what, d)) return NULL;
+    Tensor *t = rt_tensor_new(n->type.dtype, n->type.rank, shape);
+    if (!t) {
+        diag_error(d, loc_file(what), "out of memory making a random tensor");
+        return NULL;
+    }
+    double lo = -1, hi = 1;
+    if (!dtype_is_float(n->type.dtype)) {
+        lo = 0;
+        hi = 10;
+        const Node *gather = user_as(g, n, OP_GATHER, 1);
+        if (gather) { /* indices: in range for the gathered axis */
+            const Node *x = gather->in[0];
+            int axis = ir_norm_axis(ir_attr_int(gather, "axis", 0), x->type.rank);
+            int64_t size;
+            if (axis >= 0 && dim_eval(g->dims, x->type.dim[axis], syms, &size, NULL, 0)) hi = (double)size;
+        }
+    }
+    rt_fill_random(t, rng, lo, hi);
+    return t;
+}
+
+static Tensor *random_param(const Graph *g, const Node *n, uint64_t *rng, Diag *d) {
+    int64_t shape[IR_MAX_RANK];
+    char what[256];
+    snprintf(what, sizeof what, "param '%s'", n->name);
+    int64_t *zeros = calloc((size_t)dim_sym_count(g->dims) + 1, sizeof(int64_t));
+    bool ok = eval_shape(g, &n->type, zeros, shape, what, d);
+    free(zeros);
+    if (!ok) return NULL;
+    Tensor *t = rt_tensor_new(n->type.dtype, n->type.rank, shape);
+    if (!t) {
+        diag_error(d, loc_file(what), "out of memory making a random tensor");
+        return NULL;
+    }
+    double lo = -1, hi = 1;
+    if (user_as(g, n, OP_BATCHNORM, 4)) {
+        lo = 0.5;
+        hi = 1.5;
+    } else if (!dtype_is_float(n->type.dtype)) {
+        lo = 0;
+        hi = 10;
+    } else if (n->type.rank >= 2 && shape[n->type.rank - 1] > 0) {
+        hi = 1 / sqrt((double)shape[n->type.rank - 1]);
+        lo = -hi;
+    }
+    rt_fill_random(t, rng, lo, hi);
+    return t;
+}
+
+/* The weights path: --weights, else the model's `weights` relative to the
+ * directory of the model file.  Returns malloc'd text or NULL. */
+static char *weights_path(const Graph *g, const char *model_path, const RunOptions *opt) {
+    if (opt->weights) return strdup(opt->weights);
+    if (!g->weights) return NULL;
+    if (g->weights[0] == '/' || !model_path || !strchr(model_path, '/')) return strdup(g->weights);
+    const char *slash = strrchr(model_path, '/');
+    char *p = NULL;
+    if (asprintf(&p, "%.*s/%s", (int)(slash - model_path), model_path, g->weights) < 0) return NULL;
+    return p;
+}
+
+static void summarize(FILE *out, const char *name, const Tensor *t) {
+    char shape[256];
+    rt_shape_str(t->dtype, t->rank, t->shape, shape, sizeof shape);
+    int64_t n = rt_numel(t->rank, t->shape);
+    double mn = INFINITY, mx = -INFINITY, sum = 0;
+    int64_t nonfinite = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = rt_get(t, i);
+        if (!isfinite(v)) {
+            nonfinite++;
+            continue;
+        }
+        mn = v < mn ? v : mn;
+        mx = v > mx ? v : mx;
+        sum += v;
+    }
+    int64_t finite = n - nonfinite;
+    if (finite > 0)
+        fprintf(out, "%s: %s min=%.6g max=%.6g mean=%.6g", name, shape, mn, mx, sum / (double)finite);
+    else
+        fprintf(out, "%s: %s (no finite values)", name, shape);
+    if (nonfinite) fprintf(out, " non-finite=%lld", (long long)nonfinite);
+    fputc('\n', out);
+}
+
+bool rt_run_model(const Graph *g, const char *model_path, const RunOptions *opt, Tensor **outputs, Diag *d) {
+    int nin = count_op(g, OP_INPUT), nparams = count_op(g, OP_PARAM), nsyms = dim_sym_count(g->dims);
+    Tensor **inputs = calloc((size_t)nin + 1, sizeof(Tensor *));
+    Tensor **params = calloc((size_t)nparams + 1, sizeof(Tensor *));
+    Tensor **views = calloc((size_t)nparams + 1, sizeof(Tensor *)); /* not owned data */
+    Tensor **outs = calloc((size_t)g->noutputs + 1, sizeof(Tensor *));
+    int64_t *syms = calloc((size_t)nsyms + 1, sizeof(int64_t));
+    SafeTensors *st = NULL;
+    char *wpath = NULL;
+    bool ok = false;
+    uint64_t rng = opt->seed;
+
+    /* Inputs given as files. */
+    for (int k = 0; k < opt->ninputs; k++) {
+        int idx = 0, found = -1;
+        for (int i = 0; i < g->nnodes; i++) {
+            if (g->nodes[i]->op != OP_INPUT) continue;
+            if (strcmp(g->nodes[i]->name, opt->input_names[k]) == 0) found = idx;
+            idx++;
+        }
+        if (found < 0) {
+            diag_error(d, loc_file(opt->input_files[k]), "model '%s' has no input named '%s'", g->name,
+                       opt->input_names[k]);
+            goto done;
+        }
+        if (inputs[found]) {
+            diag_error(d, loc_file(opt->input_files[k]), "input '%s' given twice", opt->input_names[k]);
+            goto done;
+        }
+        if (!(inputs[found] = npy_read(opt->input_files[k], d))) goto done;
+    }
+    /* Missing inputs: random, or an error naming them. */
+    if (opt->random_inputs) {
+        if (!bind_for_random(g, opt, inputs, syms, d)) goto done;
+        int idx = 0;
+        for (int i = 0; i < g->nnodes; i++) {
+            const Node *n = g->nodes[i];
+            if (n->op != OP_INPUT) continue;
+            if (!inputs[idx] && !(inputs[idx] = random_input(g, n, syms, &rng, d))) goto done;
+            idx++;
+        }
+    } else {
+        int idx = 0;
+        bool missing = false;
+        for (int i = 0; i < g->nnodes; i++) {
+            const Node *n = g->nodes[i];
+            if (n->op != OP_INPUT) continue;
+            if (!inputs[idx++]) {
+                diag_error(d, n->loc, "missing input '%s' (give --input %s=FILE.npy, or --random-inputs)", n->name,
+                           n->name);
+                missing = true;
+            }
+        }
+        if (missing) goto done;
+    }
+    /* Weights. */
+    if (opt->random_weights) {
+        int idx = 0;
+        for (int i = 0; i < g->nnodes; i++)
+            if (g->nodes[i]->op == OP_PARAM && !(params[idx++] = random_param(g, g->nodes[i], &rng, d))) goto done;
+    } else if (nparams > 0) {
+        wpath = weights_path(g, model_path, opt);
+        if (!wpath) {
+            diag_error(d, g->loc, "model '%s' has params but names no weights file (give --weights FILE or --random-weights)",
+                       g->name);
+            goto done;
+        }
+        if (!(st = st_open(wpath, d))) goto done;
+        int idx = 0;
+        bool missing = false;
+        for (int i = 0; i < g->nnodes; i++) {
+            const Node *n = g->nodes[i];
+            if (n->op != OP_PARAM) continue;
+            Tensor view;
+            if (!st_get(st, n->key, &view)) {
+                if (strcmp(n->key, n->name) == 0)
+                    diag_error(d, loc_file(wpath), "missing weight '%s'", n->name);
+                else
+                    diag_error(d, loc_file(wpath), "missing weight '%s' (key '%s')", n->name, n->key);
+                missing = true;
+                idx++;
+                continue;
+            }
+            views[idx] = rt_tensor_wrap(view.dtype, view.rank, view.shape, view.data);
+            params[idx] = views[idx];
+            idx++;
+        }
+        if (missing) goto done;
+    }
+    if (!rt_interp_run(g, inputs, nin, params, outs, d)) goto done;
+    /* Outputs. */
+    if (opt->output_dir) {
+        if (mkdir(opt->output_dir, 0777) != 0 && errno != EEXIST) {
+            diag_error(d, loc_file(opt->output_dir), "cannot create directory: %s", strerror(errno));
+            goto done;
+        }
+        for (int i = 0; i < g->noutputs; i++) {
+            char *p = NULL;
+            if (asprintf(&p, "%s/%s.npy", opt->output_dir, g->outputs[i].name) < 0) goto done;
+            bool w = npy_write(p, outs[i], d);
+            free(p);
+            if (!w) goto done;
+        }
+    }
+    if (opt->summary)
+        for (int i = 0; i < g->noutputs; i++) summarize(opt->summary, g->outputs[i].name, outs[i]);
+    ok = true;
+done:
+    for (int i = 0; i < g->noutputs; i++) {
+        if (ok && outputs)
+            outputs[i] = outs[i];
+        else
+            rt_tensor_free(outs[i]);
+    }
+    for (int i = 0; i < nin; i++) rt_tensor_free(inputs[i]);
+    for (int i = 0; i < nparams; i++) rt_tensor_free(params[i]); /* views: frees only the struct */
+    st_close(st);
+    free(wpath);
+    free(inputs);
+    free(params);
+    free(views);
+    free(outs);
+    free(syms);
+    return ok;
+}

@@ -1,0 +1,47 @@
+/* Running a model end to end: weights and inputs in, outputs out.
+ *
+ * This is what `dsc run` does, as a library function: resolve the weights
+ * (the model's `weights` file, another file, or seeded random values), read
+ * the inputs from .npy files or make seeded random ones, run the model on the
+ * reference interpreter, write each output as DIR/NAME.npy and print one
+ * summary line per output. */
+#ifndef DSC_RUNTIME_RUN_H
+#define DSC_RUNTIME_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../ir/ir.h"
+#include "tensor.h"
+
+/* Size given to a dim that has no bound and no --bind value when random inputs
+ * are made. */
+#define RT_DEFAULT_DIM 8
+
+typedef struct {
+    int ninputs;
+    const char *const *input_names; /* --input NAME=FILE */
+    const char *const *input_files;
+    int nbinds;
+    const char *const *bind_names; /* --bind NAME=VALUE */
+    const int64_t *bind_values;
+    const char *weights;  /* --weights FILE, or NULL for the model's own */
+    bool random_inputs;   /* make the inputs not given */
+    bool random_weights;  /* ignore weight files, make every param */
+    uint64_t seed;
+    const char *output_dir; /* write DIR/NAME.npy per output; NULL: do not write */
+    FILE *summary;          /* one line per output; NULL: silent */
+} RunOptions;
+
+/* Runs `g` (compiled from `model_path`, against which a relative `weights`
+ * path is resolved).  On success, if `outputs` is non-NULL it receives
+ * g->noutputs new tensors the caller frees; otherwise they are freed here. */
+bool rt_run_model(const Graph *g, const char *model_path, const RunOptions *opt, Tensor **outputs, Diag *d);
+
+/* Seeded random tensors as used by --random-inputs and --random-weights:
+ * floats uniform in [lo, hi), integers uniform in [lo, hi) truncated, bool
+ * 0/1 with equal odds. */
+void rt_fill_random(Tensor *t, uint64_t *state, double lo, double hi);
+
+#endif
