@@ -54,7 +54,9 @@
 /* ---- integer helpers ---------------------------------------------------- */
 
 /* uint64 -> int64 two's complement, without implementation-defined casts. */
-static int64_t u2i(uint64_t u) { return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1; }
+static int64_t u2i(uint64_t u) {
+    return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1;
+}
 
 /* Wraps v to the range of integer dtype `dt` (bool: v != 0). */
 static int64_t wrap_int(int64_t v, DType dt) {
@@ -79,8 +81,16 @@ static int64_t get_i(const Tensor *t, int64_t i) {
     const unsigned char *p = t->data;
     switch (t->dtype) {
     case DT_I8: return ((const int8_t *)p)[i];
-    case DT_I32: { int32_t v; memcpy(&v, p + i * 4, 4); return v; }
-    case DT_I64: { int64_t v; memcpy(&v, p + i * 8, 8); return v; }
+    case DT_I32: {
+        int32_t v;
+        memcpy(&v, p + i * 4, 4);
+        return v;
+    }
+    case DT_I64: {
+        int64_t v;
+        memcpy(&v, p + i * 8, 8);
+        return v;
+    }
     case DT_BOOL: return p[i] != 0;
     default: {
         double v = rt_get(t, i);
@@ -96,8 +106,16 @@ static int64_t get_i(const Tensor *t, int64_t i) {
 static void set_i(Tensor *t, int64_t i, int64_t v) {
     unsigned char *p = t->data;
     switch (t->dtype) {
-    case DT_I8: { int8_t x = (int8_t)wrap_int(v, DT_I8); memcpy(p + i, &x, 1); return; }
-    case DT_I32: { int32_t x = (int32_t)wrap_int(v, DT_I32); memcpy(p + i * 4, &x, 4); return; }
+    case DT_I8: {
+        int8_t x = (int8_t)wrap_int(v, DT_I8);
+        memcpy(p + i, &x, 1);
+        return;
+    }
+    case DT_I32: {
+        int32_t x = (int32_t)wrap_int(v, DT_I32);
+        memcpy(p + i * 4, &x, 4);
+        return;
+    }
     case DT_I64: memcpy(p + i * 8, &v, 8); return;
     case DT_BOOL: p[i] = v != 0; return;
     default: rt_set(t, i, (double)v); return;
@@ -114,16 +132,22 @@ typedef struct {
 
 static Acc acc_new(DType out) { return (Acc){.isint = is_intlike(out)}; }
 static void acc_add(Acc *a, const Tensor *x, int64_t i) {
-    if (a->isint) a->u += (uint64_t)get_i(x, i);
-    else a->f += rt_get(x, i);
+    if (a->isint)
+        a->u += (uint64_t)get_i(x, i);
+    else
+        a->f += rt_get(x, i);
 }
 static void acc_madd(Acc *a, const Tensor *x, int64_t i, const Tensor *y, int64_t j) {
-    if (a->isint) a->u += (uint64_t)get_i(x, i) * (uint64_t)get_i(y, j);
-    else a->f += rt_get(x, i) * rt_get(y, j);
+    if (a->isint)
+        a->u += (uint64_t)get_i(x, i) * (uint64_t)get_i(y, j);
+    else
+        a->f += rt_get(x, i) * rt_get(y, j);
 }
 static void acc_store(Tensor *t, int64_t i, const Acc *a) {
-    if (a->isint) set_i(t, i, u2i(a->u));
-    else rt_set(t, i, a->f);
+    if (a->isint)
+        set_i(t, i, u2i(a->u));
+    else
+        rt_set(t, i, a->f);
 }
 
 /* ---- shapes and broadcasting --------------------------------------------- */
@@ -132,7 +156,8 @@ static int64_t numel(const Tensor *t) { return rt_numel(t->rank, t->shape); }
 
 static int64_t prod(const int64_t *shape, int from, int to) {
     int64_t p = 1;
-    for (int i = from; i < to; i++) p *= shape[i];
+    for (int i = from; i < to; i++)
+        p *= shape[i];
     return p;
 }
 
@@ -169,13 +194,16 @@ static bool bcast_into(int64_t *acc, int *rank, const int64_t *shape, int trank)
     if (trank > *rank) {
         int sh = trank - *rank;
         memmove(acc + sh, acc, sizeof(int64_t) * (size_t)*rank);
-        for (int i = 0; i < sh; i++) acc[i] = 1;
+        for (int i = 0; i < sh; i++)
+            acc[i] = 1;
         *rank = trank;
     }
     for (int j = 0; j < trank; j++) {
         int64_t *a = &acc[*rank - trank + j];
-        if (*a == 1) *a = shape[j];
-        else if (shape[j] != 1 && shape[j] != *a) return false;
+        if (*a == 1)
+            *a = shape[j];
+        else if (shape[j] != 1 && shape[j] != *a)
+            return false;
     }
     return true;
 }
@@ -214,9 +242,9 @@ static bool fail(Ctx *c, const Node *n, const char *fmt, ...) {
 }
 
 /* For the kernels' consistency checks: inference and this file disagree. */
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) return fail(c, n, __VA_ARGS__);                                               \
+#define CHECK(cond, ...)                                                                                     \
+    do {                                                                                                     \
+        if (!(cond)) return fail(c, n, __VA_ARGS__);                                                         \
     } while (0)
 
 static bool check_same_shape(Ctx *c, const Node *n, const Tensor *a, const Tensor *out) {
@@ -283,7 +311,8 @@ static double float_op(const Node *n, const double *v, const bool *has, bool gel
     case OP_ERF: return erf(x);
     case OP_SILU: return x * sigmoid(x);
     case OP_GELU:
-        if (gelu_tanh) return 0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
+        if (gelu_tanh)
+            return 0.5 * x * (1 + tanh(sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
         return 0.5 * x * (1 + erf(x / sqrt(2.0)));
     case OP_CLIP:
         if (has[1]) x = fmax_nan(x, v[1]);
@@ -309,10 +338,21 @@ static int64_t ipow(int64_t b, int64_t e) {
 
 static bool int_capable(OpKind op) {
     switch (op) {
-    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DIV: case OP_POW: case OP_MAXIMUM:
-    case OP_MINIMUM: case OP_NEG: case OP_ABS: case OP_RELU: case OP_CLIP: case OP_LESS:
-    case OP_GREATER: case OP_EQUAL: case OP_WHERE:
-        return true;
+    case OP_ADD:
+    case OP_SUB:
+    case OP_MUL:
+    case OP_DIV:
+    case OP_POW:
+    case OP_MAXIMUM:
+    case OP_MINIMUM:
+    case OP_NEG:
+    case OP_ABS:
+    case OP_RELU:
+    case OP_CLIP:
+    case OP_LESS:
+    case OP_GREATER:
+    case OP_EQUAL:
+    case OP_WHERE: return true;
     default: return false;
     }
 }
@@ -329,7 +369,8 @@ static bool int_op(Ctx *c, const Node *n, const int64_t *v, const bool *has, int
         *r = v[0] == INT64_MIN && v[1] == -1 ? INT64_MIN : v[0] / v[1];
         return true;
     case OP_POW:
-        if (v[1] >= 0) *r = ipow(v[0], v[1]);
+        if (v[1] >= 0)
+            *r = ipow(v[0], v[1]);
         else {
             CHECK(v[0] != 0, "integer 0 raised to the negative power %lld", (long long)v[1]);
             *r = v[0] == 1 ? 1 : v[0] == -1 ? ((v[1] & 1) ? -1 : 1) : 0;
@@ -366,7 +407,8 @@ static bool k_elementwise(Ctx *c, const Node *n, Tensor *const *in, Tensor *out)
                   "operand %d %s does not broadcast to the result %s", k + 1, tstr(in[k], b1, sizeof b1),
                   tstr(out, b2, sizeof b2));
     }
-    for (int k = 0; k < n->nin; k++) CHECK(has[k] || (n->op == OP_CLIP && k > 0), "operand %d is missing", k + 1);
+    for (int k = 0; k < n->nin; k++)
+        CHECK(has[k] || (n->op == OP_CLIP && k > 0), "operand %d is missing", k + 1);
     bool intdom;
     if (n->op == OP_LESS || n->op == OP_GREATER || n->op == OP_EQUAL)
         intdom = is_intlike(in[0]->dtype) && is_intlike(in[1]->dtype);
@@ -376,7 +418,8 @@ static bool k_elementwise(Ctx *c, const Node *n, Tensor *const *in, Tensor *out)
     bool gelu_tanh = false;
     if (n->op == OP_GELU) {
         const char *ap = ir_attr_string(n, "approximate", "none");
-        CHECK(!strcmp(ap, "none") || !strcmp(ap, "tanh"), "approximate must be \"none\" or \"tanh\", got \"%s\"", ap);
+        CHECK(!strcmp(ap, "none") || !strcmp(ap, "tanh"),
+              "approximate must be \"none\" or \"tanh\", got \"%s\"", ap);
         gelu_tanh = !strcmp(ap, "tanh");
     }
     /* where's condition is read as a truth value whatever the domain */
@@ -389,7 +432,8 @@ static bool k_elementwise(Ctx *c, const Node *n, Tensor *const *in, Tensor *out)
         if (intdom) {
             int64_t v[MAXIN] = {0}, r = 0;
             for (int k = 0; k < n->nin; k++)
-                if (has[k]) v[k] = n->op == OP_WHERE && k == 0 ? rt_get(in[0], off[0]) != 0 : get_i(in[k], off[k]);
+                if (has[k])
+                    v[k] = n->op == OP_WHERE && k == 0 ? rt_get(in[0], off[0]) != 0 : get_i(in[k], off[k]);
             if (!int_op(c, n, v, has, &r)) return false;
             set_i(out, i, r);
         } else {
@@ -407,9 +451,12 @@ static bool k_cast(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     if (!check_same_shape(c, n, x, out)) return false;
     int64_t total = numel(out);
     for (int64_t i = 0; i < total; i++) {
-        if (is_intlike(x->dtype) && is_intlike(out->dtype)) set_i(out, i, get_i(x, i));
-        else if (is_intlike(x->dtype)) rt_set(out, i, (double)get_i(x, i));
-        else rt_set(out, i, rt_get(x, i)); /* float -> float/int/bool (see the top) */
+        if (is_intlike(x->dtype) && is_intlike(out->dtype))
+            set_i(out, i, get_i(x, i));
+        else if (is_intlike(x->dtype))
+            rt_set(out, i, (double)get_i(x, i));
+        else
+            rt_set(out, i, rt_get(x, i)); /* float -> float/int/bool (see the top) */
     }
     return true;
 }
@@ -423,8 +470,10 @@ static bool k_const(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         if (!dim_eval(c->g->dims, n->dval, c->syms, &iv, err, sizeof err)) return fail(c, n, "%s", err);
     }
     for (int64_t i = 0; i < total; i++) {
-        if (isdim) set_i(out, i, iv);
-        else rt_set(out, i, n->fval);
+        if (isdim)
+            set_i(out, i, iv);
+        else
+            rt_set(out, i, n->fval);
     }
     return true;
 }
@@ -436,7 +485,8 @@ static bool k_reduce(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     bool red[IR_MAX_RANK] = {false};
     const Attr *axes = ir_attr(n, "axes"); /* absent: all axes; [] reduces none (numpy axis=()) */
     CHECK(!axes || axes->kind == AV_INTS, "axes must be a list of integers");
-    for (int i = 0; i < x->rank; i++) red[i] = !axes;
+    for (int i = 0; i < x->rank; i++)
+        red[i] = !axes;
     for (int k = 0; axes && k < axes->n; k++) {
         int ax = ir_norm_axis(axes->ints[k], x->rank);
         CHECK(ax >= 0, "axis %lld out of range for rank %d", (long long)axes->ints[k], x->rank);
@@ -448,7 +498,8 @@ static bool k_reduce(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         if (red[i]) count *= x->shape[i];
     }
     int64_t nout = prod(kept, 0, x->rank);
-    CHECK(nout == numel(out), "result has %lld elements, expected %lld", (long long)numel(out), (long long)nout);
+    CHECK(nout == numel(out), "result has %lld elements, expected %lld", (long long)numel(out),
+          (long long)nout);
     if (n->op == OP_REDUCE_MAX) CHECK(count > 0, "reducing over zero elements");
     bool isint = is_intlike(out->dtype);
     if (n->op == OP_REDUCE_MEAN && isint) CHECK(count > 0, "mean of zero elements");
@@ -517,9 +568,12 @@ static bool k_softmax(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         for (int64_t i = 0; i < inner; i++) {
             int64_t base = o * len * inner + i;
             double m = -INFINITY, s = 0;
-            for (int64_t k = 0; k < len; k++) m = fmax_nan(m, rt_get(x, base + k * inner));
-            for (int64_t k = 0; k < len; k++) s += exp(rt_get(x, base + k * inner) - m);
-            for (int64_t k = 0; k < len; k++) rt_set(out, base + k * inner, exp(rt_get(x, base + k * inner) - m) / s);
+            for (int64_t k = 0; k < len; k++)
+                m = fmax_nan(m, rt_get(x, base + k * inner));
+            for (int64_t k = 0; k < len; k++)
+                s += exp(rt_get(x, base + k * inner) - m);
+            for (int64_t k = 0; k < len; k++)
+                rt_set(out, base + k * inner, exp(rt_get(x, base + k * inner) - m) / s);
         }
     return true;
 }
@@ -540,14 +594,16 @@ static bool k_norm(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     const Tensor *sb[2] = {scale, bias};
     for (int k = 0; k < 2; k++)
         if (sb[k])
-            CHECK(bcast_ok(sb[k]->shape, sb[k]->rank, nshape, nr), "%s %s does not broadcast to the normalised shape of %s",
-                  k ? "bias" : "scale", tstr(sb[k], b1, sizeof b1), tstr(x, b2, sizeof b2));
+            CHECK(bcast_ok(sb[k]->shape, sb[k]->rank, nshape, nr),
+                  "%s %s does not broadcast to the normalised shape of %s", k ? "bias" : "scale",
+                  tstr(sb[k], b1, sizeof b1), tstr(x, b2, sizeof b2));
     int64_t outer = prod(x->shape, 0, ax), inner = prod(x->shape, ax, x->rank), idx[IR_MAX_RANK];
     for (int64_t o = 0; o < outer; o++) {
         int64_t base = o * inner;
         double mean = 0, var = 0;
         if (n->op == OP_LAYERNORM) {
-            for (int64_t j = 0; j < inner; j++) mean += rt_get(x, base + j);
+            for (int64_t j = 0; j < inner; j++)
+                mean += rt_get(x, base + j);
             mean /= (double)inner;
         }
         for (int64_t j = 0; j < inner; j++) {
@@ -558,7 +614,8 @@ static bool k_norm(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         double inv = 1 / sqrt(var + eps);
         for (int64_t j = 0; j < inner; j++) {
             unravel(j, nshape, nr, idx);
-            double y = (rt_get(x, base + j) - mean) * inv * rt_get(scale, bc_off(scale->shape, scale->rank, idx, nr));
+            double y = (rt_get(x, base + j) - mean) * inv *
+                       rt_get(scale, bc_off(scale->shape, scale->rank, idx, nr));
             if (bias) y += rt_get(bias, bc_off(bias->shape, bias->rank, idx, nr));
             rt_set(out, base + j, y);
         }
@@ -573,12 +630,14 @@ static bool k_batchnorm(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     int64_t C = x->shape[1];
     static const char *names[] = {"", "scale", "bias", "mean", "var"};
     for (int k = 1; k <= 4; k++)
-        CHECK(in[k] && numel(in[k]) == C, "%s must have %lld elements (one per channel)", names[k], (long long)C);
+        CHECK(in[k] && numel(in[k]) == C, "%s must have %lld elements (one per channel)", names[k],
+              (long long)C);
     double eps = ir_attr_float(n, "eps", 1e-5);
     int64_t N = x->shape[0], inner = prod(x->shape, 2, x->rank);
     for (int64_t b = 0; b < N; b++)
         for (int64_t ch = 0; ch < C; ch++) {
-            double sc = rt_get(in[1], ch), bi = rt_get(in[2], ch), mu = rt_get(in[3], ch), va = rt_get(in[4], ch);
+            double sc = rt_get(in[1], ch), bi = rt_get(in[2], ch), mu = rt_get(in[3], ch),
+                   va = rt_get(in[4], ch);
             double inv = 1 / sqrt(va + eps);
             for (int64_t i = 0; i < inner; i++) {
                 int64_t off = (b * C + ch) * inner + i;
@@ -598,7 +657,8 @@ static bool k_matmul(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     CHECK(a->rank >= 1 && b->rank >= 1, "operands must have rank >= 1, got %s and %s", tstr(a, b1, sizeof b1),
           tstr(b, b2, sizeof b2));
     int64_t M = a->rank == 1 ? 1 : a->shape[a->rank - 2], K = a->shape[a->rank - 1];
-    int64_t Kb = b->rank == 1 ? b->shape[0] : b->shape[b->rank - 2], N = b->rank == 1 ? 1 : b->shape[b->rank - 1];
+    int64_t Kb = b->rank == 1 ? b->shape[0] : b->shape[b->rank - 2],
+            N = b->rank == 1 ? 1 : b->shape[b->rank - 1];
     int abr = a->rank > 2 ? a->rank - 2 : 0, bbr = b->rank > 2 ? b->rank - 2 : 0;
     int64_t batch[IR_MAX_RANK];
     int br = 0;
@@ -618,7 +678,8 @@ static bool k_matmul(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         for (int64_t m = 0; m < M; m++)
             for (int64_t j = 0; j < N; j++) {
                 Acc acc = acc_new(out->dtype);
-                for (int64_t k = 0; k < K; k++) acc_madd(&acc, a, ao + m * K + k, b, bo + k * N + j);
+                for (int64_t k = 0; k < K; k++)
+                    acc_madd(&acc, a, ao + m * K + k, b, bo + k * N + j);
                 acc_store(out, (bi * M + m) * N + j, &acc);
             }
     }
@@ -637,11 +698,14 @@ static bool k_linear(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     want[x->rank - 1] = N;
     CHECK(shape_eq(want, x->rank, out->shape, out->rank), "result %s does not match the operands",
           tstr(out, b1, sizeof b1));
-    if (b) CHECK(numel(b) == N || numel(b) == 1, "bias %s must have %lld elements", tstr(b, b1, sizeof b1), (long long)N);
+    if (b)
+        CHECK(numel(b) == N || numel(b) == 1, "bias %s must have %lld elements", tstr(b, b1, sizeof b1),
+              (long long)N);
     for (int64_t m = 0; m < M; m++)
         for (int64_t j = 0; j < N; j++) {
             Acc acc = acc_new(out->dtype);
-            for (int64_t k = 0; k < K; k++) acc_madd(&acc, x, m * K + k, w, j * K + k);
+            for (int64_t k = 0; k < K; k++)
+                acc_madd(&acc, x, m * K + k, w, j * K + k);
             if (b) acc_add(&acc, b, numel(b) == 1 ? 0 : j);
             acc_store(out, m * N + j, &acc);
         }
@@ -660,22 +724,26 @@ static bool k_attention(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     int64_t Lk = k->shape[k->rank - 2], Dv = v->shape[v->rank - 1];
     int64_t batch[IR_MAX_RANK];
     int br = 0;
-    bool ok = k->shape[k->rank - 1] == D && v->shape[v->rank - 2] == Lk && bcast_into(batch, &br, q->shape, q->rank - 2) &&
+    bool ok = k->shape[k->rank - 1] == D && v->shape[v->rank - 2] == Lk &&
+              bcast_into(batch, &br, q->shape, q->rank - 2) &&
               bcast_into(batch, &br, k->shape, k->rank - 2) && bcast_into(batch, &br, v->shape, v->rank - 2);
-    CHECK(ok, "q %s, k %s and v %s do not match", tstr(q, b1, sizeof b1), tstr(k, b2, sizeof b2), tstr(v, b3, sizeof b3));
+    CHECK(ok, "q %s, k %s and v %s do not match", tstr(q, b1, sizeof b1), tstr(k, b2, sizeof b2),
+          tstr(v, b3, sizeof b3));
     int64_t want[IR_MAX_RANK + 2];
     memcpy(want, batch, sizeof(int64_t) * (size_t)br);
     want[br] = Lq;
     want[br + 1] = Dv;
-    CHECK(shape_eq(want, br + 2, out->shape, out->rank), "result %s does not match the operands", tstr(out, b1, sizeof b1));
+    CHECK(shape_eq(want, br + 2, out->shape, out->rank), "result %s does not match the operands",
+          tstr(out, b1, sizeof b1));
     int64_t sshape[IR_MAX_RANK + 2];
     memcpy(sshape, want, sizeof sshape);
     sshape[br + 1] = Lk; /* the scores' shape, which the mask broadcasts to */
     const Tensor *bt[2] = {mask, sc};
     for (int t = 0; t < 2; t++)
         if (bt[t])
-            CHECK(bcast_ok(bt[t]->shape, bt[t]->rank, sshape, br + 2), "%s %s does not broadcast to the scores' shape",
-                  t ? "scale" : "mask", tstr(bt[t], b1, sizeof b1));
+            CHECK(bcast_ok(bt[t]->shape, bt[t]->rank, sshape, br + 2),
+                  "%s %s does not broadcast to the scores' shape", t ? "scale" : "mask",
+                  tstr(bt[t], b1, sizeof b1));
     double scale = ir_attr_float(n, "scale", 1 / sqrt((double)D)); /* unless the scale operand is given */
     double *p = malloc(sizeof(double) * (size_t)(Lk + 1));
     if (!p) return fail(c, n, "out of memory");
@@ -689,7 +757,8 @@ static bool k_attention(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
             double m = -INFINITY, s = 0;
             for (int64_t j = 0; j < Lk; j++) {
                 double dot = 0;
-                for (int64_t e = 0; e < D; e++) dot += rt_get(q, qo + i * D + e) * rt_get(k, ko + j * D + e);
+                for (int64_t e = 0; e < D; e++)
+                    dot += rt_get(q, qo + i * D + e) * rt_get(k, ko + j * D + e);
                 idx[br] = i;
                 idx[br + 1] = j;
                 dot *= sc ? rt_get(sc, bc_off(sc->shape, sc->rank, idx, br + 2)) : scale;
@@ -697,10 +766,12 @@ static bool k_attention(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
                 p[j] = dot;
                 m = fmax_nan(m, dot);
             }
-            for (int64_t j = 0; j < Lk; j++) s += p[j] = exp(p[j] - m);
+            for (int64_t j = 0; j < Lk; j++)
+                s += p[j] = exp(p[j] - m);
             for (int64_t e = 0; e < Dv; e++) {
                 double acc = 0;
-                for (int64_t j = 0; j < Lk; j++) acc += p[j] / s * rt_get(v, vo + j * Dv + e);
+                for (int64_t j = 0; j < Lk; j++)
+                    acc += p[j] / s * rt_get(v, vo + j * Dv + e);
                 rt_set(out, (bi * Lq + i) * Dv + e, acc);
             }
         }
@@ -737,13 +808,14 @@ static bool k_transpose(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         p[i] = perm ? ir_norm_axis(perm[i], x->rank) : x->rank - 1 - i;
         CHECK(p[i] >= 0 && !used[p[i]], "perm is not a permutation of 0..%d", x->rank - 1);
         used[p[i]] = true;
-        CHECK(out->rank == x->rank && out->shape[i] == x->shape[p[i]], "result %s does not match %s", tstr(out, b1, sizeof b1),
-              tstr(x, b2, sizeof b2));
+        CHECK(out->rank == x->rank && out->shape[i] == x->shape[p[i]], "result %s does not match %s",
+              tstr(out, b1, sizeof b1), tstr(x, b2, sizeof b2));
     }
     int64_t total = numel(out), oidx[IR_MAX_RANK], iidx[IR_MAX_RANK];
     for (int64_t i = 0; i < total; i++) {
         unravel(i, out->shape, out->rank, oidx);
-        for (int k = 0; k < x->rank; k++) iidx[p[k]] = oidx[k];
+        for (int k = 0; k < x->rank; k++)
+            iidx[p[k]] = oidx[k];
         copy_elem(out, i, x, bc_off(x->shape, x->rank, iidx, x->rank));
     }
     return true;
@@ -757,7 +829,8 @@ static bool k_concat(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     int64_t sum = 0;
     for (int k = 0; k < n->nin; k++) {
         bool ok = in[k] && in[k]->rank == out->rank && in[k]->dtype == out->dtype;
-        for (int i = 0; ok && i < out->rank; i++) ok = i == ax || in[k]->shape[i] == out->shape[i];
+        for (int i = 0; ok && i < out->rank; i++)
+            ok = i == ax || in[k]->shape[i] == out->shape[i];
         CHECK(ok, "operand %d %s does not fit the result %s", k + 1, in[k] ? tstr(in[k], b1, sizeof b1) : "?",
               tstr(out, b2, sizeof b2));
         sum += in[k]->shape[ax];
@@ -772,7 +845,8 @@ static bool k_concat(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         for (int64_t o = 0; o < outer; o++)
             if (len > 0 && inner > 0)
                 memcpy((char *)out->data + (size_t)((o * out->shape[ax] + at) * inner) * es,
-                       (const char *)in[k]->data + (size_t)(o * len * inner) * es, (size_t)(len * inner) * es);
+                       (const char *)in[k]->data + (size_t)(o * len * inner) * es,
+                       (size_t)(len * inner) * es);
         at += len;
     }
     return true;
@@ -784,15 +858,18 @@ static bool k_slice(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     const Tensor *x = in[0];
     char b1[128], b2[128], err[256];
     const Attr *st = ir_attr(n, "starts"), *en = ir_attr(n, "ends");
-    CHECK(st && en && st->kind == AV_DIMS && en->kind == AV_DIMS && st->n == en->n, "starts and ends must be lists of equal length");
+    CHECK(st && en && st->kind == AV_DIMS && en->kind == AV_DIMS && st->n == en->n,
+          "starts and ends must be lists of equal length");
     int na, ns;
     const int64_t *axes = attr_ints(n, "axes", &na), *steps = attr_ints(n, "steps", &ns);
     CHECK(!axes || na == st->n, "axes has %d entries, starts %d", na, st->n);
     CHECK(!steps || ns == st->n, "steps has %d entries, starts %d", ns, st->n);
-    CHECK(out->rank == x->rank, "result %s does not match %s", tstr(out, b1, sizeof b1), tstr(x, b2, sizeof b2));
+    CHECK(out->rank == x->rank, "result %s does not match %s", tstr(out, b1, sizeof b1),
+          tstr(x, b2, sizeof b2));
     int64_t start[IR_MAX_RANK], step[IR_MAX_RANK];
     bool done[IR_MAX_RANK] = {false};
-    for (int i = 0; i < x->rank; i++) start[i] = 0, step[i] = 1;
+    for (int i = 0; i < x->rank; i++)
+        start[i] = 0, step[i] = 1;
     for (int k = 0; k < st->n; k++) {
         int ax = axes ? ir_norm_axis(axes[k], x->rank) : k;
         CHECK(ax >= 0 && ax < x->rank && !done[ax], "bad or repeated axis in axes");
@@ -815,18 +892,19 @@ static bool k_slice(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
             e = e < -1 ? -1 : e > d - 1 ? d - 1 : e;
             len = s > e ? (int64_t)((uint64_t)(s - e - 1) / ((uint64_t)0 - (uint64_t)sp)) + 1 : 0;
         }
-        CHECK(len == out->shape[ax], "axis %d: the slice has %lld elements, the result %lld", ax, (long long)len,
-              (long long)out->shape[ax]);
+        CHECK(len == out->shape[ax], "axis %d: the slice has %lld elements, the result %lld", ax,
+              (long long)len, (long long)out->shape[ax]);
         start[ax] = s;
         step[ax] = sp;
     }
     for (int i = 0; i < x->rank; i++)
-        CHECK(done[i] || out->shape[i] == x->shape[i], "result %s does not match %s", tstr(out, b1, sizeof b1),
-              tstr(x, b2, sizeof b2));
+        CHECK(done[i] || out->shape[i] == x->shape[i], "result %s does not match %s",
+              tstr(out, b1, sizeof b1), tstr(x, b2, sizeof b2));
     int64_t total = numel(out), idx[IR_MAX_RANK];
     for (int64_t i = 0; i < total; i++) {
         unravel(i, out->shape, out->rank, idx);
-        for (int k = 0; k < x->rank; k++) idx[k] = start[k] + idx[k] * step[k];
+        for (int k = 0; k < x->rank; k++)
+            idx[k] = start[k] + idx[k] * step[k];
         copy_elem(out, i, x, bc_off(x->shape, x->rank, idx, x->rank));
     }
     return true;
@@ -839,21 +917,29 @@ static bool k_gather(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     int64_t a = ir_attr_int(n, "axis", 0);
     int ax = ir_norm_axis(a, x->rank);
     CHECK(ax >= 0, "axis %lld out of range for rank %d", (long long)a, x->rank);
-    CHECK(is_intlike(ind->dtype) && ind->dtype != DT_BOOL, "indices must be integers, got %s", dtype_name(ind->dtype));
+    CHECK(is_intlike(ind->dtype) && ind->dtype != DT_BOOL, "indices must be integers, got %s",
+          dtype_name(ind->dtype));
     int64_t want[2 * IR_MAX_RANK];
     int wr = 0;
-    for (int i = 0; i < ax; i++) want[wr++] = x->shape[i];
-    for (int i = 0; i < ind->rank; i++) want[wr++] = ind->shape[i];
-    for (int i = ax + 1; i < x->rank; i++) want[wr++] = x->shape[i];
+    for (int i = 0; i < ax; i++)
+        want[wr++] = x->shape[i];
+    for (int i = 0; i < ind->rank; i++)
+        want[wr++] = ind->shape[i];
+    for (int i = ax + 1; i < x->rank; i++)
+        want[wr++] = x->shape[i];
     CHECK(shape_eq(want, wr, out->shape, out->rank), "result %s does not match %s and indices %s",
           tstr(out, b1, sizeof b1), tstr(x, b2, sizeof b2), tstr(ind, b3, sizeof b3));
-    int64_t outer = prod(x->shape, 0, ax), d = x->shape[ax], inner = prod(x->shape, ax + 1, x->rank), ni = numel(ind);
+    int64_t outer = prod(x->shape, 0, ax), d = x->shape[ax], inner = prod(x->shape, ax + 1, x->rank),
+            ni = numel(ind);
     const char *iname = n->in[1] && n->in[1]->name ? n->in[1]->name : NULL;
     for (int64_t j = 0; j < ni; j++) {
         int64_t v = get_i(ind, j), r = v < 0 ? v + d : v;
         if (r < 0 || r >= d) {
-            if (iname) return fail(c, n, "index %lld out of range for axis %d of size %lld (tensor '%s')", (long long)v, ax, (long long)d, iname);
-            return fail(c, n, "index %lld out of range for axis %d of size %lld", (long long)v, ax, (long long)d);
+            if (iname)
+                return fail(c, n, "index %lld out of range for axis %d of size %lld (tensor '%s')",
+                            (long long)v, ax, (long long)d, iname);
+            return fail(c, n, "index %lld out of range for axis %d of size %lld", (long long)v, ax,
+                        (long long)d);
         }
     }
     size_t es = (size_t)dtype_size(out->dtype), blk = (size_t)inner * es;
@@ -870,12 +956,14 @@ static bool k_gather(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
 /* ---- convolution and pooling (NCHW) ------------------------------------------------ */
 
 /* stride, dilation, padding [top, left, bottom, right] (2 entries: symmetric). */
-static bool window_attrs(Ctx *c, const Node *n, int64_t st[2], int64_t dil[2], int64_t pad[4], int64_t dflt_stride) {
+static bool window_attrs(Ctx *c, const Node *n, int64_t st[2], int64_t dil[2], int64_t pad[4],
+                         int64_t dflt_stride) {
     if (!attr_pair(c, n, "stride", dflt_stride, st) || !attr_pair(c, n, "dilation", 1, dil)) return false;
     int np;
     const int64_t *p = attr_ints(n, "padding", &np);
     CHECK(!p || np == 4 || np == 2, "padding must have 4 entries [top, left, bottom, right], got %d", np);
-    for (int i = 0; i < 4; i++) pad[i] = p ? p[np == 4 ? i : i % 2] : 0;
+    for (int i = 0; i < 4; i++)
+        pad[i] = p ? p[np == 4 ? i : i % 2] : 0;
     CHECK(st[0] > 0 && st[1] > 0 && dil[0] > 0 && dil[1] > 0, "stride and dilation must be positive");
     return true;
 }
@@ -890,16 +978,18 @@ static bool k_conv2d(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     char b1[128], b2[128], b3[128];
     int64_t st[2], dil[2], pad[4], G = ir_attr_int(n, "groups", 1);
     if (!window_attrs(c, n, st, dil, pad, 1)) return false;
-    CHECK(x->rank == 4 && w->rank == 4 && out->rank == 4, "x and w must be 4-D (NCHW, [M, C/groups, kh, kw])");
+    CHECK(x->rank == 4 && w->rank == 4 && out->rank == 4,
+          "x and w must be 4-D (NCHW, [M, C/groups, kh, kw])");
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
     int64_t M = w->shape[0], CG = w->shape[1], KH = w->shape[2], KW = w->shape[3];
     CHECK(G > 0 && C % G == 0 && M % G == 0 && CG == C / G, "x %s and w %s do not match with groups=%lld",
           tstr(x, b1, sizeof b1), tstr(w, b2, sizeof b2), (long long)G);
-    int64_t OH = window_out(H, KH, st[0], dil[0], pad[0], pad[2]), OW = window_out(W, KW, st[1], dil[1], pad[1], pad[3]);
+    int64_t OH = window_out(H, KH, st[0], dil[0], pad[0], pad[2]),
+            OW = window_out(W, KW, st[1], dil[1], pad[1], pad[3]);
     int64_t want[4] = {N, M, OH, OW};
     CHECK(shape_eq(want, 4, out->shape, 4), "result %s, expected [%lld,%lld,%lld,%lld] from %s and %s",
-          tstr(out, b3, sizeof b3), (long long)N, (long long)M, (long long)OH, (long long)OW, tstr(x, b1, sizeof b1),
-          tstr(w, b2, sizeof b2));
+          tstr(out, b3, sizeof b3), (long long)N, (long long)M, (long long)OH, (long long)OW,
+          tstr(x, b1, sizeof b1), tstr(w, b2, sizeof b2));
     if (b) CHECK(numel(b) == M, "bias %s must have %lld elements", tstr(b, b1, sizeof b1), (long long)M);
     int64_t MG = M / G;
     for (int64_t bn = 0; bn < N; bn++)
@@ -911,7 +1001,8 @@ static bool k_conv2d(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
                     for (int64_t cg = 0; cg < CG; cg++)
                         for (int64_t kh = 0; kh < KH; kh++)
                             for (int64_t kw = 0; kw < KW; kw++) {
-                                int64_t ih = oh * st[0] - pad[0] + kh * dil[0], iw = ow * st[1] - pad[1] + kw * dil[1];
+                                int64_t ih = oh * st[0] - pad[0] + kh * dil[0],
+                                        iw = ow * st[1] - pad[1] + kw * dil[1];
                                 if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                                 acc_madd(&acc, x, ((bn * C + g * CG + cg) * H + ih) * W + iw, w,
                                          ((m * CG + cg) * KH + kh) * KW + kw);
@@ -935,7 +1026,8 @@ static bool k_pool(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     CHECK(x->rank >= 3 && out->rank == x->rank, "input must be NCHW, got %s", tstr(x, b1, sizeof b1));
     int r = x->rank;
     int64_t H = x->shape[r - 2], W = x->shape[r - 1];
-    int64_t OH = window_out(H, k[0], st[0], dil[0], pad[0], pad[2]), OW = window_out(W, k[1], st[1], dil[1], pad[1], pad[3]);
+    int64_t OH = window_out(H, k[0], st[0], dil[0], pad[0], pad[2]),
+            OW = window_out(W, k[1], st[1], dil[1], pad[1], pad[3]);
     int64_t want[IR_MAX_RANK];
     memcpy(want, x->shape, sizeof(int64_t) * (size_t)r);
     want[r - 2] = OH;
@@ -951,7 +1043,8 @@ static bool k_pool(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
                 int64_t im = 0, is = 0, cnt = 0;
                 for (int64_t kh = 0; kh < k[0]; kh++)
                     for (int64_t kw = 0; kw < k[1]; kw++) {
-                        int64_t ih = oh * st[0] - pad[0] + kh * dil[0], iw = ow * st[1] - pad[1] + kw * dil[1];
+                        int64_t ih = oh * st[0] - pad[0] + kh * dil[0],
+                                iw = ow * st[1] - pad[1] + kw * dil[1];
                         if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
                         int64_t off = (pl * H + ih) * W + iw;
                         if (isint) {
@@ -967,8 +1060,10 @@ static bool k_pool(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
                     }
                 int64_t o = (pl * OH + oh) * OW + ow;
                 CHECK(cnt > 0 || !isint, "a window lies entirely in the padding");
-                if (isint) set_i(out, o, ismax ? im : is / cnt);
-                else rt_set(out, o, ismax ? fm : fs / (double)cnt);
+                if (isint)
+                    set_i(out, o, ismax ? im : is / cnt);
+                else
+                    rt_set(out, o, ismax ? fm : fs / (double)cnt);
             }
     return true;
 }
@@ -983,9 +1078,12 @@ static bool k_global_avg_pool(Ctx *c, const Node *n, Tensor *const *in, Tensor *
     if (isint) CHECK(sp > 0, "mean of zero elements");
     for (int64_t p = 0; p < planes; p++) {
         Acc acc = acc_new(out->dtype);
-        for (int64_t i = 0; i < sp; i++) acc_add(&acc, x, p * sp + i);
-        if (isint) set_i(out, p, u2i(acc.u) / sp);
-        else rt_set(out, p, acc.f / (double)sp);
+        for (int64_t i = 0; i < sp; i++)
+            acc_add(&acc, x, p * sp + i);
+        if (isint)
+            set_i(out, p, u2i(acc.u) / sp);
+        else
+            rt_set(out, p, acc.f / (double)sp);
     }
     return true;
 }
@@ -994,22 +1092,52 @@ static bool k_global_avg_pool(Ctx *c, const Node *n, Tensor *const *in, Tensor *
 
 static const Kernel kernels[OP_COUNT] = {
     [OP_CONST] = k_const,
-    [OP_ADD] = k_elementwise, [OP_SUB] = k_elementwise, [OP_MUL] = k_elementwise,
-    [OP_DIV] = k_elementwise, [OP_POW] = k_elementwise, [OP_MAXIMUM] = k_elementwise,
-    [OP_MINIMUM] = k_elementwise, [OP_NEG] = k_elementwise, [OP_ABS] = k_elementwise,
-    [OP_EXP] = k_elementwise, [OP_LOG] = k_elementwise, [OP_SQRT] = k_elementwise,
-    [OP_RSQRT] = k_elementwise, [OP_RECIPROCAL] = k_elementwise, [OP_TANH] = k_elementwise,
-    [OP_SIGMOID] = k_elementwise, [OP_RELU] = k_elementwise, [OP_ERF] = k_elementwise,
-    [OP_SILU] = k_elementwise, [OP_GELU] = k_elementwise, [OP_CLIP] = k_elementwise,
-    [OP_LESS] = k_elementwise, [OP_GREATER] = k_elementwise, [OP_EQUAL] = k_elementwise,
-    [OP_WHERE] = k_elementwise, [OP_CAST] = k_cast,
-    [OP_REDUCE_SUM] = k_reduce, [OP_REDUCE_MEAN] = k_reduce, [OP_REDUCE_MAX] = k_reduce,
-    [OP_SOFTMAX] = k_softmax, [OP_LAYERNORM] = k_norm, [OP_RMSNORM] = k_norm,
-    [OP_MATMUL] = k_matmul, [OP_LINEAR] = k_linear,
-    [OP_RESHAPE] = k_copy, [OP_TRANSPOSE] = k_transpose, [OP_CONCAT] = k_concat,
-    [OP_SLICE] = k_slice, [OP_GATHER] = k_gather, [OP_UNSQUEEZE] = k_copy, [OP_SQUEEZE] = k_copy,
-    [OP_CONV2D] = k_conv2d, [OP_MAX_POOL2D] = k_pool, [OP_AVG_POOL2D] = k_pool,
-    [OP_GLOBAL_AVG_POOL] = k_global_avg_pool, [OP_BATCHNORM] = k_batchnorm,
+    [OP_ADD] = k_elementwise,
+    [OP_SUB] = k_elementwise,
+    [OP_MUL] = k_elementwise,
+    [OP_DIV] = k_elementwise,
+    [OP_POW] = k_elementwise,
+    [OP_MAXIMUM] = k_elementwise,
+    [OP_MINIMUM] = k_elementwise,
+    [OP_NEG] = k_elementwise,
+    [OP_ABS] = k_elementwise,
+    [OP_EXP] = k_elementwise,
+    [OP_LOG] = k_elementwise,
+    [OP_SQRT] = k_elementwise,
+    [OP_RSQRT] = k_elementwise,
+    [OP_RECIPROCAL] = k_elementwise,
+    [OP_TANH] = k_elementwise,
+    [OP_SIGMOID] = k_elementwise,
+    [OP_RELU] = k_elementwise,
+    [OP_ERF] = k_elementwise,
+    [OP_SILU] = k_elementwise,
+    [OP_GELU] = k_elementwise,
+    [OP_CLIP] = k_elementwise,
+    [OP_LESS] = k_elementwise,
+    [OP_GREATER] = k_elementwise,
+    [OP_EQUAL] = k_elementwise,
+    [OP_WHERE] = k_elementwise,
+    [OP_CAST] = k_cast,
+    [OP_REDUCE_SUM] = k_reduce,
+    [OP_REDUCE_MEAN] = k_reduce,
+    [OP_REDUCE_MAX] = k_reduce,
+    [OP_SOFTMAX] = k_softmax,
+    [OP_LAYERNORM] = k_norm,
+    [OP_RMSNORM] = k_norm,
+    [OP_MATMUL] = k_matmul,
+    [OP_LINEAR] = k_linear,
+    [OP_RESHAPE] = k_copy,
+    [OP_TRANSPOSE] = k_transpose,
+    [OP_CONCAT] = k_concat,
+    [OP_SLICE] = k_slice,
+    [OP_GATHER] = k_gather,
+    [OP_UNSQUEEZE] = k_copy,
+    [OP_SQUEEZE] = k_copy,
+    [OP_CONV2D] = k_conv2d,
+    [OP_MAX_POOL2D] = k_pool,
+    [OP_AVG_POOL2D] = k_pool,
+    [OP_GLOBAL_AVG_POOL] = k_global_avg_pool,
+    [OP_BATCHNORM] = k_batchnorm,
     [OP_ATTENTION] = k_attention,
 };
 
@@ -1029,8 +1157,10 @@ static bool dim_depends(const DimTable *t, DimId e, int s, int64_t *vals) {
     bool dep = false;
     for (int k = 0; k < 3 && !dep; k++) {
         vals[s] = PROBE * (k + 1);
-        if (!dim_eval(t, e, vals, &r[k], NULL, 0)) dep = true;
-        else if (k > 0 && r[k] != r[0]) dep = true;
+        if (!dim_eval(t, e, vals, &r[k], NULL, 0))
+            dep = true;
+        else if (k > 0 && r[k] != r[0])
+            dep = true;
     }
     vals[s] = saved;
     return dep;
@@ -1043,8 +1173,9 @@ static bool dim_solve(const DimTable *t, DimId e, int s, int64_t actual, int64_t
     bool ok = dim_eval(t, e, vals, &y1, NULL, 0);
     vals[s] = 2 * PROBE;
     ok = ok && dim_eval(t, e, vals, &y2, NULL, 0) && y2 != y1;
-    if (ok && !__builtin_sub_overflow(actual, y1, &num) && !__builtin_mul_overflow(num, (int64_t)PROBE, &num) &&
-        num % (y2 - y1) == 0 && !__builtin_add_overflow((int64_t)PROBE, num / (y2 - y1), &v) && v >= 0) {
+    if (ok && !__builtin_sub_overflow(actual, y1, &num) &&
+        !__builtin_mul_overflow(num, (int64_t)PROBE, &num) && num % (y2 - y1) == 0 &&
+        !__builtin_add_overflow((int64_t)PROBE, num / (y2 - y1), &v) && v >= 0) {
         vals[s] = v;
         ok = dim_eval(t, e, vals, &q, NULL, 0) && q == actual;
     } else {
@@ -1061,7 +1192,8 @@ static bool graph_uses_sym(const Graph *g, int s, int64_t *vals) {
         const Node *n = g->nodes[i];
         for (int k = 0; k < n->type.rank; k++)
             if (dim_depends(g->dims, n->type.dim[k], s, vals)) return true;
-        if (n->op == OP_CONST && n->dval != DIM_INVALID && dim_depends(g->dims, n->dval, s, vals)) return true;
+        if (n->op == OP_CONST && n->dval != DIM_INVALID && dim_depends(g->dims, n->dval, s, vals))
+            return true;
         for (int a = 0; a < n->nattrs; a++)
             if (n->attrs[a].kind == AV_DIMS)
                 for (int k = 0; k < n->attrs[a].n; k++)
@@ -1075,9 +1207,11 @@ static const char *input_name(const Node *n) { return n->name ? n->name : "?"; }
 bool rt_bind_dims(const Graph *g, Tensor *const *inputs, int ninputs, int64_t *sym_values, Diag *d) {
     const DimTable *dt = g->dims;
     int nsym = dim_sym_count(dt), nin = 0, errs = diag_error_count(d);
-    for (int i = 0; i < g->nnodes; i++) nin += g->nodes[i]->op == OP_INPUT;
+    for (int i = 0; i < g->nnodes; i++)
+        nin += g->nodes[i]->op == OP_INPUT;
     const Node **inodes = calloc((size_t)nin + 1, sizeof *inodes);
-    bool *valid = calloc((size_t)nin + 1, sizeof *valid), *isbound = calloc((size_t)nsym + 1, sizeof *isbound);
+    bool *valid = calloc((size_t)nin + 1, sizeof *valid),
+         *isbound = calloc((size_t)nsym + 1, sizeof *isbound);
     int *from = calloc((size_t)nsym + 1, sizeof *from);
     if (!inodes || !valid || !isbound || !from) {
         free(inodes), free(valid), free(isbound), free(from);
@@ -1086,12 +1220,14 @@ bool rt_bind_dims(const Graph *g, Tensor *const *inputs, int ninputs, int64_t *s
     }
     for (int i = 0, k = 0; i < g->nnodes; i++)
         if (g->nodes[i]->op == OP_INPUT) inodes[k++] = g->nodes[i];
-    for (int s = 0; s < nsym; s++) sym_values[s] = PROBE;
+    for (int s = 0; s < nsym; s++)
+        sym_values[s] = PROBE;
     char got[256];
 
     /* presence, dtype and rank */
     if (ninputs > nin)
-        diag_error(d, g->loc, "too many inputs: model '%s' takes %d, got %d", g->name ? g->name : "?", nin, ninputs);
+        diag_error(d, g->loc, "too many inputs: model '%s' takes %d, got %d", g->name ? g->name : "?", nin,
+                   ninputs);
     for (int i = 0; i < nin; i++) {
         const Node *n = inodes[i];
         const Tensor *t = i < ninputs && inputs ? inputs[i] : NULL;
@@ -1101,8 +1237,8 @@ bool rt_bind_dims(const Graph *g, Tensor *const *inputs, int ninputs, int64_t *s
         }
         rt_shape_str(t->dtype, t->rank, t->shape, got, sizeof got);
         if (t->dtype != n->type.dtype)
-            diag_error(d, n->loc, "input '%s': expected dtype %s, got %s", input_name(n), dtype_name(n->type.dtype),
-                       dtype_name(t->dtype));
+            diag_error(d, n->loc, "input '%s': expected dtype %s, got %s", input_name(n),
+                       dtype_name(n->type.dtype), dtype_name(t->dtype));
         else if (t->rank != n->type.rank)
             diag_error(d, n->loc, "input '%s': expected %s, got %s (rank %d != %d)", input_name(n),
                        node_type_str(g, &n->type), got, n->type.rank, t->rank);
@@ -1121,7 +1257,8 @@ bool rt_bind_dims(const Graph *g, Tensor *const *inputs, int ninputs, int64_t *s
             if (!isbound[s]) {
                 isbound[s] = true, sym_values[s] = v, from[s] = i;
             } else if (sym_values[s] != v) {
-                diag_error(d, n->loc, "input '%s': inconsistent binding for %s: %lld from '%s', %lld from '%s'",
+                diag_error(d, n->loc,
+                           "input '%s': inconsistent binding for %s: %lld from '%s', %lld from '%s'",
                            input_name(n), dim_sym_name(dt, s), (long long)sym_values[s],
                            input_name(inodes[from[s]]), (long long)v, input_name(n));
                 valid[i] = false;
@@ -1162,7 +1299,8 @@ bool rt_bind_dims(const Graph *g, Tensor *const *inputs, int ninputs, int64_t *s
                 if (dim_depends(dt, inodes[i]->type.dim[j], s, sym_values)) where = input_name(inodes[i]);
         if (where)
             diag_error(d, dim_sym_loc(dt, s),
-                       "cannot determine dimension %s from the inputs: it appears only in expressions (input '%s') that do "
+                       "cannot determine dimension %s from the inputs: it appears only in expressions (input "
+                       "'%s') that do "
                        "not determine it",
                        dim_sym_name(dt, s), where);
         else
@@ -1197,9 +1335,11 @@ bool rt_bind_dims(const Graph *g, Tensor *const *inputs, int ninputs, int64_t *s
                     int64_t cv;
                     if (dim_is_const(dt, n->type.dim[j], &cv))
                         diag_error(d, n->loc, "input '%s': expected %s, got %s (dimension %d: %lld != %lld)",
-                                   input_name(n), node_type_str(g, &n->type), got, j, (long long)v, (long long)t->shape[j]);
+                                   input_name(n), node_type_str(g, &n->type), got, j, (long long)v,
+                                   (long long)t->shape[j]);
                     else
-                        diag_error(d, n->loc, "input '%s': expected %s, got %s (dimension %d: %s = %lld != %lld)",
+                        diag_error(d, n->loc,
+                                   "input '%s': expected %s, got %s (dimension %d: %s = %lld != %lld)",
                                    input_name(n), node_type_str(g, &n->type), got, j, e, (long long)v,
                                    (long long)t->shape[j]);
                     break;
@@ -1220,8 +1360,10 @@ static bool check_param(const Graph *g, const Node *n, const Tensor *t, const in
         return false;
     }
     char who[512], got[256], err[256];
-    if (strcmp(key, name)) snprintf(who, sizeof who, "weight '%s' (key '%s')", name, key);
-    else snprintf(who, sizeof who, "weight '%s'", name);
+    if (strcmp(key, name))
+        snprintf(who, sizeof who, "weight '%s' (key '%s')", name, key);
+    else
+        snprintf(who, sizeof who, "weight '%s'", name);
     rt_shape_str(t->dtype, t->rank, t->shape, got, sizeof got);
     const char *want = node_type_str(g, &n->type);
     bool ok = t->dtype == n->type.dtype && t->rank == n->type.rank;
@@ -1264,8 +1406,8 @@ static bool eval_shape(Ctx *c, const Node *n, int64_t *shape) {
         if (!dim_eval(c->g->dims, n->type.dim[k], c->syms, &shape[k], err, sizeof err))
             return fail(c, n, "cannot evaluate the result type %s: %s", node_type_str(c->g, &n->type), err);
         else if (shape[k] < 0)
-            return fail(c, n, "the result type %s has a negative dimension %lld", node_type_str(c->g, &n->type),
-                        (long long)shape[k]);
+            return fail(c, n, "the result type %s has a negative dimension %lld",
+                        node_type_str(c->g, &n->type), (long long)shape[k]);
     return true;
 }
 
@@ -1275,10 +1417,11 @@ static Tensor *clone(const Tensor *t) {
     return r;
 }
 
-bool rt_interp_run(const Graph *g, Tensor *const *inputs, int ninputs, Tensor *const *params, Tensor **outputs,
-                   Diag *d) {
+bool rt_interp_run(const Graph *g, Tensor *const *inputs, int ninputs, Tensor *const *params,
+                   Tensor **outputs, Diag *d) {
     int errs = diag_error_count(d), nsym = dim_sym_count(g->dims), nn = g->nnodes;
-    for (int i = 0; i < g->noutputs; i++) outputs[i] = NULL;
+    for (int i = 0; i < g->noutputs; i++)
+        outputs[i] = NULL;
     int64_t *syms = calloc((size_t)nsym + 1, sizeof *syms);
     Tensor **vals = calloc((size_t)nn + 1, sizeof *vals);
     bool *borrowed = calloc((size_t)nn + 1, sizeof *borrowed);
@@ -1328,7 +1471,8 @@ bool rt_interp_run(const Graph *g, Tensor *const *inputs, int ninputs, Tensor *c
             ok = fail(&c, n, "out of memory");
             break;
         }
-        for (int k = 0; k < n->nin; k++) inp[k] = n->in[k] ? vals[n->in[k]->id] : NULL;
+        for (int k = 0; k < n->nin; k++)
+            inp[k] = n->in[k] ? vals[n->in[k]->id] : NULL;
         int64_t shape[IR_MAX_RANK];
         if ((unsigned)n->op >= OP_COUNT || !kernels[n->op]) {
             ok = fail(&c, n, "no reference implementation");

@@ -44,7 +44,8 @@ static Node *source(OpKind op, const char *name, DType dt, int rank, const DimId
     n->key = name;
     n->type.dtype = dt;
     n->type.rank = rank;
-    for (int i = 0; i < rank; i++) n->type.dim[i] = dims[i];
+    for (int i = 0; i < rank; i++)
+        n->type.dim[i] = dims[i];
     ir_append(G, n);
     return n;
 }
@@ -60,11 +61,13 @@ static Node *op(OpKind k, DType dt, int rank, const DimId *dims, int nin, ...) {
     Node *n = ir_node_create(G, k, nin, L0);
     va_list ap;
     va_start(ap, nin);
-    for (int i = 0; i < nin; i++) n->in[i] = va_arg(ap, Node *);
+    for (int i = 0; i < nin; i++)
+        n->in[i] = va_arg(ap, Node *);
     va_end(ap);
     n->type.dtype = dt;
     n->type.rank = rank;
-    for (int i = 0; i < rank; i++) n->type.dim[i] = dims[i];
+    for (int i = 0; i < rank; i++)
+        n->type.dim[i] = dims[i];
     ir_append(G, n);
     return n;
 }
@@ -93,19 +96,23 @@ static void out(Node *n) { ir_add_output(G, n->name ? n->name : "y", n, L0); }
 
 static Tensor *mk(DType dt, int rank, const int64_t *shape, const double *vals) {
     Tensor *t = rt_tensor_new(dt, rank, shape);
-    for (int64_t i = 0; i < rt_numel(rank, shape); i++) rt_set(t, i, vals ? vals[i] : (double)(i + 1));
+    for (int64_t i = 0; i < rt_numel(rank, shape); i++)
+        rt_set(t, i, vals ? vals[i] : (double)(i + 1));
     return t;
 }
 
 static void dump_diag(void) {
-    for (int i = 0; i < diag_count(D); i++) fprintf(stderr, "diag: %s\n", diag_message(D, i, NULL, NULL));
+    for (int i = 0; i < diag_count(D); i++)
+        fprintf(stderr, "diag: %s\n", diag_message(D, i, NULL, NULL));
 }
 
 /* Runs the graph with the given inputs and params (freed here). */
 static bool run(Tensor **ins, int nin, Tensor **params, int nparams, Tensor **outs) {
     bool ok = rt_interp_run(G, ins, nin, params, outs, D);
-    for (int i = 0; i < nin; i++) rt_tensor_free(ins[i]);
-    for (int i = 0; i < nparams; i++) rt_tensor_free(params[i]);
+    for (int i = 0; i < nin; i++)
+        rt_tensor_free(ins[i]);
+    for (int i = 0; i < nparams; i++)
+        rt_tensor_free(params[i]);
     if (!ok) dump_diag();
     return ok;
 }
@@ -124,14 +131,17 @@ static bool first_msg_is(const char *want) {
 }
 
 static void expect_vals(const Tensor *t, int n, const double *want, double tol) {
-    cr_assert_eq(rt_numel(t->rank, t->shape), n, "numel %lld != %d", (long long)rt_numel(t->rank, t->shape), n);
+    cr_assert_eq(rt_numel(t->rank, t->shape), n, "numel %lld != %d", (long long)rt_numel(t->rank, t->shape),
+                 n);
     for (int i = 0; i < n; i++)
-        cr_expect(fabs(rt_get(t, i) - want[i]) <= tol * (1 + fabs(want[i])), "element %d: got %.9g, want %.9g", i,
-                  rt_get(t, i), want[i]);
+        cr_expect(fabs(rt_get(t, i) - want[i]) <= tol * (1 + fabs(want[i])),
+                  "element %d: got %.9g, want %.9g", i, rt_get(t, i), want[i]);
 }
 static void expect_shape(const Tensor *t, int rank, const int64_t *shape) {
     cr_assert_eq(t->rank, rank, "rank %d != %d", t->rank, rank);
-    for (int i = 0; i < rank; i++) cr_assert_eq(t->shape[i], shape[i], "dim %d: %lld != %lld", i, (long long)t->shape[i], (long long)shape[i]);
+    for (int i = 0; i < rank; i++)
+        cr_assert_eq(t->shape[i], shape[i], "dim %d: %lld != %lld", i, (long long)t->shape[i],
+                     (long long)shape[i]);
 }
 
 /* ---- elementwise --------------------------------------------------------- */
@@ -141,7 +151,8 @@ Test(interp, add_broadcast_f32) {
     Node *b = input("b", DT_F32, 1, DIMS(K(3)));
     out(op(OP_ADD, DT_F32, 2, DIMS(K(2), K(3)), 2, a, b));
     Tensor *o[1];
-    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(2, 3), NULL), mk(DT_F32, 1, SH(3), VALS(10, 20, 30))}, 2, NULL, 0, o));
+    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(2, 3), NULL), mk(DT_F32, 1, SH(3), VALS(10, 20, 30))}, 2,
+                  NULL, 0, o));
     expect_shape(o[0], 2, SH(2, 3));
     expect_vals(o[0], 6, VALS(11, 22, 33, 14, 25, 36), 0);
     rt_tensor_free(o[0]);
@@ -153,27 +164,43 @@ Test(interp, broadcast_both_sides_and_const) {
     Node *m = op(OP_MUL, DT_F32, 2, DIMS(K(3), K(2)), 2, a, b);
     out(op(OP_SUB, DT_F32, 2, DIMS(K(3), K(2)), 2, m, cnst(DT_F32, 0.5)));
     Tensor *o[1];
-    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(3, 1), NULL), mk(DT_F32, 2, SH(1, 2), VALS(10, 100))}, 2, NULL, 0, o));
+    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(3, 1), NULL), mk(DT_F32, 2, SH(1, 2), VALS(10, 100))}, 2,
+                  NULL, 0, o));
     expect_vals(o[0], 6, VALS(9.5, 99.5, 19.5, 199.5, 29.5, 299.5), 0);
     rt_tensor_free(o[0]);
 }
 
 Test(interp, unary_float_ops) {
-    struct { OpKind op; double x, want; } cases[] = {
-        {OP_NEG, 2, -2}, {OP_ABS, -3, 3}, {OP_EXP, 1, M_E}, {OP_LOG, M_E, 1}, {OP_SQRT, 9, 3},
-        {OP_RSQRT, 4, 0.5}, {OP_RECIPROCAL, 8, 0.125}, {OP_TANH, 0.5, tanh(0.5)},
-        {OP_SIGMOID, 0, 0.5}, {OP_SIGMOID, -800, 0}, {OP_RELU, -1, 0}, {OP_RELU, 2.5, 2.5},
-        {OP_ERF, 0.5, erf(0.5)}, {OP_SILU, 1, 1 / (1 + exp(-1))},
+    struct {
+        OpKind op;
+        double x, want;
+    } cases[] = {
+        {OP_NEG, 2, -2},
+        {OP_ABS, -3, 3},
+        {OP_EXP, 1, M_E},
+        {OP_LOG, M_E, 1},
+        {OP_SQRT, 9, 3},
+        {OP_RSQRT, 4, 0.5},
+        {OP_RECIPROCAL, 8, 0.125},
+        {OP_TANH, 0.5, tanh(0.5)},
+        {OP_SIGMOID, 0, 0.5},
+        {OP_SIGMOID, -800, 0},
+        {OP_RELU, -1, 0},
+        {OP_RELU, 2.5, 2.5},
+        {OP_ERF, 0.5, erf(0.5)},
+        {OP_SILU, 1, 1 / (1 + exp(-1))},
         {OP_GELU, 1, 0.5 * (1 + erf(1 / sqrt(2)))},
     };
     Node *x = input("x", DT_F32, 0, NULL);
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) out(op(cases[i].op, DT_F32, 0, NULL, 1, x));
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        out(op(cases[i].op, DT_F32, 0, NULL, 1, x));
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         Tensor *in = mk(DT_F32, 0, NULL, &cases[i].x), *o[32];
         cr_assert(rt_interp_run(G, &in, 1, NULL, o, D));
-        cr_expect(fabs(rt_get(o[i], 0) - cases[i].want) < 1e-6, "%s(%g) = %.9g, want %.9g", ir_op_name(cases[i].op),
-                  cases[i].x, rt_get(o[i], 0), cases[i].want);
-        for (int k = 0; k < G->noutputs; k++) rt_tensor_free(o[k]);
+        cr_expect(fabs(rt_get(o[i], 0) - cases[i].want) < 1e-6, "%s(%g) = %.9g, want %.9g",
+                  ir_op_name(cases[i].op), cases[i].x, rt_get(o[i], 0), cases[i].want);
+        for (int k = 0; k < G->noutputs; k++)
+            rt_tensor_free(o[k]);
         rt_tensor_free(in);
     }
 }
@@ -194,7 +221,8 @@ Test(interp, gelu_tanh_and_clip) {
     expect_vals(o[0], 4, w, 1e-6);
     expect_vals(o[1], 4, VALS(-1, -0.5, 1, 1.5), 0);
     expect_vals(o[2], 4, VALS(-2, -0.5, 0, 0), 0);
-    for (int i = 0; i < 3; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 3; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, compare_where_cast) {
@@ -212,8 +240,9 @@ Test(interp, compare_where_cast) {
     ir_attr_set(G, cb, "dtype", AV_DTYPE, L0)->dt = DT_BOOL;
     out(cb);
     Tensor *o[6];
-    cr_assert(run((Tensor *[]){mk(DT_F32, 1, SH(4), VALS(-2.7, 0, 3.9, 5)), mk(DT_F32, 1, SH(4), VALS(1, 0, 3, 6))}, 2,
-                  NULL, 0, o));
+    cr_assert(
+        run((Tensor *[]){mk(DT_F32, 1, SH(4), VALS(-2.7, 0, 3.9, 5)), mk(DT_F32, 1, SH(4), VALS(1, 0, 3, 6))},
+            2, NULL, 0, o));
     cr_expect_eq(o[0]->dtype, DT_BOOL);
     expect_vals(o[0], 4, VALS(1, 0, 0, 1), 0);
     expect_vals(o[1], 4, VALS(0, 0, 1, 0), 0);
@@ -221,7 +250,8 @@ Test(interp, compare_where_cast) {
     expect_vals(o[3], 4, VALS(-2.7, 0, 3, 5), 1e-7);
     expect_vals(o[4], 4, VALS(-2, 0, 3, 5), 0); /* truncation toward zero */
     expect_vals(o[5], 4, VALS(1, 0, 1, 1), 0);
-    for (int i = 0; i < 6; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 6; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, integer_arithmetic_wraps_and_truncates) {
@@ -241,7 +271,8 @@ Test(interp, integer_arithmetic_wraps_and_truncates) {
     expect_vals(o[2], 4, VALS(INT32_MAX, -14, -14, INT32_MIN), 0);
     expect_vals(o[3], 4, VALS(1, 8, -8, -1), 0);
     expect_vals(o[4], 4, VALS(-INT32_MAX, 7, -7, INT32_MIN), 0);
-    for (int i = 0; i < 5; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 5; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, i8_and_i64_exact) {
@@ -259,7 +290,8 @@ Test(interp, i8_and_i64_exact) {
     memcpy(got, o[1]->data, sizeof got);
     cr_expect_eq(got[0], ((int64_t)1 << 60) + 2);
     cr_expect_eq(got[1], INT64_MIN);
-    for (int i = 0; i < 2; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 2; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, integer_division_by_zero) {
@@ -267,7 +299,8 @@ Test(interp, integer_division_by_zero) {
     Node *b = input("b", DT_I32, 1, DIMS(K(2)));
     out(op(OP_DIV, DT_I32, 1, DIMS(K(2)), 2, a, b));
     Tensor *o[1] = {(Tensor *)1};
-    cr_assert_not(run((Tensor *[]){mk(DT_I32, 1, SH(2), NULL), mk(DT_I32, 1, SH(2), VALS(1, 0))}, 2, NULL, 0, o));
+    cr_assert_not(
+        run((Tensor *[]){mk(DT_I32, 1, SH(2), NULL), mk(DT_I32, 1, SH(2), VALS(1, 0))}, 2, NULL, 0, o));
     cr_expect_null(o[0]);
     cr_expect(first_msg_is("div: integer division by zero (2 / 0)"));
 }
@@ -278,7 +311,8 @@ Test(interp, f16_rounds_when_stored) {
     out(op(OP_ADD, DT_F16, 1, DIMS(K(2)), 2, a, b));
     Tensor *o[1];
     /* 1 + 2^-11 is a tie between 1 and 1+2^-10: even wins (1); 1+2^-10 + 2^-11 rounds up */
-    cr_assert(run((Tensor *[]){mk(DT_F16, 1, SH(2), VALS(1, 1 + 0x1p-10)), mk(DT_F16, 1, SH(2), VALS(0x1p-11, 0x1p-11))},
+    cr_assert(run((Tensor *[]){mk(DT_F16, 1, SH(2), VALS(1, 1 + 0x1p-10)),
+                               mk(DT_F16, 1, SH(2), VALS(0x1p-11, 0x1p-11))},
                   2, NULL, 0, o));
     expect_vals(o[0], 2, VALS(1, 1 + 0x1p-9), 0);
     rt_tensor_free(o[0]);
@@ -316,7 +350,8 @@ Test(interp, reductions) {
     expect_shape(o[1], 3, SH(1, 3, 1));
     expect_vals(o[1], 3, VALS((1 + 2 + 7 + 8) / 4.0, (3 + 4 + 9 + 10) / 4.0, (5 + 6 + 11 + 12) / 4.0), 1e-7);
     expect_vals(o[2], 1, VALS(12), 0);
-    for (int i = 0; i < 3; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 3; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, softmax_is_stable) {
@@ -328,11 +363,15 @@ Test(interp, softmax_is_stable) {
     set_int(s2, "axis", -1);
     out(s2);
     Tensor *o[2];
-    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(2, 3), VALS(1000, 1001, 1002, 1000, 1000, 1000))}, 1, NULL, 0, o));
+    cr_assert(
+        run((Tensor *[]){mk(DT_F32, 2, SH(2, 3), VALS(1000, 1001, 1002, 1000, 1000, 1000))}, 1, NULL, 0, o));
     double e1 = exp(1), e2 = exp(2);
     expect_vals(o[0], 6, VALS(0.5, e1 / (1 + e1), e2 / (1 + e2), 0.5, 1 / (1 + e1), 1 / (1 + e2)), 1e-6);
-    expect_vals(o[1], 6, VALS(1 / (1 + e1 + e2), e1 / (1 + e1 + e2), e2 / (1 + e1 + e2), 1 / 3.0, 1 / 3.0, 1 / 3.0), 1e-6);
-    for (int i = 0; i < 2; i++) rt_tensor_free(o[i]);
+    expect_vals(o[1], 6,
+                VALS(1 / (1 + e1 + e2), e1 / (1 + e1 + e2), e2 / (1 + e1 + e2), 1 / 3.0, 1 / 3.0, 1 / 3.0),
+                1e-6);
+    for (int i = 0; i < 2; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, layernorm_rmsnorm_batchnorm) {
@@ -360,14 +399,16 @@ Test(interp, layernorm_rmsnorm_batchnorm) {
     expect_vals(o[1], 4, VALS(1 / r0 * 2, 3 / r0 * 3, 2 / r1 * 2, 4 / r1 * 3), 1e-6);
     double sd = sqrt(1.25); /* all four: mean 2.5, var 1.25 */
     expect_vals(o[2], 4, VALS(-1.5 / sd, 0.5 / sd, -0.5 / sd, 1.5 / sd), 1e-6);
-    for (int i = 0; i < 3; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 3; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, batchnorm) {
     Node *x = input("x", DT_F32, 4, DIMS(K(1), K(2), K(1), K(2)));
     Node *ps[4];
     const char *nm[4] = {"s", "b", "m", "v"};
-    for (int i = 0; i < 4; i++) ps[i] = param(nm[i], DT_F32, 1, DIMS(K(2)));
+    for (int i = 0; i < 4; i++)
+        ps[i] = param(nm[i], DT_F32, 1, DIMS(K(2)));
     Node *bn = op(OP_BATCHNORM, DT_F32, 4, DIMS(K(1), K(2), K(1), K(2)), 5, x, ps[0], ps[1], ps[2], ps[3]);
     set_float(bn, "eps", 0);
     out(bn);
@@ -394,7 +435,8 @@ Test(interp, matmul_shapes) {
     out(op(OP_MATMUL, DT_F32, 3, DIMS(K(2), K(2), K(1)), 2, a, bt)); /* batch broadcast of a */
     Tensor *o[5];
     cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(2, 3), NULL), mk(DT_F32, 2, SH(3, 2), NULL),
-                               mk(DT_F32, 1, SH(3), VALS(1, 0, -1)), mk(DT_F32, 3, SH(2, 3, 1), VALS(1, 0, 0, 0, 0, 1))},
+                               mk(DT_F32, 1, SH(3), VALS(1, 0, -1)),
+                               mk(DT_F32, 3, SH(2, 3, 1), VALS(1, 0, 0, 0, 0, 1))},
                   4, NULL, 0, o));
     /* a = [[1,2,3],[4,5,6]], b = [[1,2],[3,4],[5,6]] */
     expect_vals(o[0], 4, VALS(22, 28, 49, 64), 0);
@@ -403,7 +445,8 @@ Test(interp, matmul_shapes) {
     expect_vals(o[3], 1, VALS(2), 0);
     expect_shape(o[4], 3, SH(2, 2, 1));
     expect_vals(o[4], 4, VALS(1, 4, 3, 6), 0);
-    for (int i = 0; i < 5; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 5; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, linear_and_int_matmul) {
@@ -415,13 +458,15 @@ Test(interp, linear_and_int_matmul) {
     Node *i = input("i", DT_I8, 2, DIMS(K(1), K(2)));
     out(op(OP_MATMUL, DT_I8, 2, DIMS(K(1), K(1)), 2, i, op(OP_TRANSPOSE, DT_I8, 2, DIMS(K(2), K(1)), 1, i)));
     Tensor *o[3];
-    cr_assert(run((Tensor *[]){mk(DT_F32, 3, SH(1, 2, 3), NULL), mk(DT_I8, 2, SH(1, 2), VALS(10, 10))}, 2,
-                  (Tensor *[]){mk(DT_F32, 2, SH(2, 3), VALS(1, 0, 0, 0, 1, 1)), mk(DT_F32, 1, SH(2), VALS(100, 200))}, 2,
-                  o));
+    cr_assert(run(
+        (Tensor *[]){mk(DT_F32, 3, SH(1, 2, 3), NULL), mk(DT_I8, 2, SH(1, 2), VALS(10, 10))}, 2,
+        (Tensor *[]){mk(DT_F32, 2, SH(2, 3), VALS(1, 0, 0, 0, 1, 1)), mk(DT_F32, 1, SH(2), VALS(100, 200))},
+        2, o));
     expect_vals(o[0], 4, VALS(101, 205, 104, 211), 0);
     expect_vals(o[1], 4, VALS(1, 5, 4, 11), 0);
     expect_vals(o[2], 1, VALS(-56), 0); /* 200 wraps in i8 */
-    for (int k = 0; k < 3; k++) rt_tensor_free(o[k]);
+    for (int k = 0; k < 3; k++)
+        rt_tensor_free(o[k]);
 }
 
 Test(interp, attention_with_mask) {
@@ -432,14 +477,16 @@ Test(interp, attention_with_mask) {
     out(op(OP_ATTENTION, DT_F32, 2, DIMS(K(1), K(1)), 5, q, k, v, m, NULL));
     out(op(OP_ATTENTION, DT_F32, 2, DIMS(K(1), K(1)), 5, q, k, v, NULL, cnst(DT_F32, 1)));
     Tensor *o[2];
-    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(1, 2), VALS(1, 0)), mk(DT_F32, 2, SH(2, 2), VALS(2, 0, 0, 0)),
-                               mk(DT_F32, 2, SH(2, 1), VALS(10, 20)), mk(DT_F32, 1, SH(2), VALS(0, -INFINITY))},
-                  4, NULL, 0, o));
+    cr_assert(
+        run((Tensor *[]){mk(DT_F32, 2, SH(1, 2), VALS(1, 0)), mk(DT_F32, 2, SH(2, 2), VALS(2, 0, 0, 0)),
+                         mk(DT_F32, 2, SH(2, 1), VALS(10, 20)), mk(DT_F32, 1, SH(2), VALS(0, -INFINITY))},
+            4, NULL, 0, o));
     /* mask hides key 1 -> exactly v[0]; without mask, scores (2, 0) at scale 1 */
     expect_vals(o[0], 1, VALS(10), 1e-7);
     double p0 = exp(2) / (exp(2) + 1);
     expect_vals(o[1], 1, VALS(10 * p0 + 20 * (1 - p0)), 1e-6);
-    for (int i = 0; i < 2; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 2; i++)
+        rt_tensor_free(o[i]);
 }
 
 /* ---- layout ------------------------------------------------------------------ */
@@ -449,7 +496,8 @@ Test(interp, transpose_concat_slice) {
     Node *t = op(OP_TRANSPOSE, DT_F32, 2, DIMS(K(3), K(2)), 1, x);
     INTS(t, "perm", 1, 0);
     out(t);
-    Node *c = op(OP_CONCAT, DT_F32, 2, DIMS(K(2), K(7)), 3, x, x, op(OP_SLICE, DT_F32, 2, DIMS(K(2), K(1)), 1, x));
+    Node *c =
+        op(OP_CONCAT, DT_F32, 2, DIMS(K(2), K(7)), 3, x, x, op(OP_SLICE, DT_F32, 2, DIMS(K(2), K(1)), 1, x));
     set_int(c, "axis", -1);
     Node *sl = c->in[2];
     set_dims(sl, "starts", 1, DIMS(K(1)));
@@ -468,7 +516,8 @@ Test(interp, transpose_concat_slice) {
     expect_vals(o[0], 6, VALS(1, 4, 2, 5, 3, 6), 0);
     expect_vals(o[1], 14, VALS(1, 2, 3, 1, 2, 3, 2, 4, 5, 6, 4, 5, 6, 5), 0);
     expect_vals(o[2], 4, VALS(3, 1, 6, 4), 0);
-    for (int i = 0; i < 3; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 3; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, gather_reshape_squeeze) {
@@ -486,8 +535,8 @@ Test(interp, gather_reshape_squeeze) {
     INTS(sq, "axes", 0);
     out(sq);
     Tensor *o[4];
-    cr_assert(run((Tensor *[]){mk(DT_I64, 2, SH(1, 3), VALS(1, 0, -1))}, 1, (Tensor *[]){mk(DT_F32, 2, SH(3, 2), NULL)}, 1,
-                  o));
+    cr_assert(run((Tensor *[]){mk(DT_I64, 2, SH(1, 3), VALS(1, 0, -1))}, 1,
+                  (Tensor *[]){mk(DT_F32, 2, SH(3, 2), NULL)}, 1, o));
     /* emb = [[1,2],[3,4],[5,6]] */
     expect_shape(o[0], 3, SH(1, 3, 2));
     expect_vals(o[0], 6, VALS(3, 4, 1, 2, 5, 6), 0);
@@ -496,7 +545,8 @@ Test(interp, gather_reshape_squeeze) {
     expect_shape(o[2], 1, SH(6));
     expect_vals(o[2], 6, VALS(3, 4, 1, 2, 5, 6), 0);
     expect_shape(o[3], 2, SH(3, 2));
-    for (int i = 0; i < 4; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 4; i++)
+        rt_tensor_free(o[i]);
 }
 
 /* ---- convolution --------------------------------------------------------------- */
@@ -526,12 +576,14 @@ Test(interp, conv2d_and_pools) {
                   (Tensor *[]){mk(DT_F32, 4, SH(1, 1, 2, 2), VALS(1, 0, 0, -1))}, 1, o));
     /* x = 1..9; w picks x[i][j] - x[i+1][j+1] = -4 everywhere */
     expect_vals(o[0], 4, VALS(-4, -4, -4, -4), 0);
-    /* padded top/left by 1, stride 2: windows at (-1,-1): -x[0][0]; (-1,1): -x[0][2]; (1,-1): -x[2][0]; (1,1) */
+    /* padded top/left by 1, stride 2: windows at (-1,-1): -x[0][0]; (-1,1): -x[0][2]; (1,-1): -x[2][0]; (1,1)
+     */
     expect_vals(o[1], 4, VALS(-1, -3, -7, 5 - 9), 0);
     expect_vals(o[2], 4, VALS(5, 6, 8, 9), 0);
     expect_vals(o[3], 4, VALS(3, 4.5, 7.5, 9), 0);
     expect_vals(o[4], 1, VALS(5), 0);
-    for (int i = 0; i < 5; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 5; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, grouped_dilated_conv) {
@@ -544,7 +596,8 @@ Test(interp, grouped_dilated_conv) {
     out(cv);
     Tensor *o[1];
     cr_assert(run((Tensor *[]){mk(DT_F32, 4, SH(1, 2, 3, 3), NULL)}, 1,
-                  (Tensor *[]){mk(DT_F32, 4, SH(2, 1, 2, 2), VALS(1, 1, 1, 1, 1, 0, 0, 0)), mk(DT_F32, 1, SH(2), VALS(0.5, 0))},
+                  (Tensor *[]){mk(DT_F32, 4, SH(2, 1, 2, 2), VALS(1, 1, 1, 1, 1, 0, 0, 0)),
+                               mk(DT_F32, 1, SH(2), VALS(0.5, 0))},
                   2, o));
     /* channel 0 corners 1+3+7+9 = 20 (+0.5); channel 1 top-left = 10 */
     expect_vals(o[0], 2, VALS(20.5, 10), 0);
@@ -565,7 +618,8 @@ Test(interp, symbolic_dims_and_reshape) {
     cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(2, 6), NULL)}, 1, NULL, 0, o));
     expect_shape(o[0], 3, SH(2, 3, 2)); /* S solved from S*2 = 6 */
     expect_vals(o[1], 1, VALS(6), 0);
-    for (int i = 0; i < 2; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 2; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, bind_errors) {
@@ -623,8 +677,9 @@ Test(interp, bind_unsolvable_expression) {
     int64_t syms[2];
     Tensor *a = mk(DT_F32, 1, SH(10), NULL), *c = mk(DT_F32, 1, SH(9), NULL);
     cr_expect_not(rt_bind_dims(G, (Tensor *[]){a, c}, 2, syms, D));
-    cr_expect(first_msg_is("cannot determine dimension T from the inputs: it appears only in expressions (input 'c') "
-                           "that do not determine it"));
+    cr_expect(first_msg_is(
+        "cannot determine dimension T from the inputs: it appears only in expressions (input 'c') "
+        "that do not determine it"));
     cr_expect_eq(syms[0], 7, "S solved from S+3");
     rt_tensor_free(a), rt_tensor_free(c);
 }
@@ -637,8 +692,9 @@ Test(interp, bind_inexact_division) {
     int64_t syms[1];
     Tensor *a = mk(DT_F32, 1, SH(10), NULL), *b = mk(DT_F32, 1, SH(3), NULL);
     cr_expect_not(rt_bind_dims(G, (Tensor *[]){a, b}, 2, syms, D));
-    cr_expect(first_msg_is("input 'b': expected f32[(S/2)], got f32[3] (dimension 0: dimension (S/2) is not an exact "
-                           "division: 7/2)"));
+    cr_expect(first_msg_is(
+        "input 'b': expected f32[(S/2)], got f32[3] (dimension 0: dimension (S/2) is not an exact "
+        "division: 7/2)"));
     rt_tensor_free(a), rt_tensor_free(b);
     diag_clear(D);
     a = mk(DT_F32, 1, SH(11), NULL), b = mk(DT_F32, 1, SH(3), NULL);
@@ -703,13 +759,16 @@ Test(interp, gather_out_of_range) {
     set_int(g, "axis", 0);
     out(g);
     Tensor *o[1];
-    cr_assert_not(run((Tensor *[]){mk(DT_I32, 1, SH(3), VALS(1, 12, 0))}, 1, (Tensor *[]){mk(DT_F32, 2, SH(10, 4), NULL)}, 1, o));
+    cr_assert_not(run((Tensor *[]){mk(DT_I32, 1, SH(3), VALS(1, 12, 0))}, 1,
+                      (Tensor *[]){mk(DT_F32, 2, SH(10, 4), NULL)}, 1, o));
     cr_expect(first_msg_is("gather: index 12 out of range for axis 0 of size 10 (tensor 'ids')"));
     diag_clear(D);
-    cr_assert_not(run((Tensor *[]){mk(DT_I32, 1, SH(3), VALS(-11, 0, 0))}, 1, (Tensor *[]){mk(DT_F32, 2, SH(10, 4), NULL)}, 1, o));
+    cr_assert_not(run((Tensor *[]){mk(DT_I32, 1, SH(3), VALS(-11, 0, 0))}, 1,
+                      (Tensor *[]){mk(DT_F32, 2, SH(10, 4), NULL)}, 1, o));
     cr_expect(first_msg_is("gather: index -11 out of range for axis 0 of size 10 (tensor 'ids')"));
     diag_clear(D);
-    cr_assert(run((Tensor *[]){mk(DT_I32, 1, SH(3), VALS(-10, 9, -1))}, 1, (Tensor *[]){mk(DT_F32, 2, SH(10, 4), NULL)}, 1, o));
+    cr_assert(run((Tensor *[]){mk(DT_I32, 1, SH(3), VALS(-10, 9, -1))}, 1,
+                  (Tensor *[]){mk(DT_F32, 2, SH(10, 4), NULL)}, 1, o));
     expect_vals(o[0], 12, VALS(1, 2, 3, 4, 37, 38, 39, 40, 37, 38, 39, 40), 0);
     rt_tensor_free(o[0]);
 }
@@ -755,13 +814,15 @@ Test(interp, zero_sized_dims) {
     INTS(sl, "steps", -1);
     out(sl);
     Tensor *o[5];
-    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(0, 3), NULL)}, 1, (Tensor *[]){mk(DT_F32, 2, SH(3, 2), NULL)}, 1, o));
+    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(0, 3), NULL)}, 1, (Tensor *[]){mk(DT_F32, 2, SH(3, 2), NULL)},
+                  1, o));
     expect_shape(o[0], 2, SH(0, 3));
     expect_shape(o[1], 2, SH(0, 2));
     expect_vals(o[2], 3, VALS(0, 0, 0), 0);
     expect_shape(o[3], 2, SH(3, 0));
     expect_shape(o[4], 2, SH(0, 3));
-    for (int i = 0; i < 5; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 5; i++)
+        rt_tensor_free(o[i]);
 }
 
 Test(interp, reduce_empty_axes_list_is_identity_and_max_of_nothing_fails) {
@@ -811,5 +872,6 @@ Test(interp, int_reductions_and_layout_are_exact) {
     memcpy(got, o[2]->data, 32);
     cr_expect_eq(got[1], 3);
     cr_expect_eq(got[2], INT64_MIN + 5);
-    for (int i = 0; i < 3; i++) rt_tensor_free(o[i]);
+    for (int i = 0; i < 3; i++)
+        rt_tensor_free(o[i]);
 }

@@ -54,9 +54,10 @@ static bool compare(const Tensor *got, const Tensor *want, char *why, size_t n) 
     if (!dtype_is_float(got->dtype)) {
         for (int64_t i = 0; i < total; i++)
             if (memcmp((const char *)got->data + i * dtype_size(got->dtype),
-                       (const char *)want->data + i * dtype_size(got->dtype), (size_t)dtype_size(got->dtype))) {
-                snprintf(why, n, "%s: element %lld is %.17g, expected %.17g (exact)", g, (long long)i, rt_get(got, i),
-                         rt_get(want, i));
+                       (const char *)want->data + i * dtype_size(got->dtype),
+                       (size_t)dtype_size(got->dtype))) {
+                snprintf(why, n, "%s: element %lld is %.17g, expected %.17g (exact)", g, (long long)i,
+                         rt_get(got, i), rt_get(want, i));
                 return false;
             }
         return true;
@@ -74,10 +75,11 @@ static bool compare(const Tensor *got, const Tensor *want, char *why, size_t n) 
         if (fabs(a - b) > worst) worst = fabs(a - b), wi = i;
     }
     double rel = ref > 0 ? sqrt(err / ref) : sqrt(err);
-    if (getenv("DSC_NUMPY_VERBOSE")) fprintf(stderr, "  %s: relative L2 error %.3g (tolerance %.3g)\n", g, rel, tolerance(got->dtype));
+    if (getenv("DSC_NUMPY_VERBOSE"))
+        fprintf(stderr, "  %s: relative L2 error %.3g (tolerance %.3g)\n", g, rel, tolerance(got->dtype));
     if (!(rel <= tolerance(got->dtype))) {
-        snprintf(why, n, "%s: relative L2 error %.3g > %.3g (worst element %lld: %.9g, expected %.9g)", g, rel,
-                 tolerance(got->dtype), (long long)wi, rt_get(got, wi), rt_get(want, wi));
+        snprintf(why, n, "%s: relative L2 error %.3g > %.3g (worst element %lld: %.9g, expected %.9g)", g,
+                 rel, tolerance(got->dtype), (long long)wi, rt_get(got, wi), rt_get(want, wi));
         return false;
     }
     return true;
@@ -97,7 +99,8 @@ static bool run_case(const char *name, int nin, int nout) {
     Graph *g = fe_compile_file(a, d, path);
     if (!g) goto done;
     int np = 0, gin = 0;
-    for (int i = 0; i < g->nnodes; i++) np += g->nodes[i]->op == OP_PARAM, gin += g->nodes[i]->op == OP_INPUT;
+    for (int i = 0; i < g->nnodes; i++)
+        np += g->nodes[i]->op == OP_PARAM, gin += g->nodes[i]->op == OP_INPUT;
     if (gin != nin || g->noutputs != nout) {
         diag_error(d, (Loc){0}, "the model has %d inputs and %d outputs, the manifest says %d and %d", gin,
                    g->noutputs, nin, nout);
@@ -140,8 +143,10 @@ done:
         cr_log_error("case %s failed:", name);
         diag_print(d, stderr, true);
     }
-    for (int i = 0; i < nin; i++) rt_tensor_free(ins[i]);
-    for (int i = 0; i < nout; i++) rt_tensor_free(outs[i]);
+    for (int i = 0; i < nin; i++)
+        rt_tensor_free(ins[i]);
+    for (int i = 0; i < nout; i++)
+        rt_tensor_free(outs[i]);
     free(ins), free(outs), free(params), free(views);
     st_close(st);
     diag_destroy(d);
