@@ -43,7 +43,7 @@ bool ir_verify(Graph *g, Diag *d) {
         /* Re-infer on a copy and compare. */
         Node copy = *n;
         copy.attrs = arena_alloc(g->arena, sizeof(Attr) * (size_t)(n->nattrs ? n->nattrs : 1));
-        memcpy(copy.attrs, n->attrs, sizeof(Attr) * (size_t)n->nattrs);
+        if (n->nattrs) memcpy(copy.attrs, n->attrs, sizeof(Attr) * (size_t)n->nattrs);
         Diag *scratch = diag_create();
         bool ok = ir_infer(g, &copy, scratch);
         if (!ok) {

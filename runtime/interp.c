@@ -1168,18 +1168,19 @@ static bool dim_depends(const DimTable *t, DimId e, int s, int64_t *vals) {
 
 /* Solves e(s) == actual for s >= 0 assuming e is linear in s; verified. */
 static bool dim_solve(const DimTable *t, DimId e, int s, int64_t actual, int64_t *vals, int64_t *out) {
-    int64_t saved = vals[s], y1, y2, v = -1, num, q;
+    int64_t saved = vals[s], y1, y2, den, num, v = -1, q;
     vals[s] = PROBE;
     bool ok = dim_eval(t, e, vals, &y1, NULL, 0);
     vals[s] = 2 * PROBE;
-    ok = ok && dim_eval(t, e, vals, &y2, NULL, 0) && y2 != y1;
-    if (ok && !__builtin_sub_overflow(actual, y1, &num) &&
-        !__builtin_mul_overflow(num, (int64_t)PROBE, &num) && num % (y2 - y1) == 0 &&
-        !__builtin_add_overflow((int64_t)PROBE, num / (y2 - y1), &v) && v >= 0) {
+    ok = ok && dim_eval(t, e, vals, &y2, NULL, 0);
+    /* e(s) = y1 + (s - PROBE) * (y2 - y1) / PROBE  =>  s = PROBE + (actual - y1) * PROBE / (y2 - y1) */
+    ok = ok && !__builtin_sub_overflow(y2, y1, &den) && den != 0 &&
+         !__builtin_sub_overflow(actual, y1, &num) && !__builtin_mul_overflow(num, (int64_t)PROBE, &num) &&
+         !(num == INT64_MIN && den == -1) && num % den == 0 &&
+         !__builtin_add_overflow((int64_t)PROBE, num / den, &v) && v >= 0;
+    if (ok) {
         vals[s] = v;
-        ok = dim_eval(t, e, vals, &q, NULL, 0) && q == actual;
-    } else {
-        ok = false;
+        ok = dim_eval(t, e, vals, &q, NULL, 0) && q == actual; /* the linear guess must be exact */
     }
     vals[s] = saved;
     if (ok) *out = v;

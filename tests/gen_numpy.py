@@ -675,6 +675,8 @@ def attention_case(dt):
     c.out("masked", "attention(q, k, v, mask=m)", dt, attention(q, k, v, m))
     c.out("scaled", "attention(q, k, v, mask=m, scale=0.25)", dt, attention(q, k, v, m, 0.25))
     c.out("bcast", "attention(q, k1, v1)", dt, attention(q, k1, v1))
+    sc = c.input("sc", dt, [5, 1], "pos", 0.1, 0.6)
+    c.out("scale_tensor", "attention(q, k, v, scale=sc)", dt, attention(q, k, v, None, sc))
     return c
 
 

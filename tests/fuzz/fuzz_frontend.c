@@ -23,7 +23,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (g) {
         size_t n1, n2;
         char *p1 = print(g, &n1);
-        Graph *g2 = fe_compile_source(a, d, "printed.dsg", p1, n1);
+        /* the Diag borrows the source text: keep a copy alive in the arena */
+        const char *src2 = arena_strndup(a, p1, n1);
+        Graph *g2 = fe_compile_source(a, d, "printed.dsg", src2, n1);
         if (!g2) {
             fprintf(stderr, "printed graph does not parse:\n%s\n", p1);
             diag_print(d, stderr, true);

@@ -875,3 +875,23 @@ Test(interp, int_reductions_and_layout_are_exact) {
     for (int i = 0; i < 3; i++)
         rt_tensor_free(o[i]);
 }
+
+Test(interp, symbolic_param_checked_with_bound_dims) {
+    DimId S = SYM("S", -1);
+    Node *x = input("x", DT_F32, 2, DIMS(S, K(2)));
+    Node *p = param("pos", DT_F32, 2, DIMS(S, K(2)));
+    out(op(OP_ADD, DT_F32, 2, DIMS(S, K(2)), 2, x, p));
+    Tensor *o[1];
+    cr_assert(run((Tensor *[]){mk(DT_F32, 2, SH(3, 2), NULL)}, 1, (Tensor *[]){mk(DT_F32, 2, SH(3, 2), NULL)},
+                  1, o));
+    expect_vals(o[0], 6, VALS(2, 4, 6, 8, 10, 12), 0);
+    rt_tensor_free(o[0]);
+    cr_assert_not(run((Tensor *[]){mk(DT_F32, 2, SH(3, 2), NULL)}, 1,
+                      (Tensor *[]){mk(DT_F32, 2, SH(4, 2), NULL)}, 1, o));
+    cr_expect(first_msg_is("weight 'pos': expected f32[S,2], got f32[4,2]"));
+    diag_clear(D);
+    Tensor *t = mk(DT_F32, 2, SH(3, 2), NULL);
+    cr_expect_not(rt_check_params(G, &t, D), "symbolic without bound dims");
+    cr_expect(has_msg("weight 'pos': its shape f32[S,2] is symbolic"));
+    rt_tensor_free(t);
+}
