@@ -501,52 +501,13 @@ out:
 
 /* ---- writer -------------------------------------------------------------- */
 
-/* Checks that a caller-supplied tensor is self-consistent; returns its size. */
-static bool check_tensor(const Tensor *t, const char *name, const char *what, Diag *d, size_t *bytes) {
-    if (!t || (unsigned)t->dtype >= DT_COUNT || t->rank < 0 || t->rank > IR_MAX_RANK) {
-        ERR("%s: invalid tensor (bad dtype or rank)", what);
-        return false;
-    }
-    int64_t n = rt_numel(t->rank, t->shape);
-    size_t b;
-    if (n < 0 || (uint64_t)n > SIZE_MAX ||
-        __builtin_mul_overflow((size_t)n, (size_t)dtype_size(t->dtype), &b)) {
-        ERR("%s: invalid tensor (negative dimension or element count overflow)", what);
-        return false;
-    }
-    if (b != t->nbytes) {
-        char buf[256];
-        rt_shape_str(t->dtype, t->rank, t->shape, buf, sizeof buf);
-        ERR("%s: nbytes is %zu but %s needs %zu", what, t->nbytes, buf, b);
-        return false;
-    }
-    if (b && !t->data) {
-        ERR("%s: invalid tensor (no data)", what);
-        return false;
-    }
-    *bytes = b;
-    return true;
-}
-
-/* Writes t's data, with bool bytes normalised to 0/1. */
-static bool write_data(FILE *f, const Tensor *t) {
-    if (t->nbytes == 0) return true;
-    if (t->dtype != DT_BOOL) return fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
-    unsigned char chunk[4096];
-    const unsigned char *p = t->data;
-    for (size_t i = 0; i < t->nbytes; i += sizeof chunk) {
-        size_t n = t->nbytes - i < sizeof chunk ? t->nbytes - i : sizeof chunk;
-        for (size_t j = 0; j < n; j++)
-            chunk[j] = p[i + j] != 0;
-        if (fwrite(chunk, 1, n, f) != n) return false;
-    }
-    return true;
-}
-
 bool npy_write(const char *path, const Tensor *t, Diag *d) {
     const char *name = path;
-    size_t bytes;
-    if (!check_tensor(t, name, "cannot write .npy", d, &bytes)) return false;
+    char why[320];
+    if (!rt_tensor_check(t, why, sizeof why)) {
+        ERR("cannot write .npy: %s", why);
+        return false;
+    }
     char shape[IR_MAX_RANK * 24 + 8];
     size_t sl = 0;
     shape[sl++] = '(';
@@ -579,7 +540,7 @@ bool npy_write(const char *path, const Tensor *t, Diag *d) {
     AtomicFile af;
     FILE *f = af_open(&af, path, d);
     if (!f) return false;
-    if (fwrite(head, 1, pre + hlen, f) != pre + hlen || !write_data(f, t)) {
+    if (fwrite(head, 1, pre + hlen, f) != pre + hlen || !rt_tensor_fwrite(f, t)) {
         ERR("cannot write: %s", strerror(errno));
         af_abort(&af);
         return false;

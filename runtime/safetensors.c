@@ -639,15 +639,9 @@ static int cmp_meta_idx(const void *a, const void *b) {
 }
 
 static bool check_write_tensor(const char *tname, const Tensor *t, const char *name, Diag *d) {
-    if (!t || (unsigned)t->dtype >= DT_COUNT || t->rank < 0 || t->rank > IR_MAX_RANK) {
-        ERR("cannot write tensor '%s': invalid tensor (bad dtype or rank)", tname);
-        return false;
-    }
-    int64_t numel = rt_numel(t->rank, t->shape);
-    size_t need;
-    if (numel < 0 || (uint64_t)numel > SIZE_MAX ||
-        __builtin_mul_overflow((size_t)numel, (size_t)dtype_size(t->dtype), &need)) {
-        ERR("cannot write tensor '%s': negative dimension or element count overflow", tname);
+    char why[320];
+    if (!rt_tensor_check(t, why, sizeof why)) {
+        ERR("cannot write tensor '%s': %s", tname, why);
         return false;
     }
     for (int i = 0; i < t->rank; i++) {
@@ -655,30 +649,6 @@ static bool check_write_tensor(const char *tname, const Tensor *t, const char *n
             ERR("cannot write tensor '%s': dimension %d exceeds 2^53", tname, i);
             return false;
         }
-    }
-    if (need != t->nbytes) {
-        char sh[256];
-        rt_shape_str(t->dtype, t->rank, t->shape, sh, sizeof sh);
-        ERR("cannot write tensor '%s': nbytes is %zu but %s needs %zu", tname, t->nbytes, sh, need);
-        return false;
-    }
-    if (need && !t->data) {
-        ERR("cannot write tensor '%s': no data", tname);
-        return false;
-    }
-    return true;
-}
-
-static bool write_tensor_data(FILE *f, const Tensor *t) {
-    if (t->nbytes == 0) return true;
-    if (t->dtype != DT_BOOL) return fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
-    unsigned char chunk[4096];
-    const unsigned char *p = t->data;
-    for (size_t i = 0; i < t->nbytes; i += sizeof chunk) {
-        size_t n = t->nbytes - i < sizeof chunk ? t->nbytes - i : sizeof chunk;
-        for (size_t j = 0; j < n; j++)
-            chunk[j] = p[i + j] != 0;
-        if (fwrite(chunk, 1, n, f) != n) return false;
     }
     return true;
 }
@@ -785,7 +755,7 @@ bool st_write(const char *path, int n, const char *const *names, const Tensor *c
     if (!f) goto out;
     bool wrote = fwrite(len8, 1, 8, f) == 8 && fwrite(b.p, 1, b.n, f) == b.n;
     for (int i = 0; i < n && wrote; i++)
-        wrote = write_tensor_data(f, lay[i]->t);
+        wrote = rt_tensor_fwrite(f, lay[i]->t);
     if (!wrote) {
         ERR("cannot write: %s", strerror(errno));
         af_abort(&af);

@@ -153,3 +153,41 @@ void rt_set(Tensor *t, int64_t i, double v) {
     default: return;
     }
 }
+
+bool rt_tensor_check(const Tensor *t, char *why, size_t n) {
+    if (!t || (unsigned)t->dtype >= DT_COUNT || t->rank < 0 || t->rank > IR_MAX_RANK) {
+        snprintf(why, n, "invalid tensor (bad dtype or rank)");
+        return false;
+    }
+    int64_t numel = rt_numel(t->rank, t->shape);
+    size_t need;
+    if (numel < 0 || (uint64_t)numel > SIZE_MAX ||
+        __builtin_mul_overflow((size_t)numel, (size_t)dtype_size(t->dtype), &need)) {
+        snprintf(why, n, "negative dimension or element count overflow");
+        return false;
+    }
+    if (need != t->nbytes) {
+        char sh[256];
+        rt_shape_str(t->dtype, t->rank, t->shape, sh, sizeof sh);
+        snprintf(why, n, "nbytes is %zu but %s needs %zu", t->nbytes, sh, need);
+        return false;
+    }
+    if (need && !t->data) {
+        snprintf(why, n, "no data");
+        return false;
+    }
+    return true;
+}
+
+bool rt_tensor_fwrite(FILE *f, const Tensor *t) {
+    if (t->nbytes == 0) return true;
+    if (t->dtype != DT_BOOL) return fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+    unsigned char chunk[4096];
+    const unsigned char *p = t->data;
+    for (size_t i = 0; i < t->nbytes; i += sizeof chunk) {
+        size_t k = t->nbytes - i < sizeof chunk ? t->nbytes - i : sizeof chunk;
+        for (size_t j = 0; j < k; j++) chunk[j] = p[i + j] != 0;
+        if (fwrite(chunk, 1, k, f) != k) return false;
+    }
+    return true;
+}

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "../ir/ir.h"
 
@@ -31,6 +32,14 @@ void rt_tensor_free(Tensor *t);
 int64_t rt_numel(int rank, const int64_t *shape);
 /* "f32[2,3]" into buf. */
 void rt_shape_str(DType dtype, int rank, const int64_t *shape, char *buf, size_t n);
+
+/* Checks that t is well formed for writing: valid dtype and rank, no
+ * negative dims, nbytes equal to dtype size times element count, data present.
+ * On failure writes the reason into why (e.g. "nbytes is 8 but f32[3] needs
+ * 12") and returns false. */
+bool rt_tensor_check(const Tensor *t, char *why, size_t n);
+/* Writes t's data to f, bool bytes normalised to 0/1.  False on I/O error. */
+bool rt_tensor_fwrite(FILE *f, const Tensor *t);
 
 /* Element access as double / store from double (with rounding to the dtype:
  * f16/bf16 round to nearest even, integers convert like C casts from a value
