@@ -297,6 +297,51 @@ static bool lower_type(Lower *L, const Scope *s, const AstType *at, Type *out) {
 
 static bool value_attr(Lower *L, const Scope *s, const Expr *e, Attr *a, const char *what);
 
+/* @group(id=N, kind="...", reason="...") and @buffer(id=N). */
+static bool check_plan_hint(Lower *L, const Hint *h) {
+    bool group = strcmp(h->name, "group") == 0, have_id = false;
+    for (int i = 0; i < h->nargs; i++) {
+        const Attr *v = &h->args[i];
+        const char *key = v->name ? v->name : "";
+        GroupKind k;
+        if (strcmp(key, "id") == 0 && v->kind == AV_INT && v->i >= 0 && v->i < (1 << 30)) {
+            have_id = true;
+        } else if (group && strcmp(key, "kind") == 0 && v->kind == AV_STRING && ir_group_kind_from_name(v->s, &k)) {
+        } else if (group && strcmp(key, "reason") == 0 && v->kind == AV_STRING) {
+        } else {
+            diag_error(L->d, v->loc, "@%s: bad argument%s%s", h->name, v->name ? " " : "", key);
+            return false;
+        }
+    }
+    if (!have_id) diag_error(L->d, h->loc, "@%s needs id=N", h->name);
+    return have_id;
+}
+
+/* Rebuilds fusion groups and buffers from @group / @buffer hints (in the
+ * order groups first appear, so ids are dense). */
+static void restore_plan(Lower *L) {
+    Graph *g = L->g;
+    StrMap ids;
+    strmap_init(&ids, L->arena);
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *n = g->nodes[i];
+        const Hint *gh = ir_hint(n, "group"), *bh = ir_hint(n, "buffer");
+        if (bh) n->ann.buffer = (int)ir_hint_arg(bh, "id")->i; /* check_plan_hint made sure it is there */
+        if (!gh) continue;
+        const Attr *kind = ir_hint_arg(gh, "kind"), *reason = ir_hint_arg(gh, "reason");
+        const char *key = arena_printf(L->arena, "%lld", (long long)ir_hint_arg(gh, "id")->i);
+        Group *grp = strmap_get(&ids, key);
+        if (!grp) {
+            GroupKind k = GK_SINGLE;
+            if (kind) ir_group_kind_from_name(kind->s, &k);
+            grp = ir_group_create(g, k, reason ? reason->s : "");
+            strmap_put(&ids, key, grp);
+        }
+        ir_group_add(g, grp, n);
+    }
+    ir_buffers_rebuild(g);
+}
+
 static void lower_hints(Lower *L, const Scope *s, const AstAttr *list, Node *n, StmtKind where) {
     for (const AstAttr *h = list; h; h = h->next) {
         Hint hint = {.name = h->name, .loc = h->loc};
@@ -350,6 +395,13 @@ static void lower_hints(Lower *L, const Scope *s, const AstAttr *list, Node *n, 
             if (!good) continue;
             if (where != ST_PARAM) {
                 diag_warning(L->d, h->loc, "@sparse applies to params; ignored here");
+                continue;
+            }
+        } else if (strcmp(h->name, "group") == 0 || strcmp(h->name, "buffer") == 0) {
+            /* written by the passes into dumps: read back so a dump compiles to the same plan */
+            if (!check_plan_hint(L, &hint)) continue;
+            if (where != ST_LET && where != ST_OUTPUT) {
+                diag_warning(L->d, h->loc, "@%s applies to computed values; ignored here", h->name);
                 continue;
             }
         } else {
@@ -888,6 +940,7 @@ Graph *fe_lower(Arena *a, Diag *d, const char *file, const AstFile *ast) {
     strmap_init(&model.names, a);
     lower_model(&L, &model);
     if (diag_error_count(d) > errors_before) return NULL;
+    restore_plan(&L);
     if (!ir_verify(L.g, d)) return NULL;
     return L.g;
 }

@@ -244,6 +244,14 @@ const Hint *ir_hint(const Node *n, const char *name) {
     return NULL;
 }
 
+const Attr *ir_hint_arg(const Hint *h, const char *key) {
+    for (int i = 0; h && i < h->nargs; i++) {
+        const char *k = h->args[i].name;
+        if (key ? k && strcmp(k, key) == 0 : !k) return &h->args[i];
+    }
+    return NULL;
+}
+
 int ir_norm_axis(int64_t a, int rank) {
     if (a < -(int64_t)rank || a >= rank) return -1;
     return (int)(a < 0 ? a + rank : a);
@@ -285,5 +293,76 @@ void ir_format_double(double v, char *buf, size_t n) {
     if (!strpbrk(buf, ".eEn")) {
         size_t l = strlen(buf);
         if (l + 2 < n) memcpy(buf + l, ".0", 3);
+    }
+}
+
+/* ---- fusion groups and buffers ------------------------------------------ */
+
+static const char *group_kinds[GK_COUNT] = {"elementwise", "reduction", "gemm",  "attention",
+                                            "layout",      "single",    "alias", "constant"};
+
+const char *ir_group_kind_name(GroupKind k) { return (unsigned)k < GK_COUNT ? group_kinds[k] : "?"; }
+
+bool ir_group_kind_from_name(const char *name, GroupKind *out) {
+    for (int i = 0; i < GK_COUNT; i++)
+        if (strcmp(group_kinds[i], name) == 0) {
+            *out = (GroupKind)i;
+            return true;
+        }
+    return false;
+}
+
+Group *ir_group_create(Graph *g, GroupKind kind, const char *reason) {
+    Group *grp = arena_alloc(g->arena, sizeof *grp);
+    grp->id = g->ngroups;
+    grp->kind = kind;
+    grp->reason = reason ? arena_strdup(g->arena, reason) : "";
+    VEC_PUSH(g->arena, g->groups, g->ngroups, g->groupcap, grp);
+    return grp;
+}
+
+void ir_group_add(Graph *g, Group *grp, Node *n) {
+    n->ann.group = grp->id;
+    VEC_PUSH(g->arena, grp->nodes, grp->nnodes, grp->cap, n);
+}
+
+void ir_groups_clear(Graph *g) {
+    for (int i = 0; i < g->nnodes; i++) g->nodes[i]->ann.group = -1;
+    g->ngroups = 0;
+}
+
+void ir_buffers_clear(Graph *g) {
+    for (int i = 0; i < g->nnodes; i++) g->nodes[i]->ann.buffer = -1;
+    g->nbuffers = 0;
+}
+
+bool ir_is_source(const Node *n) { return n->op == OP_INPUT || n->op == OP_PARAM || n->op == OP_CONST; }
+
+int ir_count_ops(const Graph *g) {
+    int n = 0;
+    for (int i = 0; i < g->nnodes; i++) n += !ir_is_source(g->nodes[i]);
+    return n;
+}
+
+DimId ir_value_bytes(Graph *g, const Node *n) {
+    return dim_mul(g->dims, ir_type_numel(g, &n->type), dim_const(g->dims, dtype_size(n->type.dtype)));
+}
+
+void ir_buffers_rebuild(Graph *g) {
+    int n = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->ann.buffer >= n) n = g->nodes[i]->ann.buffer + 1;
+    g->nbuffers = 0;
+    for (int b = 0; b < n; b++) {
+        Buffer buf = {b, dim_const(g->dims, 0)};
+        VEC_PUSH(g->arena, g->buffers, g->nbuffers, g->buffercap, buf);
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        Node *x = g->nodes[i];
+        if (x->ann.buffer < 0) continue;
+        Buffer *buf = &g->buffers[x->ann.buffer];
+        int64_t zero;
+        DimId bytes = ir_value_bytes(g, x);
+        buf->bytes = dim_is_const(g->dims, buf->bytes, &zero) && zero == 0 ? bytes : dim_max(g->dims, buf->bytes, bytes);
     }
 }

@@ -169,6 +169,40 @@ typedef struct {
     Loc loc;
 } Output;
 
+/* Fusion groups: a set of nodes a backend lowers to one kernel (passes/fuse.c).
+ * After fusion every computing node (not INPUT, PARAM or CONST) is in exactly
+ * one group, the members of a group are contiguous in g->nodes, and the groups
+ * appear in g->nodes in the order they run (the schedule). */
+typedef enum {
+    GK_ELEMENTWISE, /* a chain or tree of elementwise ops, broadcasts included */
+    GK_REDUCTION,   /* a reduction or normalisation with its elementwise producers and consumers */
+    GK_GEMM,        /* matmul/linear/conv with a prologue and an epilogue */
+    GK_ATTENTION,   /* matmul, scale, mask, softmax, matmul */
+    GK_LAYOUT,      /* data movement only: transpose, concat, slice, gather, ... */
+    GK_SINGLE,      /* one operation on its own (pooling, ...) */
+    GK_ALIAS,       /* no kernel: a reshape/squeeze/unsqueeze that only renames memory */
+    GK_CONSTANT,    /* depends on params and constants only: computed once when weights load */
+    GK_COUNT
+} GroupKind;
+
+typedef struct Group {
+    int id;
+    GroupKind kind;
+    const char *reason; /* why the group was formed, printed in dumps */
+    int nnodes;
+    Node **nodes; /* members in graph order */
+    size_t cap;
+} Group;
+
+/* Memory-plan buffers (passes/memplan.c): every value that lives in memory
+ * between kernels is assigned a buffer (Node.ann.buffer); values whose live
+ * ranges do not overlap share one.  `bytes` is the buffer's size as a dim
+ * expression, evaluated when the dims are bound. */
+typedef struct {
+    int id;
+    DimId bytes;
+} Buffer;
+
 typedef struct Graph {
     Arena *arena;
     const char *file;       /* the source file, for diagnostics and relative paths */
@@ -183,6 +217,12 @@ typedef struct Graph {
     Output *outputs;
     int noutputs;
     size_t outcap;
+    Group **groups; /* set by fusion; empty before */
+    int ngroups;
+    size_t groupcap;
+    Buffer *buffers; /* set by memory planning; empty before */
+    int nbuffers;
+    size_t buffercap;
 } Graph;
 
 /* Creates an empty graph whose memory lives in `arena` (owned by the caller). */
@@ -195,6 +235,23 @@ void ir_add_output(Graph *g, const char *name, Node *node, Loc loc);
 /* Rebuilds ids after passes removed or reordered nodes. */
 void ir_renumber(Graph *g);
 
+/* Fusion groups */
+const char *ir_group_kind_name(GroupKind k);
+bool ir_group_kind_from_name(const char *name, GroupKind *out);
+Group *ir_group_create(Graph *g, GroupKind kind, const char *reason);
+void ir_group_add(Graph *g, Group *grp, Node *n);
+/* Forgets all groups and buffers (and the nodes' group and buffer ids). */
+void ir_groups_clear(Graph *g);
+void ir_buffers_clear(Graph *g);
+/* Number of nodes that compute (everything but INPUT, PARAM and CONST). */
+int ir_count_ops(const Graph *g);
+/* Bytes of a node's value: numel times dtype size, as a dim expression. */
+DimId ir_value_bytes(Graph *g, const Node *n);
+/* Rebuilds g->buffers from the nodes' buffer ids: buffer i's size is the
+ * largest value assigned to it (dim_max over their sizes). */
+void ir_buffers_rebuild(Graph *g);
+bool ir_is_source(const Node *n);
+
 /* Attributes */
 Attr *ir_attr_set(Graph *g, Node *n, const char *name, AttrKind kind, Loc loc);
 const Attr *ir_attr(const Node *n, const char *name);
@@ -203,6 +260,8 @@ double ir_attr_float(const Node *n, const char *name, double dflt);
 const char *ir_attr_string(const Node *n, const char *name, const char *dflt);
 bool ir_attr_bool(const Node *n, const char *name, bool dflt);
 const Hint *ir_hint(const Node *n, const char *name);
+/* A hint's argument by key (NULL: the first positional one), or NULL. */
+const Attr *ir_hint_arg(const Hint *h, const char *key);
 
 /* Normalises axis `a` for rank r (negative counts from the end); -1 if out of range. */
 int ir_norm_axis(int64_t a, int rank);

@@ -95,9 +95,13 @@ static void print_attr_value(const Printer *p, const Attr *a) {
     }
 }
 
+/* Source hints, then what the passes attached: the fusion group and the
+ * memory-plan buffer.  The frontend reads @group and @buffer back, so a dump
+ * after fusion or planning compiles to the same annotated graph. */
 static void print_hints(const Printer *p, const Node *n) {
     for (int i = 0; i < n->nhints; i++) {
         const Hint *h = &n->hints[i];
+        if (strcmp(h->name, "group") == 0 || strcmp(h->name, "buffer") == 0) continue;
         fprintf(p->out, " @%s", h->name);
         if (h->nargs == 0) continue;
         fputc('(', p->out);
@@ -108,6 +112,14 @@ static void print_hints(const Printer *p, const Node *n) {
         }
         fputc(')', p->out);
     }
+    const Graph *g = p->g;
+    if (n->ann.group >= 0 && n->ann.group < g->ngroups) {
+        const Group *grp = g->groups[n->ann.group];
+        fprintf(p->out, " @group(id=%d, kind=\"%s\", reason=", grp->id, ir_group_kind_name(grp->kind));
+        print_string(p->out, grp->reason);
+        fputc(')', p->out);
+    }
+    if (n->ann.buffer >= 0) fprintf(p->out, " @buffer(id=%d)", n->ann.buffer);
 }
 
 static void print_literal(const Printer *p, const Node *n) {
@@ -185,6 +197,12 @@ void ir_print_dsg(const Graph *g, FILE *out) {
         p.names[i] = name;
     }
 
+    if (g->ngroups) fprintf(out, "# %d fusion groups (@group on each member)\n", g->ngroups);
+    for (int i = 0; i < g->nbuffers; i++) {
+        fprintf(out, "# buffer %d: ", g->buffers[i].id);
+        print_dim(&p, g->buffers[i].bytes);
+        fputs(" bytes\n", out);
+    }
     fprintf(out, "model %s {\n", g->name ? g->name : "model");
     if (g->weights) {
         fputs("  weights ", out);

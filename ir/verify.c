@@ -55,6 +55,32 @@ bool ir_verify(Graph *g, Diag *d) {
         }
         diag_destroy(scratch);
     }
+    /* Fusion groups: every computing node in exactly one group, members
+     * contiguous in node order, groups in id order (the schedule). */
+    if (g->ngroups > 0) {
+        int last = -1;
+        for (int i = 0; i < g->nnodes; i++) {
+            Node *n = g->nodes[i];
+            if (ir_is_source(n)) {
+                if (n->ann.group >= 0) diag_error(d, n->loc, "verifier: %s node is in group %d", ir_op_name(n->op), n->ann.group);
+                continue;
+            }
+            int grp = n->ann.group;
+            if (grp < 0 || grp >= g->ngroups) {
+                diag_error(d, n->loc, "verifier: %s is in no fusion group", ir_op_name(n->op));
+                continue;
+            }
+            if (grp < last) diag_error(d, n->loc, "verifier: fusion group %d is not contiguous or out of order", grp);
+            last = grp;
+        }
+        for (int k = 0; k < g->ngroups; k++) {
+            const Group *grp = g->groups[k];
+            if (grp->id != k || grp->nnodes == 0) diag_error(d, g->loc, "verifier: fusion group %d is empty or misnumbered", k);
+            for (int j = 0; j < grp->nnodes; j++)
+                if (grp->nodes[j]->ann.group != k || (j && grp->nodes[j]->id <= grp->nodes[j - 1]->id))
+                    diag_error(d, grp->nodes[j]->loc, "verifier: fusion group %d's member list is inconsistent", k);
+        }
+    }
     for (int i = 0; i < g->noutputs; i++) {
         Node *x = g->outputs[i].node;
         if (!x || x->id < 0 || x->id >= g->nnodes || g->nodes[x->id] != x)

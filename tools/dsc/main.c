@@ -152,9 +152,7 @@ static int cmd_check(int argc, char **argv) {
     Diag *d = diag_create();
     Graph *g = load(a, d, file);
     if (g && verbose) {
-        int ops = 0;
-        for (int i = 0; i < g->nnodes; i++) ops += g->nodes[i]->op != OP_CONST;
-        printf("%s: ok: model %s, %d operations, %d outputs\n", file, g->name, ops, g->noutputs);
+        printf("%s: ok: model %s, %d operations, %d outputs\n", file, g->name, ir_count_ops(g), g->noutputs);
     }
     diag_destroy(d);
     arena_destroy(a);
