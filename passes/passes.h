@@ -4,6 +4,8 @@
 #define DSC_PASSES_PASSES_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #include "../ir/ir.h"
 
@@ -20,8 +22,15 @@ int pass_count(void);
 const PassInfo *pass_get(int i);
 const PassInfo *pass_find(const char *name);
 
+/* What the pipeline measured for one pass that ran. */
 typedef struct {
-    int opt_level;             /* 0, 1, 2 */
+    const PassInfo *pass;
+    double ms;
+    int ops_before, ops_after;
+} PassRecord;
+
+typedef struct {
+    int opt_level;               /* 0, 1, 2 */
     const char *const *disabled; /* pass names not to run */
     int ndisabled;
     /* Called before / after each pass that runs (either may be NULL); `index`
@@ -29,12 +38,39 @@ typedef struct {
     void (*before)(void *ctx, int index, const PassInfo *p, const Graph *g);
     void (*after)(void *ctx, int index, const PassInfo *p, const Graph *g);
     void *ctx;
+    /* If non-NULL, receives one record per pass that ran (room for pass_count()). */
+    PassRecord *records;
+    int nrecords;
 } PipelineOptions;
 
 /* Runs the pipeline, verifying the graph after every pass. */
-bool pass_run_pipeline(Graph *g, Diag *d, const PipelineOptions *opt);
+bool pass_run_pipeline(Graph *g, Diag *d, PipelineOptions *opt);
 
-/* The passes (one file each). */
+/* Figures about a compiled graph for `--stats`, with the dims bound to `syms`
+ * (dim_sym_count entries).  Bytes moved: every operation as its own kernel
+ * reading its operands and writing its result (unfused) vs every fusion group
+ * reading its external operands and writing the values used outside it
+ * (fused); reshapes, squeezes and unsqueezes move nothing, and groups computed
+ * from params alone run once at load time, not per inference.  Peak: the sum of
+ * the memory-plan buffers vs the sum of every intermediate value. */
+typedef struct {
+    int ops;
+    int kernels;            /* fusion groups that launch a kernel per inference */
+    double bytes_unfused, bytes_fused;
+    double peak_bytes_planned, peak_bytes_naive;
+    bool fused, planned;    /* whether fusion / memory planning ran */
+} GraphStats;
+
+bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d);
+
+/* The passes, in pipeline order (one file each). */
+bool pass_simplify(Graph *g, Diag *d);
+bool pass_canonicalize(Graph *g, Diag *d);
+bool pass_fold_batchnorm(Graph *g, Diag *d);
+bool pass_constfold(Graph *g, Diag *d);
+bool pass_cse(Graph *g, Diag *d);
 bool pass_dce(Graph *g, Diag *d);
+bool pass_fuse(Graph *g, Diag *d);
+bool pass_memplan(Graph *g, Diag *d);
 
 #endif

@@ -9,6 +9,14 @@
 
 FILE *af_open(AtomicFile *af, const char *path, Diag *d) {
     *af = (AtomicFile){0};
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a device or pipe: renaming over it would replace it */
+        af->f = fopen(path, "wb");
+        if (!af->f) diag_error(d, loc_file(path), "cannot open for writing: %s", strerror(errno));
+        af->path = af->f ? strdup(path) : NULL;
+        return af->f;
+    }
     af->path = strdup(path);
     if (!af->path || asprintf(&af->tmp, "%s.tmp.XXXXXX", path) < 0) {
         free(af->path);
@@ -45,10 +53,17 @@ void af_abort(AtomicFile *af) {
 }
 
 bool af_commit(AtomicFile *af, Diag *d) {
-    bool ok = fflush(af->f) == 0 && !ferror(af->f) && fsync(fileno(af->f)) == 0;
+    bool direct = !af->tmp;
+    bool ok = fflush(af->f) == 0 && !ferror(af->f) && (direct || fsync(fileno(af->f)) == 0);
     int err = errno;
     ok = (fclose(af->f) == 0) && ok;
     af->f = NULL;
+    if (direct) {
+        if (!ok) diag_error(d, loc_file(af->path), "cannot write: %s", strerror(err));
+        free(af->path);
+        *af = (AtomicFile){0};
+        return ok;
+    }
     if (ok && rename(af->tmp, af->path) != 0) {
         err = errno;
         ok = false;

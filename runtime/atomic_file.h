@@ -1,7 +1,8 @@
 /* Writing a file so that readers never see it half-written: the data goes to
  * a temporary file in the same directory, which is renamed over the target
  * only when everything was written and flushed.  On any failure the temporary
- * file is removed and the target is left as it was. */
+ * file is removed and the target is left as it was.  A target that exists and
+ * is not a regular file (/dev/null, /dev/stdout, a pipe) is written directly. */
 #ifndef DSC_RUNTIME_ATOMIC_FILE_H
 #define DSC_RUNTIME_ATOMIC_FILE_H
 
@@ -12,7 +13,7 @@
 
 typedef struct {
     FILE *f;
-    char *path, *tmp;
+    char *path, *tmp; /* tmp NULL: writing the target directly */
 } AtomicFile;
 
 /* Opens a temporary file beside `path`; reports and returns NULL on failure. */

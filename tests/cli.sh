@@ -46,6 +46,19 @@ has "$tmp/cnn.dot" 'label="f32\[N,16,32,32\]"' "dot edge shapes"
 expect 1 "failed compile" -- "$dsc" compile tests/diagnostics/shapes.dsg -o "$tmp/bad.dsg"
 [ ! -e "$tmp/bad.dsg" ] || { echo "FAIL failed compile left $tmp/bad.dsg"; fail=1; }
 ls "$tmp" | grep -q '\.tmp\.' && { echo "FAIL temporary files left behind"; fail=1; }
+# a target that is not a regular file (a pipe) is written directly, not replaced
+mkfifo "$tmp/pipe"
+cat "$tmp/pipe" > "$tmp/from_pipe" &
+expect 0 "compile -o pipe" -- "$dsc" compile examples/mlp.dsg -o "$tmp/pipe"
+wait
+[ -p "$tmp/pipe" ] || { echo "FAIL -o replaced a pipe"; fail=1; }
+has "$tmp/from_pipe" "^model mlp" "output through a pipe"
+# --stats prints the figures (text and json)
+expect 0 "stats" -- "$dsc" compile examples/bert_layer.dsg --stats --bind B=1,S=128 -o "$tmp/s.dsg"
+has "$tmp/out" "kernels" "stats text"
+expect 0 "stats json" -- "$dsc" compile examples/bert_layer.dsg --stats=json --bind B=1 --bind S=128 -o "$tmp/s.dsg"
+has "$tmp/out" '"peak_bytes_naive":' "stats json"
+expect 1 "stats: unknown dim" -- "$dsc" compile examples/bert_layer.dsg --stats --bind T=3 -o "$tmp/s.dsg"
 # dumps: one numbered file per pass, each valid DSG; works without the weights file
 expect 0 "dump-after=all" -- "$dsc" compile examples/ffn_block.dsg --dump-after=all --dump-before=all --dump-dir "$tmp/dumps"
 n=$(ls "$tmp/dumps" | wc -l)

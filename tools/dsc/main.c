@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "dsc.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
@@ -54,6 +56,7 @@ static const char usage_compile[] =
     "usage: dsc compile FILE [-o OUT] [--emit=dsg|dot] [-O0|-O1|-O2]\n"
     "                   [--disable-pass=NAME] [--dump-before=PASS|all]\n"
     "                   [--dump-after=PASS|all] [--dump-dir DIR]\n"
+    "                   [--stats[=text|json]] [--bind DIM=VALUE[,DIM=VALUE]...]\n"
     "\n"
     "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
     "file is not needed for --emit=dsg and --emit=dot.\n"
@@ -70,6 +73,16 @@ static const char usage_compile[] =
     "  --dump-dir DIR     where dumps go (default: the current directory); files\n"
     "                     are named NN-before-PASS.dsg / NN-after-PASS.dsg, NN the\n"
     "                     pass's position in the pipeline; each is valid DSG\n"
+    "  --stats[=json]     print per pass its time and operations before/after, and\n"
+    "                     for the result: operations, kernels (fusion groups), bytes\n"
+    "                     moved unfused vs fused, planned peak memory vs the sum of\n"
+    "                     all intermediate values; to standard error when the\n"
+    "                     compiled output goes to standard output, else to standard\n"
+    "                     output.  json: one object with keys ops, kernels,\n"
+    "                     bytes_unfused, bytes_fused, peak_bytes_planned,\n"
+    "                     peak_bytes_naive, dims and passes\n"
+    "  --bind DIM=VALUE   dim values for --stats (repeatable or comma-separated);\n"
+    "                     otherwise a dim's <= bound, else 8\n"
     "  -h, --help         show this help\n";
 
 static const char usage_run[] =
@@ -197,6 +210,92 @@ static void dump_after(void *ctx, int index, const PassInfo *p, const Graph *g) 
     if (dump_selected(dm->after, p)) write_dump(dm, index, p, g, "after");
 }
 
+/* Binding of dim values from --bind (NAME=VALUE, comma-separated lists). */
+typedef struct {
+    int n;
+    char *names[64];
+    int64_t values[64];
+} Binds;
+
+static bool parse_i64(const char *s, int64_t *out);
+
+static bool add_binds(Binds *b, char *arg) {
+    for (char *item = strtok(arg, ","); item; item = strtok(NULL, ",")) {
+        char *eq = strchr(item, '=');
+        if (!eq || eq == item || b->n == 64) return false;
+        *eq = 0;
+        if (!parse_i64(eq + 1, &b->values[b->n]) || b->values[b->n] < 0) return false;
+        b->names[b->n++] = item;
+    }
+    return true;
+}
+
+/* Values for every dim symbol: --bind, else the bound, else RT_DEFAULT_DIM.
+ * Reports a --bind of an unknown dim. */
+static int64_t *bind_dims(const Graph *g, const Binds *b, Diag *d) {
+    int n = dim_sym_count(g->dims);
+    int64_t *syms = calloc((size_t)n + 1, sizeof(int64_t));
+    for (int s = 0; s < n; s++) {
+        int64_t bound = dim_sym_bound(g->dims, s);
+        syms[s] = bound > 0 ? bound : RT_DEFAULT_DIM;
+    }
+    for (int i = 0; i < b->n; i++) {
+        int s = dim_sym_lookup(g->dims, b->names[i]);
+        if (s < 0) {
+            diag_error(d, loc_file(g->file), "--bind: model '%s' has no dim '%s'", g->name, b->names[i]);
+            free(syms);
+            return NULL;
+        }
+        syms[s] = b->values[i];
+    }
+    return syms;
+}
+
+static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *syms, const GraphStats *st,
+                        const PipelineOptions *po) {
+    int nsyms = dim_sym_count(g->dims);
+    if (json) {
+        cJSON *o = cJSON_CreateObject(), *dims = cJSON_AddObjectToObject(o, "dims");
+        for (int s = 0; s < nsyms; s++) cJSON_AddNumberToObject(dims, dim_sym_name(g->dims, s), (double)syms[s]);
+        cJSON_AddNumberToObject(o, "ops", st->ops);
+        cJSON_AddNumberToObject(o, "kernels", st->kernels);
+        cJSON_AddNumberToObject(o, "bytes_unfused", st->bytes_unfused);
+        cJSON_AddNumberToObject(o, "bytes_fused", st->bytes_fused);
+        cJSON_AddNumberToObject(o, "peak_bytes_planned", st->peak_bytes_planned);
+        cJSON_AddNumberToObject(o, "peak_bytes_naive", st->peak_bytes_naive);
+        cJSON *passes = cJSON_AddArrayToObject(o, "passes");
+        for (int i = 0; i < po->nrecords; i++) {
+            cJSON *p = cJSON_CreateObject();
+            cJSON_AddStringToObject(p, "name", po->records[i].pass->name);
+            cJSON_AddNumberToObject(p, "ms", po->records[i].ms);
+            cJSON_AddNumberToObject(p, "ops_before", po->records[i].ops_before);
+            cJSON_AddNumberToObject(p, "ops_after", po->records[i].ops_after);
+            cJSON_AddItemToArray(passes, p);
+        }
+        char *text = cJSON_PrintUnformatted(o);
+        fprintf(out, "%s\n", text);
+        free(text);
+        cJSON_Delete(o);
+        return;
+    }
+    fprintf(out, "%-16s %9s %6s %6s\n", "pass", "ms", "ops", "after");
+    for (int i = 0; i < po->nrecords; i++)
+        fprintf(out, "%-16s %9.3f %6d %6d\n", po->records[i].pass->name, po->records[i].ms, po->records[i].ops_before,
+                po->records[i].ops_after);
+    fprintf(out, "result for");
+    for (int s = 0; s < nsyms; s++) fprintf(out, " %s=%lld", dim_sym_name(g->dims, s), (long long)syms[s]);
+    fprintf(out, ":\n");
+    double ops = st->ops ? st->ops : 1, un = st->bytes_unfused ? st->bytes_unfused : 1,
+           naive = st->peak_bytes_naive ? st->peak_bytes_naive : 1;
+    fprintf(out, "  ops             %d\n", st->ops);
+    fprintf(out, "  kernels         %d (%.2f of ops)%s\n", st->kernels, st->kernels / ops,
+            st->fused ? "" : " [no fusion ran]");
+    fprintf(out, "  bytes moved     unfused %.0f, fused %.0f (%.2f)\n", st->bytes_unfused, st->bytes_fused,
+            st->bytes_fused / un);
+    fprintf(out, "  peak memory     naive %.0f, planned %.0f (%.2f)%s\n", st->peak_bytes_naive,
+            st->peak_bytes_planned, st->peak_bytes_planned / naive, st->planned ? "" : " [no memory plan]");
+}
+
 static bool check_pass_name(const char *name, const char *option) {
     if (strcmp(name, "all") == 0 || pass_find(name)) return true;
     fprintf(stderr, "%s: %s: unknown pass '%s'; passes:", prog, option, name);
@@ -209,6 +308,8 @@ static int cmd_compile(int argc, char **argv) {
     const char *file = NULL, *out = NULL, *v;
     Emit emit = EMIT_DSG;
     Dumps dm = {.dir = "."};
+    Binds binds = {0};
+    int stats = 0; /* 0 none, 1 text, 2 json */
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int ndisabled = 0, opt = 2, rc = EXIT_USAGE;
     for (int i = 0; i < argc; i++) {
@@ -245,6 +346,15 @@ static int cmd_compile(int argc, char **argv) {
             dm.after = v;
         } else if ((v = option_value(argc, argv, &i, "--dump-dir"))) {
             dm.dir = v;
+        } else if (strcmp(a, "--stats") == 0 || strcmp(a, "--stats=text") == 0) {
+            stats = 1;
+        } else if (strcmp(a, "--stats=json") == 0) {
+            stats = 2;
+        } else if ((v = option_value(argc, argv, &i, "--bind"))) {
+            if (!add_binds(&binds, (char *)v)) {
+                rc = usage_error(usage_compile, "--bind needs DIM=VALUE[,DIM=VALUE...] with non-negative integers, got '%s'", v);
+                goto done;
+            }
         } else if (a[0] == '-' && a[1]) {
             rc = usage_error(usage_compile, "unknown option '%s'", a);
             goto done;
@@ -270,11 +380,20 @@ static int cmd_compile(int argc, char **argv) {
     rc = EXIT_DIAG;
     Graph *g = load(arena, d, file);
     if (g) {
-        PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm};
+        PassRecord *records = calloc((size_t)pass_count() + 1, sizeof(PassRecord));
+        PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm, records, 0};
         bool ok = pass_run_pipeline(g, d, &po) && !dm.failed;
+        bool to_stdout = !out || strcmp(out, "-") == 0;
+        if (ok && stats) {
+            int64_t *syms = bind_dims(g, &binds, d);
+            GraphStats st;
+            ok = syms && pass_graph_stats(g, syms, &st, d);
+            if (ok) print_stats(to_stdout ? stderr : stdout, stats == 2, g, syms, &st, &po);
+            free(syms);
+        }
+        free(records);
         if (ok) {
             AtomicFile af;
-            bool to_stdout = !out || strcmp(out, "-") == 0;
             FILE *f = to_stdout ? stdout : af_open(&af, out, d);
             if (f) {
                 if (emit == EMIT_DOT)

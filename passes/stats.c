@@ -1,0 +1,90 @@
+/* Figures for `dsc compile --stats` (see pass_graph_stats in passes.h).
+ *
+ * Everything is computed from the final graph with the dims bound, so the same
+ * graph gives the unfused baseline (each operation on its own) and the fused
+ * figure (each group on its own). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes.h"
+
+static bool is_alias_op(OpKind op) { return op == OP_RESHAPE || op == OP_SQUEEZE || op == OP_UNSQUEEZE; }
+
+typedef struct {
+    Graph *g;
+    const int64_t *syms;
+    Diag *d;
+    bool ok;
+} Ctx;
+
+static double bytes_of(Ctx *c, DimId bytes) {
+    int64_t v;
+    char err[256];
+    if (!dim_eval(c->g->dims, bytes, c->syms, &v, err, sizeof err)) {
+        if (c->ok) diag_error(c->d, loc_file(c->g->file), "stats: %s", err);
+        c->ok = false;
+        return 0;
+    }
+    return (double)v;
+}
+
+static double value_bytes(Ctx *c, const Node *n) {
+    if (n->op == OP_CONST) return 0; /* scalars travel as kernel arguments */
+    return bytes_of(c, ir_value_bytes(c->g, n));
+}
+
+/* Is `n` used by a node outside group `grp`, or a graph output? */
+static bool escapes(const Graph *g, const Node *n, int grp) {
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].node == n) return true;
+    for (int i = n->id + 1; i < g->nnodes; i++) {
+        const Node *u = g->nodes[i];
+        if (u->ann.group == grp) continue;
+        for (int k = 0; k < u->nin; k++)
+            if (u->in[k] == n) return true;
+    }
+    return false;
+}
+
+bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d) {
+    Ctx c = {g, syms, d, true};
+    *out = (GraphStats){.ops = ir_count_ops(g), .fused = g->ngroups > 0, .planned = g->nbuffers > 0};
+    /* unfused: every op reads its operands and writes its result */
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (ir_is_source(n)) continue;
+        if (!is_alias_op(n->op)) {
+            double b = value_bytes(&c, n);
+            for (int k = 0; k < n->nin; k++)
+                if (n->in[k]) b += value_bytes(&c, n->in[k]);
+            out->bytes_unfused += b;
+        }
+        out->peak_bytes_naive += value_bytes(&c, n);
+    }
+    /* fused: every kernel reads each external operand once and writes what escapes */
+    for (int k = 0; k < g->ngroups; k++) {
+        const Group *grp = g->groups[k];
+        if (grp->kind == GK_ALIAS || grp->kind == GK_CONSTANT) continue;
+        out->kernels++;
+        const Node **seen = calloc((size_t)g->nnodes + 1, sizeof(Node *));
+        int nseen = 0;
+        for (int j = 0; j < grp->nnodes; j++) {
+            const Node *n = grp->nodes[j];
+            for (int q = 0; q < n->nin; q++) {
+                const Node *x = n->in[q];
+                if (!x || x->ann.group == grp->id) continue;
+                bool dup = false;
+                for (int s = 0; s < nseen && !dup; s++) dup = seen[s] == x;
+                if (dup) continue;
+                seen[nseen++] = x;
+                out->bytes_fused += value_bytes(&c, x);
+            }
+            if (escapes(g, n, grp->id)) out->bytes_fused += value_bytes(&c, n);
+        }
+        free(seen);
+    }
+    if (!out->fused) out->bytes_fused = out->bytes_unfused, out->kernels = out->ops;
+    for (int b = 0; b < g->nbuffers; b++) out->peak_bytes_planned += bytes_of(&c, g->buffers[b].bytes);
+    if (!out->planned) out->peak_bytes_planned = out->peak_bytes_naive;
+    return c.ok;
+}
