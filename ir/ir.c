@@ -198,6 +198,37 @@ void ir_renumber(Graph *g) {
     for (int i = 0; i < g->nnodes; i++) g->nodes[i]->id = i;
 }
 
+void ir_insert_before(Graph *g, Node *pos, Node *n) {
+    DSC_ASSERT(pos->id >= 0 && pos->id < g->nnodes && g->nodes[pos->id] == pos);
+    int at = pos->id;
+    ir_append(g, n); /* grows the array */
+    memmove(&g->nodes[at + 1], &g->nodes[at], sizeof(Node *) * (size_t)(g->nnodes - 1 - at));
+    g->nodes[at] = n;
+    ir_renumber(g);
+}
+
+void ir_replace_uses(Graph *g, Node *old, Node *repl) {
+    DSC_ASSERT(ir_type_eq(&old->type, &repl->type));
+    for (int i = 0; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i]->nin; k++)
+            if (g->nodes[i]->in[k] == old) g->nodes[i]->in[k] = repl;
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].node == old) g->outputs[i].node = repl;
+}
+
+int ir_use_count(const Graph *g, const Node *n) {
+    int c = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        for (int k = 0; k < g->nodes[i]->nin; k++) c += g->nodes[i]->in[k] == n;
+    return c;
+}
+
+bool ir_is_output(const Graph *g, const Node *n) {
+    for (int i = 0; i < g->noutputs; i++)
+        if (g->outputs[i].node == n) return true;
+    return false;
+}
+
 Attr *ir_attr_set(Graph *g, Node *n, const char *name, AttrKind kind, Loc loc) {
     for (int i = 0; i < n->nattrs; i++)
         if (strcmp(n->attrs[i].name, name) == 0) {

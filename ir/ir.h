@@ -234,6 +234,14 @@ void ir_append(Graph *g, Node *n);
 void ir_add_output(Graph *g, const char *name, Node *node, Loc loc);
 /* Rebuilds ids after passes removed or reordered nodes. */
 void ir_renumber(Graph *g);
+/* Inserts n into the graph just before `pos` (which is in the graph) and renumbers. */
+void ir_insert_before(Graph *g, Node *pos, Node *n);
+/* Makes every operand use of `old` and every output that names it refer to
+ * `repl` instead (types must be equal).  `old` stays in the graph, dead. */
+void ir_replace_uses(Graph *g, Node *old, Node *repl);
+/* Number of operand uses of n (outputs not counted) and whether n is an output. */
+int ir_use_count(const Graph *g, const Node *n);
+bool ir_is_output(const Graph *g, const Node *n);
 
 /* Fusion groups */
 const char *ir_group_kind_name(GroupKind k);

@@ -51,12 +51,16 @@ bool pass_run_pipeline(Graph *g, Diag *d, PipelineOptions *opt);
  * reading its operands and writing its result (unfused) vs every fusion group
  * reading its external operands and writing the values used outside it
  * (fused); reshapes, squeezes and unsqueezes move nothing, and groups computed
- * from params alone run once at load time, not per inference.  Peak: the sum of
- * the memory-plan buffers vs the sum of every intermediate value. */
+ * from params alone run once at load time, not per inference.  Bytes moved
+ * count activations (inputs, intermediates, outputs); weights are counted
+ * apart in weight_bytes, because every schedule reads each weight once per
+ * inference, fused or not.  Peak: the sum of the memory-plan buffers vs the
+ * sum of every intermediate value. */
 typedef struct {
     int ops;
     int kernels;            /* fusion groups that launch a kernel per inference */
-    double bytes_unfused, bytes_fused;
+    double bytes_unfused, bytes_fused; /* activation bytes read and written */
+    double weight_bytes;    /* params read per inference (either way) */
     double peak_bytes_planned, peak_bytes_naive;
     bool fused, planned;    /* whether fusion / memory planning ran */
 } GraphStats;

@@ -33,6 +33,14 @@ static double value_bytes(Ctx *c, const Node *n) {
     return bytes_of(c, ir_value_bytes(c->g, n));
 }
 
+/* Activation bytes of an operand: params (and values computed from params
+ * alone, at load time) are weights, counted apart. */
+static double operand_bytes(Ctx *c, const Node *n) {
+    if (n->op == OP_PARAM) return 0;
+    if (n->ann.group >= 0 && c->g->groups[n->ann.group]->kind == GK_CONSTANT) return 0;
+    return value_bytes(c, n);
+}
+
 /* Is `n` used by a node outside group `grp`, or a graph output? */
 static bool escapes(const Graph *g, const Node *n, int grp) {
     for (int i = 0; i < g->noutputs; i++)
@@ -56,11 +64,13 @@ bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d) {
         if (!is_alias_op(n->op)) {
             double b = value_bytes(&c, n);
             for (int k = 0; k < n->nin; k++)
-                if (n->in[k]) b += value_bytes(&c, n->in[k]);
+                if (n->in[k]) b += operand_bytes(&c, n->in[k]);
             out->bytes_unfused += b;
         }
         out->peak_bytes_naive += value_bytes(&c, n);
     }
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_PARAM) out->weight_bytes += value_bytes(&c, g->nodes[i]);
     /* fused: every kernel reads each external operand once and writes what escapes */
     for (int k = 0; k < g->ngroups; k++) {
         const Group *grp = g->groups[k];
@@ -77,7 +87,7 @@ bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d) {
                 for (int s = 0; s < nseen && !dup; s++) dup = seen[s] == x;
                 if (dup) continue;
                 seen[nseen++] = x;
-                out->bytes_fused += value_bytes(&c, x);
+                out->bytes_fused += operand_bytes(&c, x);
             }
             if (escapes(g, n, grp->id)) out->bytes_fused += value_bytes(&c, n);
         }

@@ -75,11 +75,12 @@ static const char usage_compile[] =
     "                     pass's position in the pipeline; each is valid DSG\n"
     "  --stats[=json]     print per pass its time and operations before/after, and\n"
     "                     for the result: operations, kernels (fusion groups), bytes\n"
-    "                     moved unfused vs fused, planned peak memory vs the sum of\n"
+    "                     of activations moved unfused vs fused (weights, read once\n"
+    "                     either way, apart), planned peak memory vs the sum of\n"
     "                     all intermediate values; to standard error when the\n"
     "                     compiled output goes to standard output, else to standard\n"
     "                     output.  json: one object with keys ops, kernels,\n"
-    "                     bytes_unfused, bytes_fused, peak_bytes_planned,\n"
+    "                     bytes_unfused, bytes_fused, weight_bytes, peak_bytes_planned,\n"
     "                     peak_bytes_naive, dims and passes\n"
     "  --bind DIM=VALUE   dim values for --stats (repeatable or comma-separated);\n"
     "                     otherwise a dim's <= bound, else 8\n"
@@ -261,6 +262,7 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
         cJSON_AddNumberToObject(o, "kernels", st->kernels);
         cJSON_AddNumberToObject(o, "bytes_unfused", st->bytes_unfused);
         cJSON_AddNumberToObject(o, "bytes_fused", st->bytes_fused);
+        cJSON_AddNumberToObject(o, "weight_bytes", st->weight_bytes);
         cJSON_AddNumberToObject(o, "peak_bytes_planned", st->peak_bytes_planned);
         cJSON_AddNumberToObject(o, "peak_bytes_naive", st->peak_bytes_naive);
         cJSON *passes = cJSON_AddArrayToObject(o, "passes");
@@ -290,8 +292,8 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
     fprintf(out, "  ops             %d\n", st->ops);
     fprintf(out, "  kernels         %d (%.2f of ops)%s\n", st->kernels, st->kernels / ops,
             st->fused ? "" : " [no fusion ran]");
-    fprintf(out, "  bytes moved     unfused %.0f, fused %.0f (%.2f)\n", st->bytes_unfused, st->bytes_fused,
-            st->bytes_fused / un);
+    fprintf(out, "  bytes moved     unfused %.0f, fused %.0f (%.2f) [activations; weights: %.0f either way]\n",
+            st->bytes_unfused, st->bytes_fused, st->bytes_fused / un, st->weight_bytes);
     fprintf(out, "  peak memory     naive %.0f, planned %.0f (%.2f)%s\n", st->peak_bytes_naive,
             st->peak_bytes_planned, st->peak_bytes_planned / naive, st->planned ? "" : " [no memory plan]");
 }
