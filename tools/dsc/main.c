@@ -90,6 +90,7 @@ static const char usage_run[] =
     "usage: dsc run FILE [--input NAME=FILE.npy]... [--output-dir DIR]\n"
     "               [--weights FILE] [--random-inputs] [--random-weights]\n"
     "               [--seed N] [--bind DIM=VALUE]... [--device ref] [-O0|-O1|-O2]\n"
+    "               [--disable-pass=NAME]...\n"
     "\n"
     "Runs the model and prints one line per output: name, dtype and shape, min,\n"
     "max and mean (and the count of non-finite values, if any).\n"
@@ -109,6 +110,7 @@ static const char usage_run[] =
     "  --device ref       where to run; 'ref' (the reference interpreter) is the\n"
     "                     only device in this build\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
+    "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
     "  -h, --help         show this help\n";
 
 static const char usage_passes[] =
@@ -439,7 +441,8 @@ static int cmd_run(int argc, char **argv) {
     char **bnames = calloc((size_t)argc + 1, sizeof(char *));
     int64_t *bvalues = calloc((size_t)argc + 1, sizeof(int64_t));
     RunOptions ro = {.summary = stdout};
-    int opt = 2, rc = EXIT_USAGE;
+    const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
+    int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         char *n, *val;
@@ -477,6 +480,9 @@ static int cmd_run(int argc, char **argv) {
                 rc = EXIT_DIAG;
                 goto done;
             }
+        } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
+            if (!check_pass_name(v, "--disable-pass")) goto done;
+            disabled[ndisabled++] = v;
         } else if (strcmp(a, "--random-inputs") == 0) {
             ro.random_inputs = true;
         } else if (strcmp(a, "--random-weights") == 0) {
@@ -506,13 +512,14 @@ static int cmd_run(int argc, char **argv) {
     rc = EXIT_DIAG;
     Graph *g = load(arena, d, file);
     if (g) {
-        PipelineOptions po = {.opt_level = opt};
+        PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
         if (pass_run_pipeline(g, d, &po) && rt_run_model(g, file, &ro, NULL, d)) rc = EXIT_OK;
         diag_print(d, stderr, true);
     }
     diag_destroy(d);
     arena_destroy(arena);
 done:
+    free(disabled);
     free(names);
     free(files);
     free(bnames);
