@@ -382,9 +382,25 @@ static DimId minmax(DimTable *t, DimId a, DimId b, bool want_min) {
     int64_t diff;
     DimId d = dim_sub(t, a, b);
     if (d != DIM_INVALID && dim_is_const(t, d, &diff)) return (diff < 0) == want_min ? a : b;
-    /* canonical argument order: a constant last, otherwise by id */
+    /* provably ordered for every non-negative binding of the dims */
+    if (d != DIM_INVALID && dim_nonneg(t, d)) return want_min ? b : a;
+    DimId e = dim_sub(t, b, a);
+    if (e != DIM_INVALID && dim_nonneg(t, e)) return want_min ? a : b;
+    /* canonical argument order, independent of interning order (so printed
+     * text is stable when a dump is reparsed): a constant last, otherwise by
+     * the printed text */
     bool ca = dim_is_const(t, a, NULL), cbk = dim_is_const(t, b, NULL);
-    if (ca != cbk ? ca : a > b) {
+    bool swap;
+    if (ca != cbk) {
+        swap = ca;
+    } else {
+        char x[256], y[256];
+        dim_snprint(t, a, x, sizeof x);
+        dim_snprint(t, b, y, sizeof y);
+        int c = strcmp(x, y);
+        swap = c > 0 || (c == 0 && a > b);
+    }
+    if (swap) {
         DimId x = a;
         a = b;
         b = x;

@@ -135,7 +135,15 @@ static Tensor *random_input(const Graph *g, const Node *n, const int64_t *syms, 
     return t;
 }
 
-static Tensor *random_param(const Graph *g, const Node *n, uint64_t *rng, Diag *d) {
+/* The param of `g` with the given name, or NULL. */
+static const Node *find_param(const Graph *g, const char *name) {
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_PARAM && strcmp(g->nodes[i]->name, name) == 0) return g->nodes[i];
+    return NULL;
+}
+
+/* `src` is the graph as written, where the param's uses are judged. */
+static Tensor *random_param(const Graph *g, const Graph *src, const Node *n, uint64_t *rng, Diag *d) {
     int64_t shape[IR_MAX_RANK];
     char what[256];
     snprintf(what, sizeof what, "param '%s'", n->name);
@@ -149,7 +157,8 @@ static Tensor *random_param(const Graph *g, const Node *n, uint64_t *rng, Diag *
         return NULL;
     }
     double lo = -1, hi = 1;
-    if (user_as(g, n, OP_BATCHNORM, 4)) {
+    const Node *written = src ? find_param(src, n->name) : n;
+    if (written && user_as(src ? src : g, written, OP_BATCHNORM, 4)) {
         lo = 0.5;
         hi = 1.5;
     } else if (!dtype_is_float(n->type.dtype)) {
@@ -259,7 +268,9 @@ bool rt_run_model(const Graph *g, const char *model_path, const RunOptions *opt,
     if (opt->random_weights) {
         int idx = 0;
         for (int i = 0; i < g->nnodes; i++)
-            if (g->nodes[i]->op == OP_PARAM && !(params[idx++] = random_param(g, g->nodes[i], &rng, d))) goto done;
+            if (g->nodes[i]->op == OP_PARAM &&
+                !(params[idx++] = random_param(g, opt->as_written, g->nodes[i], &rng, d)))
+                goto done;
     } else if (nparams > 0) {
         wpath = weights_path(g, model_path, opt);
         if (!wpath) {

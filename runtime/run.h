@@ -32,6 +32,11 @@ typedef struct {
     uint64_t seed;
     const char *output_dir; /* write DIR/NAME.npy per output; NULL: do not write */
     FILE *summary;          /* one line per output; NULL: silent */
+    /* The graph as written (before the passes), used to choose the ranges of
+     * random weights by how each param is used there (a batchnorm variance
+     * must be positive even after the passes folded the batchnorm away).
+     * NULL: the graph being run. */
+    const Graph *as_written;
 } RunOptions;
 
 /* Runs `g` (compiled from `model_path`, against which a relative `weights`

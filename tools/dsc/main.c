@@ -511,6 +511,8 @@ static int cmd_run(int argc, char **argv) {
     Diag *d = diag_create();
     rc = EXIT_DIAG;
     Graph *g = load(arena, d, file);
+    /* a second copy stays as written, for choosing random weight ranges */
+    ro.as_written = g && ro.random_weights ? load(arena, d, file) : NULL;
     if (g) {
         PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
         if (pass_run_pipeline(g, d, &po) && rt_run_model(g, file, &ro, NULL, d)) rc = EXIT_OK;
