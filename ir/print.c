@@ -114,9 +114,13 @@ static void print_hints(const Printer *p, const Node *n) {
     }
     const Graph *g = p->g;
     if (n->ann.group >= 0 && n->ann.group < g->ngroups) {
+        /* kind and reason once, on the group's first member */
         const Group *grp = g->groups[n->ann.group];
-        fprintf(p->out, " @group(id=%d, kind=\"%s\", reason=", grp->id, ir_group_kind_name(grp->kind));
-        print_string(p->out, grp->reason);
+        fprintf(p->out, " @group(id=%d", grp->id);
+        if (grp->nodes[0] == n) {
+            fprintf(p->out, ", kind=\"%s\", reason=", ir_group_kind_name(grp->kind));
+            print_string(p->out, grp->reason);
+        }
         fputc(')', p->out);
     }
     if (n->ann.buffer >= 0) fprintf(p->out, " @buffer(id=%d)", n->ann.buffer);
