@@ -300,6 +300,12 @@ bool ir_type_eq(const Type *a, const Type *b) {
     return true;
 }
 
+bool ir_type_is_static(const Graph *g, const Type *t) {
+    for (int i = 0; i < t->rank; i++)
+        if (!dim_is_const(g->dims, t->dim[i], NULL)) return false;
+    return true;
+}
+
 DimId ir_type_numel(Graph *g, const Type *t) {
     DimId n = dim_const(g->dims, 1);
     for (int i = 0; i < t->rank; i++) n = dim_mul(g->dims, n, t->dim[i]);

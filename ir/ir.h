@@ -35,6 +35,18 @@ int dtype_size(DType t);                          /* bytes per element */
 bool dtype_is_float(DType t);
 bool dtype_is_int(DType t);                       /* i8, i32, i64 */
 
+/* IEEE half and bfloat16 conversions, round to nearest even (ir/scalar.c). */
+float ir_f16_to_f32(uint16_t h);
+uint16_t ir_f32_to_f16(float f);
+float ir_bf16_to_f32(uint16_t h);
+uint16_t ir_f32_to_bf16(float f);
+/* The value v becomes when stored as dtype t and read back: floats round to
+ * f32 and then to f16/bf16 (nearest even); integers truncate toward zero and
+ * saturate at the dtype's range, NaN becomes 0; bool is v != 0. */
+double ir_dtype_round(DType t, double v);
+/* The same for i64, exactly (a double cannot hold every i64). */
+int64_t ir_dtype_round_i64(double v);
+
 /* ---- operators ----------------------------------------------------------- */
 
 typedef enum {
@@ -279,6 +291,8 @@ const char *ir_type_str(const Graph *g, const Type *t);
 bool ir_type_eq(const Type *a, const Type *b);
 /* Number of elements as a dim expression. */
 DimId ir_type_numel(Graph *g, const Type *t);
+/* True when every dim of the type is a constant. */
+bool ir_type_is_static(const Graph *g, const Type *t);
 
 /* Shape and dtype inference for one node whose operands are already typed and
  * whose attributes are set: checks arity, attribute values, dtypes and shapes,

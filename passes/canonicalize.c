@@ -51,12 +51,6 @@ static void *zalloc(Graph *g, size_t count, size_t size) {
     return arena_alloc(g->arena, size * (count ? count : 1));
 }
 
-static bool const_shape(const Graph *g, const Type *t) {
-    for (int i = 0; i < t->rank; i++)
-        if (!dim_is_const(g->dims, t->dim[i], NULL)) return false;
-    return true;
-}
-
 /* Rewrites n in place into linear(x, w, b); reverts unless it re-infers to
  * the same type. */
 static bool to_linear(Graph *g, Node *n, Node *x, Node *w, Node *b) {
@@ -132,7 +126,7 @@ bool pass_canonicalize(Graph *g, Diag *d) {
             for (int k = 0; k < n->nin; k++)
                 if (n->in[k]) c.uses[n->in[k]->id]++, lc = lc && c.lconst[n->in[k]->id];
         }
-        c.lconst[i] = lc && const_shape(g, &n->type);
+        c.lconst[i] = lc && ir_type_is_static(g, &n->type);
     }
     for (int i = 0; i < g->noutputs; i++)
         c.output[g->outputs[i].node->id] = true;

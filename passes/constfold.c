@@ -5,8 +5,8 @@
  * (runtime/interp.c) would compute, bit for bit:
  *
  *   - a CONST operand is first stored in its dtype the way the interpreter
- *     stores it (rt_set: floats round to f32 and then to f16/bf16 with
- *     round-to-nearest-even; ints truncate and saturate; bool is v != 0);
+ *     stores it (ir_dtype_round: floats round to f32 and then to f16/bf16
+ *     with round-to-nearest-even; ints truncate and saturate; bool is v != 0);
  *   - floats are computed in double with the interpreter's formulas (stable
  *     sigmoid, NaN-propagating maximum/minimum, erf or tanh gelu) and the
  *     result stored in the result dtype, i.e. rounded the same way;
@@ -34,9 +34,11 @@
  * operands are left unfolded (see pass_constfold).  The folded CONST is
  * unnamed, like every literal, so the printer writes it inline.
  *
- * The element storage rules come from runtime/tensor.h (rt_set / rt_get on a
- * one-element tensor), the only code this pass shares with the runtime: the
- * folded value is by construction what the interpreter would have stored.
+ * The element storage rules are ir_dtype_round (ir/scalar.c), which the
+ * runtime's element stores use too: the folded value is by construction what
+ * the interpreter would have stored.  The operator formulas (sigmoid, gelu,
+ * integer wrap-around) repeat the interpreter's; both are tested against the
+ * same numpy references.
  *
  * How: a forward sweep computes the values (chains of constant operations
  * fold completely), a backward sweep applies the printing rule, and the nodes
@@ -45,27 +47,12 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../runtime/tensor.h"
 #include "passes.h"
 
 static bool intlike(DType t) { return dtype_is_int(t) || t == DT_BOOL; }
 
-/* v stored into a one-element tensor of dtype dt and read back: the
- * interpreter's rounding (rt_set) and reading (rt_get). */
-static double stored(DType dt, double v) {
-    unsigned char buf[8] = {0};
-    Tensor t = {.dtype = dt, .rank = 0, .data = buf, .nbytes = (size_t)dtype_size(dt)};
-    rt_set(&t, 0, v);
-    return rt_get(&t, 0);
-}
-
-/* The interpreter's float -> int conversion (rt_set for an integer dtype). */
-static int64_t to_int(double v, int64_t lo, int64_t hi) {
-    if (isnan(v)) return 0;
-    if (v <= (double)lo) return lo;
-    if (v >= (double)hi) return hi;
-    return (int64_t)v;
-}
+/* v stored as dtype dt and read back, as the runtime stores it. */
+static double stored(DType dt, double v) { return ir_dtype_round(dt, v); }
 
 static int64_t u2i(uint64_t u) {
     return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1;
@@ -94,18 +81,18 @@ typedef struct {
     double v;
 } Scalar;
 
-/* Its value as the interpreter reads it in the float domain (rt_get of the
- * element k_const stored)... */
+/* Its value as the interpreter reads it in the float domain (the element the
+ * runtime stored)... */
 static double get_f(Scalar s) { return stored(s.dt, s.v); }
 
 /* ... and in the integer domain (get_i of that element). */
 static int64_t get_i(Scalar s) {
     switch (s.dt) {
-    case DT_I8: return to_int(s.v, INT8_MIN, INT8_MAX);
-    case DT_I32: return to_int(s.v, INT32_MIN, INT32_MAX);
-    case DT_I64: return to_int(s.v, INT64_MIN, INT64_MAX);
-    case DT_BOOL: return s.v != 0;
-    default: return to_int(stored(s.dt, s.v), INT64_MIN, INT64_MAX);
+    case DT_I8:
+    case DT_I32:
+    case DT_BOOL: return (int64_t)stored(s.dt, s.v);
+    case DT_I64: return ir_dtype_round_i64(s.v);
+    default: return ir_dtype_round_i64(stored(s.dt, s.v));
     }
 }
 

@@ -91,12 +91,6 @@ static Node *scalar(Cx *c, DType dt, double v) {
     return finish(c, n);
 }
 
-static bool const_shape(const Graph *g, const Type *t) {
-    for (int i = 0; i < t->rank; i++)
-        if (!dim_is_const(g->dims, t->dim[i], NULL)) return false;
-    return true;
-}
-
 /* Rewrites batchnorm bn(z = conv2d/linear(x, w, b), scale, bias, mean, var)
  * in place into z's op on x with the folded weights. */
 static void fold(Cx *c, Node *bn) {
@@ -154,7 +148,7 @@ bool pass_fold_batchnorm(Graph *g, Diag *d) {
             for (int k = 0; k < n->nin; k++)
                 if (n->in[k]) uses[n->in[k]->id]++, lc = lc && lconst[n->in[k]->id];
         }
-        lconst[i] = lc && const_shape(g, &n->type);
+        lconst[i] = lc && ir_type_is_static(g, &n->type);
     }
     for (int i = 0; i < g->noutputs; i++)
         output[g->outputs[i].node->id] = true;

@@ -61,70 +61,12 @@ void rt_shape_str(DType dtype, int rank, const int64_t *shape, char *buf, size_t
     if (len < n) snprintf(buf + len, n - len, "]");
 }
 
-float rt_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: normalise */
-            int e = -1;
-            do {
-                e++;
-                man <<= 1;
-            } while (!(man & 0x400));
-            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t rt_f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, man = x & 0x7fffff;
-    if (exp == 255) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 | (man >> 13) : 0));
-    int32_t e = (int32_t)exp - 127 + 15;
-    if (e >= 31) return (uint16_t)(sign | 0x7c00);
-    if (e <= 0) {
-        if (e < -10) return (uint16_t)sign;
-        man |= 0x800000;
-        uint32_t shift = (uint32_t)(14 - e);
-        uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t half = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++; /* may carry into exp: correct */
-    return (uint16_t)(sign | half);
-}
-
-float rt_bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t rt_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
-    x += 0x7fff + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
-}
-
 double rt_get(const Tensor *t, int64_t i) {
     const unsigned char *p = t->data;
     switch (t->dtype) {
     case DT_F32: { float v; memcpy(&v, p + i * 4, 4); return v; }
-    case DT_F16: { uint16_t v; memcpy(&v, p + i * 2, 2); return rt_f16_to_f32(v); }
-    case DT_BF16: { uint16_t v; memcpy(&v, p + i * 2, 2); return rt_bf16_to_f32(v); }
+    case DT_F16: { uint16_t v; memcpy(&v, p + i * 2, 2); return ir_f16_to_f32(v); }
+    case DT_BF16: { uint16_t v; memcpy(&v, p + i * 2, 2); return ir_bf16_to_f32(v); }
     case DT_I8: return (double)((const int8_t *)p)[i];
     case DT_I32: { int32_t v; memcpy(&v, p + i * 4, 4); return v; }
     case DT_I64: { int64_t v; memcpy(&v, p + i * 8, 8); return (double)v; }
@@ -133,23 +75,17 @@ double rt_get(const Tensor *t, int64_t i) {
     }
 }
 
-static int64_t to_int(double v, int64_t lo, int64_t hi) {
-    if (isnan(v)) return 0;
-    if (v <= (double)lo) return lo;
-    if (v >= (double)hi) return hi;
-    return (int64_t)v;
-}
-
 void rt_set(Tensor *t, int64_t i, double v) {
     unsigned char *p = t->data;
+    double r = ir_dtype_round(t->dtype, v);
     switch (t->dtype) {
-    case DT_F32: { float f = (float)v; memcpy(p + i * 4, &f, 4); return; }
-    case DT_F16: { uint16_t h = rt_f32_to_f16((float)v); memcpy(p + i * 2, &h, 2); return; }
-    case DT_BF16: { uint16_t h = rt_f32_to_bf16((float)v); memcpy(p + i * 2, &h, 2); return; }
-    case DT_I8: ((int8_t *)p)[i] = (int8_t)to_int(v, INT8_MIN, INT8_MAX); return;
-    case DT_I32: { int32_t x = (int32_t)to_int(v, INT32_MIN, INT32_MAX); memcpy(p + i * 4, &x, 4); return; }
-    case DT_I64: { int64_t x = to_int(v, INT64_MIN, INT64_MAX); memcpy(p + i * 8, &x, 8); return; }
-    case DT_BOOL: p[i] = v != 0; return;
+    case DT_F32: { float f = (float)r; memcpy(p + i * 4, &f, 4); return; }
+    case DT_F16: { uint16_t h = ir_f32_to_f16((float)r); memcpy(p + i * 2, &h, 2); return; }
+    case DT_BF16: { uint16_t h = ir_f32_to_bf16((float)r); memcpy(p + i * 2, &h, 2); return; }
+    case DT_I8: ((int8_t *)p)[i] = (int8_t)r; return;
+    case DT_I32: { int32_t x = (int32_t)r; memcpy(p + i * 4, &x, 4); return; }
+    case DT_I64: { int64_t x = ir_dtype_round_i64(v); memcpy(p + i * 8, &x, 8); return; }
+    case DT_BOOL: p[i] = r != 0; return;
     default: return;
     }
 }

@@ -47,10 +47,6 @@ bool rt_tensor_fwrite(FILE *f, const Tensor *t);
 double rt_get(const Tensor *t, int64_t i);
 void rt_set(Tensor *t, int64_t i, double v);
 
-/* IEEE half and bfloat16 conversions, round to nearest even. */
-float rt_f16_to_f32(uint16_t h);
-uint16_t rt_f32_to_f16(float f);
-float rt_bf16_to_f32(uint16_t h);
-uint16_t rt_f32_to_bf16(float f);
+/* The half and bfloat16 conversions are ir_f16_to_f32 and friends (ir/ir.h). */
 
 #endif

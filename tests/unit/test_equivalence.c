@@ -134,7 +134,9 @@ static bool eval_type(const Graph *g, const Type *t, const int64_t *syms, int64_
 }
 
 /* Inputs and params for g, seeded: floats uniform in [-1, 1) (params of rank
- * >= 2 scaled by 1/sqrt(last dim), batchnorm variances in [0.5, 1.5)),
+ * >= 2 scaled by 1/sqrt(last dim); batchnorm variances and scales in
+ * [0.5, 1.5), as trained networks have them: a scale near 0 makes a channel
+ * nearly constant, and a norm after it amplifies rounding without bound),
  * integers in [-8, 8) except gather indices, which are in [-size, size) of
  * the gathered axis (negative ones count from the end), bools 0/1. */
 static bool make_data(const Graph *g, const int64_t *syms, uint64_t seed, TMap *ins, TMap *prm, char *why,
@@ -168,7 +170,7 @@ static bool make_data(const Graph *g, const int64_t *syms, uint64_t seed, TMap *
             }
             if (size > 0) lo = (double)-size, hi = (double)size;
         } else if (dtype_is_float(dt) && x->op == OP_PARAM) {
-            if (user_as(g, x, OP_BATCHNORM, 4))
+            if (user_as(g, x, OP_BATCHNORM, 4) || user_as(g, x, OP_BATCHNORM, 1))
                 lo = 0.5, hi = 1.5;
             else if (x->type.rank >= 2 && shape[x->type.rank - 1] > 0)
                 hi = 1 / sqrt((double)shape[x->type.rank - 1]), lo = -hi;

@@ -658,8 +658,8 @@ Test(passes, constfold_f16_rounding) {
                           pass_constfold, 0);
     cr_assert_eq(count(g, OP_CAST) + count(g, OP_DIV), 0, "%s", print(g));
     cr_assert_eq(const_operand(output(g, "y"))->fval, 0.0999755859375);
-    cr_assert_eq(const_operand(output(g, "z"))->fval, (double)rt_f16_to_f32(rt_f32_to_f16(1.0f / 3.0f)));
-    cr_assert_eq(const_operand(output(g, "w"))->fval, (double)rt_bf16_to_f32(rt_f32_to_bf16(0.1f)));
+    cr_assert_eq(const_operand(output(g, "z"))->fval, (double)ir_f16_to_f32(ir_f32_to_f16(1.0f / 3.0f)));
+    cr_assert_eq(const_operand(output(g, "w"))->fval, (double)ir_bf16_to_f32(ir_f32_to_bf16(0.1f)));
 }
 
 Test(passes, constfold_ints) {
