@@ -50,7 +50,8 @@ static void buf_vprintf(Buf *b, const char *fmt, va_list ap) {
     if (n < 0) abort();
     if (b->len + (size_t)n + 1 > b->cap) {
         size_t c = b->cap ? b->cap : 256;
-        while (c < b->len + (size_t)n + 1) c *= 2;
+        while (c < b->len + (size_t)n + 1)
+            c *= 2;
         char *s = realloc(b->s, c);
         if (!s) abort();
         b->s = s;
@@ -91,8 +92,8 @@ typedef struct {
     bool exact;  /* no legal pass can change it by a rounding */
     bool source; /* input or param */
     bool param;
-    bool dead;   /* deliberately unused (dce) */
-    bool out;    /* make it an output even if it is used */
+    bool dead; /* deliberately unused (dce) */
+    bool out;  /* make it an output even if it is used */
     int uses;
 } Val;
 
@@ -101,9 +102,9 @@ typedef struct {
     Buf fns, decl, body, motifs;
     Val v[MAXV];
     int nv, nlet, nin, nparam, nops;
-    Ty F;        /* the float dtype of the model (f32 in integer models) */
-    Ty I;        /* the integer dtype of an integer model */
-    bool intg;   /* an integer model */
+    Ty F;              /* the float dtype of the model (f32 in integer models) */
+    Ty I;              /* the integer dtype of an integer model */
+    bool intg;         /* an integer model */
     bool hasB, hasS;   /* dims declared */
     bool usedB, usedS; /* dims appearing in an input's shape */
     int vB, vS;
@@ -137,7 +138,8 @@ static const char *dtext(int d, char *buf) {
 
 static int64_t numel(const G *g, const Shape *s) {
     int64_t n = 1;
-    for (int i = 0; i < s->rank; i++) n *= dval(g, s->d[i]);
+    for (int i = 0; i < s->rank; i++)
+        n *= dval(g, s->d[i]);
     return n;
 }
 
@@ -156,7 +158,8 @@ static char *dims_text(const int *d, int n, char *out) {
 /* "[0, -1]" */
 static char *ints_text(const int *v, int n, char *out) {
     strcpy(out, "[");
-    for (int i = 0; i < n; i++) sprintf(out + strlen(out), "%s%d", i ? ", " : "", v[i]);
+    for (int i = 0; i < n; i++)
+        sprintf(out + strlen(out), "%s%d", i ? ", " : "", v[i]);
     strcat(out, "]");
     return out;
 }
@@ -176,7 +179,8 @@ static bool shape_eq(const Shape *a, const Shape *b) {
 
 static Shape mkshape(Ty ty, int rank, const int *d) {
     Shape s = {ty, rank, {0}};
-    for (int i = 0; i < rank; i++) s.d[i] = d[i];
+    for (int i = 0; i < rank; i++)
+        s.d[i] = d[i];
     return s;
 }
 
@@ -200,7 +204,8 @@ static bool bcast(const Shape *a, const Shape *b, Shape *o) {
 /* Random dims for a new input: leading B and S where declared, small
  * constants (sometimes 1) elsewhere, at most MAX_ELEMS elements. */
 static void rand_dims(G *g, int rank, int *d, bool allow_sym) {
-    for (int i = 0; i < rank; i++) d[i] = chance(g, 0.15) ? 1 : rint_(g, 2, 4);
+    for (int i = 0; i < rank; i++)
+        d[i] = chance(g, 0.15) ? 1 : rint_(g, 2, 4);
     if (allow_sym && rank >= 1) {
         if (g->hasB && chance(g, 0.6)) d[0] = D_B;
         int si = d[0] == D_B ? 1 : 0;
@@ -255,7 +260,9 @@ static Val *param(G *g, Shape s, const char *role) {
         if (s.d[i] < 0) abort();
     snprintf(name, sizeof name, "p%d.%s", g->nparam++, role);
     buf_printf(&g->decl, "  param %s : %s\n", name, type_text(&s, t));
-    double mag = !ty_float(s.ty) ? 8 : s.rank >= 2 && s.d[s.rank - 1] > 0 ? 1 / sqrt((double)s.d[s.rank - 1]) : 1;
+    double mag = !ty_float(s.ty)                      ? 8
+                 : s.rank >= 2 && s.d[s.rank - 1] > 0 ? 1 / sqrt((double)s.d[s.rank - 1])
+                                                      : 1;
     if (strcmp(role, "running_var") == 0) mag = 1.5;
     Val *v = add_val(g, name, s, mag, true, true);
     v->param = true;
@@ -393,7 +400,8 @@ static Val *partner(G *g, Val *x, bool exact) {
     }
     Shape s = mkshape(x->s.ty, rb, d), o;
     if (!bcast(&x->s, &s, &o) || numel(g, &o) > MAX_ELEMS * 2) {
-        for (int j = 0; j < rb; j++) d[j] = prm && x->s.d[x->s.rank - rb + j] < 0 ? 1 : x->s.d[x->s.rank - rb + j];
+        for (int j = 0; j < rb; j++)
+            d[j] = prm && x->s.d[x->s.rank - rb + j] < 0 ? 1 : x->s.d[x->s.rank - rb + j];
         s = mkshape(x->s.ty, rb, d);
     }
     return prm ? param(g, s, rb >= 2 ? "weight" : "bias") : input(g, s);
@@ -410,9 +418,12 @@ static const char *const fn_text[FN_COUNT] = {
     [FN_RESNORM] = "fn res_norm(x, y, g, b) {\n  let s = x + y\n  return layernorm(s, g, b, eps=1e-5)\n}\n",
     [FN_SQPLUS] = "fn sq_plus(x) {\n  let t = x * x\n  return t + x\n}\n",
     [FN_BLOCK] = "fn block(x, w, b, g, beta) {\n  return res_norm(x, dense_act(x, w, b), g, beta)\n}\n",
-    [FN_MLP2] = "fn mlp2(x, w1, w2) {\n  let h = relu(linear(x, w1))\n  let o = linear(h, w2)\n  return o\n}\n",
-    [FN_SPLIT] = "# [B, S, 2*D] -> [B, 2, S, D]\nfn split_heads(t) {\n  return transpose(reshape(t, shape=[B, S, 2, -1]), perm=[0, 2, 1, 3])\n}\n",
-    [FN_MERGE] = "fn merge_heads(t) {\n  return reshape(transpose(t, perm=[0, 2, 1, 3]), shape=[B, S, -1])\n}\n",
+    [FN_MLP2] =
+        "fn mlp2(x, w1, w2) {\n  let h = relu(linear(x, w1))\n  let o = linear(h, w2)\n  return o\n}\n",
+    [FN_SPLIT] = "# [B, S, 2*D] -> [B, 2, S, D]\nfn split_heads(t) {\n  return transpose(reshape(t, "
+                 "shape=[B, S, 2, -1]), perm=[0, 2, 1, 3])\n}\n",
+    [FN_MERGE] =
+        "fn merge_heads(t) {\n  return reshape(transpose(t, perm=[0, 2, 1, 3]), shape=[B, S, -1])\n}\n",
 };
 
 static void use_fn(G *g, int f) {
@@ -499,11 +510,18 @@ static void m_binary(G *g) {
         int k = rint_(g, 0, 9);
         if (!isf && k == 6) k = 5;
         switch (k) {
-        case 0: a = let(g, o, a->mag + b->mag, ex, 1, chance(g, 0.5) ? "%s + %s" : "add(%s, %s)", U(a), U(b)); break;
-        case 1: a = let(g, o, a->mag + b->mag, ex, 1, chance(g, 0.5) ? "%s - %s" : "sub(%s, %s)", U(a), U(b)); break;
-        case 2: a = let(g, o, a->mag * b->mag, ex, 1, chance(g, 0.5) ? "%s * %s" : "mul(%s, %s)", U(a), U(b)); break;
+        case 0:
+            a = let(g, o, a->mag + b->mag, ex, 1, chance(g, 0.5) ? "%s + %s" : "add(%s, %s)", U(a), U(b));
+            break;
+        case 1:
+            a = let(g, o, a->mag + b->mag, ex, 1, chance(g, 0.5) ? "%s - %s" : "sub(%s, %s)", U(a), U(b));
+            break;
+        case 2:
+            a = let(g, o, a->mag * b->mag, ex, 1, chance(g, 0.5) ? "%s * %s" : "mul(%s, %s)", U(a), U(b));
+            break;
         case 3:
-            a = let(g, o, a->mag, false, 3, chance(g, 0.5) ? "%s / (abs(%s) + 1)" : "div(%s, abs(%s) + 1)", U(a), U(b));
+            a = let(g, o, a->mag, false, 3, chance(g, 0.5) ? "%s / (abs(%s) + 1)" : "div(%s, abs(%s) + 1)",
+                    U(a), U(b));
             break;
         case 4: a = let(g, o, dmax(a->mag, b->mag), ex, 1, "maximum(%s, %s)", U(a), U(b)); break;
         case 5: a = let(g, o, dmax(a->mag, b->mag), ex, 1, "minimum(%s, %s)", U(a), U(b)); break;
@@ -578,7 +596,11 @@ static void m_compare(G *g) {
     default: snprintf(cond, sizeof cond, "equal(maximum(%s, %s), %s)", U(a), U(b), U(a)); break;
     }
     if (!ty_float(a->s.ty) && k < 3)
-        snprintf(cond, sizeof cond, "%s(%s, %s)", k == 0 ? "greater" : k == 1 ? "less" : "equal", a->name, b->name);
+        snprintf(cond, sizeof cond, "%s(%s, %s)",
+                 k == 0   ? "greater"
+                 : k == 1 ? "less"
+                          : "equal",
+                 a->name, b->name);
     Shape bs = cs;
     bs.ty = T_BOOL;
     Val *c = let(g, bs, 1, true, k == 2 || k == 5 ? 2 : 1, "%s", cond);
@@ -588,19 +610,22 @@ static void m_compare(G *g) {
         Val *y = partner(g, a, false);
         Shape o1, o2;
         if (bcast(&cs, &a->s, &o1) && bcast(&o1, &y->s, &o2))
-            let(g, mkshape(a->s.ty, o2.rank, o2.d), dmax(a->mag, y->mag), a->exact && y->exact, 1, "where(%s, %s, %s)",
-                U(c), U(a), U(y));
+            let(g, mkshape(a->s.ty, o2.rank, o2.d), dmax(a->mag, y->mag), a->exact && y->exact, 1,
+                "where(%s, %s, %s)", U(c), U(a), U(y));
         else
             let(g, cs, a->mag, a->exact, 1, "where(%s, %s, 0)", U(c), U(a));
         break;
     }
-    case 1: let(g, mkshape(a->s.ty, cs.rank, cs.d), a->mag, a->exact, 1, "where(%s, 0, %s)", U(c), U(a)); break;
+    case 1:
+        let(g, mkshape(a->s.ty, cs.rank, cs.d), a->mag, a->exact, 1, "where(%s, 0, %s)", U(c), U(a));
+        break;
     case 2:
         if (b)
-            let(g, mkshape(a->s.ty, cs.rank, cs.d), dmax(a->mag, b->mag), a->exact && b->exact, 1, "where(%s, %s, %s)",
-                U(c), U(a), U(x));
+            let(g, mkshape(a->s.ty, cs.rank, cs.d), dmax(a->mag, b->mag), a->exact && b->exact, 1,
+                "where(%s, %s, %s)", U(c), U(a), U(x));
         else
-            let(g, mkshape(a->s.ty, cs.rank, cs.d), a->mag, false, 2, "where(%s, %s, %s * 0.5)", U(c), U(a), U(a));
+            let(g, mkshape(a->s.ty, cs.rank, cs.d), a->mag, false, 2, "where(%s, %s, %s * 0.5)", U(c), U(a),
+                U(a));
         break;
     case 3: {
         Shape fs = mkshape(g->F, cs.rank, cs.d);
@@ -723,7 +748,8 @@ static void m_reduce(G *g) {
     char axes[64] = "";
     int av[MAXR], na = 0;
     if (mode <= 2) { /* all axes */
-        for (int i = 0; i < r; i++) mask[i] = true;
+        for (int i = 0; i < r; i++)
+            mask[i] = true;
     } else if (mode == 9) { /* explicit empty list: nothing reduced */
         strcpy(axes, ", axes=[]");
     } else {
@@ -751,8 +777,11 @@ static void m_reduce(G *g) {
     double mag = op == 0 ? x->mag * (double)count : x->mag;
     bool ex = x->exact && op == 1;
     Val *y = let(g, o, mag, ex, 1, "%s(%s%s%s)", names[op], U(x), axes,
-                 kd == 0 ? "" : kd == 1 ? ", keepdims=true" : ", keepdims=false");
-    if (keep && chance(g, 0.5)) { /* broadcast back (a difference only of exact values: no cancellation noise) */
+                 kd == 0   ? ""
+                 : kd == 1 ? ", keepdims=true"
+                           : ", keepdims=false");
+    if (keep &&
+        chance(g, 0.5)) { /* broadcast back (a difference only of exact values: no cancellation noise) */
         if (!isf || (op != 0 && x->exact && chance(g, 0.6)))
             let(g, x->s, x->mag + y->mag, ex, 1, "%s - %s", U(x), U(y));
         else
@@ -768,7 +797,8 @@ static Shape norm_param_shape(G *g, const Val *x, int ax) {
     Shape s = {x->s.ty, 0, {0}};
     int from = ax;
     if (x->s.rank - ax >= 2 && chance(g, 0.4)) from = x->s.rank - 1;
-    for (int i = from; i < x->s.rank; i++) s.d[s.rank++] = x->s.d[i] < 0 ? 1 : x->s.d[i];
+    for (int i = from; i < x->s.rank; i++)
+        s.d[s.rank++] = x->s.d[i] < 0 ? 1 : x->s.d[i];
     return s;
 }
 
@@ -795,7 +825,8 @@ static void m_norm(G *g) {
         Shape ps = norm_param_shape(g, x, ax);
         Val *sc = param(g, ps, "weight");
         char axs[32] = "", eps[32] = "";
-        if (ax != r - 1 || chance(g, 0.3)) snprintf(axs, sizeof axs, ", axis=%d", chance(g, 0.5) ? ax : ax - r);
+        if (ax != r - 1 || chance(g, 0.3))
+            snprintf(axs, sizeof axs, ", axis=%d", chance(g, 0.5) ? ax : ax - r);
         if (chance(g, 0.5)) snprintf(eps, sizeof eps, ", eps=%s", chance(g, 0.5) ? "1e-5" : "0.001");
         if (chance(g, 0.7)) {
             Val *b = param(g, ps, "bias");
@@ -820,7 +851,8 @@ static void m_norm(G *g) {
         ks.d[r - 1] = 1;
         Val *m = let(g, ks, x->mag, false, 1, "reduce_mean(%s, axes=[-1])", U(x));
         Val *c = let(g, x->s, 2 * x->mag, false, 1, "%s - %s", U(x), U(m));
-        Val *var = let(g, ks, 4 * x->mag * x->mag, false, 2, "reduce_mean(%s * %s, axes=[-1], keepdims=true)", U(c), U(c));
+        Val *var = let(g, ks, 4 * x->mag * x->mag, false, 2, "reduce_mean(%s * %s, axes=[-1], keepdims=true)",
+                       U(c), U(c));
         Val *y = let(g, x->s, 4, false, 3, "%s * rsqrt(%s + 1e-5)", U(c), U(var));
         if (x->s.d[r - 1] >= 0 && chance(g, 0.7)) {
             Shape ps = {x->s.ty, 1, {x->s.d[r - 1]}};
@@ -844,8 +876,8 @@ static void m_norm(G *g) {
 /* ---- motifs: linear algebra ------------------------------------------------------ */
 
 static const char *act_fmt(G *g) {
-    static const char *acts[] = {"relu(%s)", "gelu(%s)", "silu(%s)", "tanh(%s)", "sigmoid(%s)",
-                                 "gelu(%s, approximate=\"tanh\")"};
+    static const char *acts[] = {"relu(%s)", "gelu(%s)",    "silu(%s)",
+                                 "tanh(%s)", "sigmoid(%s)", "gelu(%s, approximate=\"tanh\")"};
     return acts[rint_(g, 0, 5)];
 }
 
@@ -918,7 +950,8 @@ static Val *dense(G *g, Val *x, int out, bool act, bool *canon) {
 
 static void m_mlp(G *g) {
     Val *x = pick_or_input(g, &(Want){.ty = W_MAIN, .minr = 1, .maxr = 3, .constlast = true});
-    if (x->s.d[x->s.rank - 1] > 8) x = new_input(g, &(Want){.ty = W_MAIN, .minr = 1, .maxr = 3, .constlast = true});
+    if (x->s.d[x->s.rank - 1] > 8)
+        x = new_input(g, &(Want){.ty = W_MAIN, .minr = 1, .maxr = 3, .constlast = true});
     x = tame_to(g, x, 3);
     int layers = rint_(g, 1, 3);
     for (int i = 0; i < layers; i++) {
@@ -949,14 +982,16 @@ static void m_matmul(G *g) {
         Val *a = pick_or_input(g, &(Want){.ty = W_MAIN, .minr = 2, .maxr = 4});
         a = tame_to(g, a, 2);
         int r = a->s.rank, perm[MAXR];
-        for (int i = 0; i < r; i++) perm[i] = i;
+        for (int i = 0; i < r; i++)
+            perm[i] = i;
         perm[r - 2] = r - 1;
         perm[r - 1] = r - 2;
         char t[64];
         Shape o = a->s;
         o.d[r - 1] = a->s.d[r - 2];
         double mag = isf ? a->mag * a->mag * (double)dval(g, a->s.d[r - 1]) : 8;
-        Val *s = let(g, o, mag, false, 2, "matmul(%s, transpose(%s, perm=%s))", U(a), U(a), ints_text(perm, r, t));
+        Val *s =
+            let(g, o, mag, false, 2, "matmul(%s, transpose(%s, perm=%s))", U(a), U(a), ints_text(perm, r, t));
         if (isf) tame_to(g, s, 6);
         break;
     }
@@ -1036,8 +1071,9 @@ static void m_attention(G *g) {
                 *dst[i] = let(g, ps[i], 2, false, 2, "split_heads(%s)", U(l));
             } else {
                 char a[64], b[64];
-                *dst[i] = let(g, ps[i], 2, false, 2, "transpose(reshape(%s, shape=[%s, %s, %d, %d]), perm=[0, 2, 1, 3])",
-                              U(l), dtext(Bq, a), dtext(Sq, b), H, dh);
+                *dst[i] = let(g, ps[i], 2, false, 2,
+                              "transpose(reshape(%s, shape=[%s, %s, %d, %d]), perm=[0, 2, 1, 3])", U(l),
+                              dtext(Bq, a), dtext(Sq, b), H, dh);
             }
         }
     } else {
@@ -1051,7 +1087,12 @@ static void m_attention(G *g) {
     Shape ms;
     if (mk == 1) {
         ms = rank4 ? (Shape){ty, 4, {Bq, 1, 1, Sk}} : (Shape){ty, 3, {Bq, 1, Sk}};
-        mask = input(g, ms);
+        if (chance(g, 0.5)) { /* a padding mask [B, Sk] unsqueezed to broadcast */
+            Val *m = input(g, (Shape){ty, 2, {Bq, Sk}});
+            mask = let(g, ms, 1, true, 1, "unsqueeze(%s, axes=%s)", U(m), rank4 ? "[1, 2]" : "[1]");
+        } else {
+            mask = input(g, ms);
+        }
     } else if (mk == 2) {
         ms = (Shape){ty, 2, {Sq, Sk}};
         mask = input(g, ms);
@@ -1082,7 +1123,8 @@ static void m_attention(G *g) {
         snprintf(scale, sizeof scale, "%.9g", sk == 1 ? 0.5 : 1 / sqrt((double)D));
         Val *s;
         if (mask)
-            s = let(g, ss, 10, false, 4, "matmul(%s, transpose(%s, perm=%s)) * %s + %s", U(q), U(k), perm, scale, U(mask));
+            s = let(g, ss, 10, false, 4, "matmul(%s, transpose(%s, perm=%s)) * %s + %s", U(q), U(k), perm,
+                    scale, U(mask));
         else
             s = let(g, ss, 10, false, 3, "matmul(%s, transpose(%s, perm=%s)) * %s", U(q), U(k), perm, scale);
         Val *p = let(g, ss, 1, false, 1, "softmax(%s, axis=-1)", U(s));
@@ -1096,8 +1138,9 @@ static void m_attention(G *g) {
             mrg = let(g, ms2, out->mag, false, 2, "merge_heads(%s)", U(out));
         } else {
             char a[64], b[64];
-            mrg = let(g, ms2, out->mag, false, 2, "reshape(transpose(%s, perm=[0, 2, 1, 3]), shape=[%s, %s, %d])", U(out),
-                      dtext(Bq, a), dtext(Sq, b), H * Dv);
+            mrg = let(g, ms2, out->mag, false, 2,
+                      "reshape(transpose(%s, perm=[0, 2, 1, 3]), shape=[%s, %s, %d])", U(out), dtext(Bq, a),
+                      dtext(Sq, b), H * Dv);
         }
         int E = x->s.d[2];
         Val *w = param(g, (Shape){ty, 2, {E, H * Dv}}, "weight"), *b = param(g, (Shape){ty, 1, {E}}, "bias");
@@ -1134,10 +1177,12 @@ static void m_conv(G *g) {
         else if (gk == 1 && C % 2 == 0)
             groups = 2;
         M = groups * rint_(g, 1, groups > 1 ? 2 : 4);
-        int kh = rint_(g, 1, 3), kw = rint_(g, 1, 3), st = chance(g, 0.25) ? 2 : 1, dil = chance(g, 0.2) ? 2 : 1;
+        int kh = rint_(g, 1, 3), kw = rint_(g, 1, 3), st = chance(g, 0.25) ? 2 : 1,
+            dil = chance(g, 0.2) ? 2 : 1;
         int pad[4];
         bool same = chance(g, 0.4);
-        for (int i = 0; i < 4; i++) pad[i] = same ? (i % 2 ? kw : kh) / 2 : rint_(g, 0, 1);
+        for (int i = 0; i < 4; i++)
+            pad[i] = same ? (i % 2 ? kw : kh) / 2 : rint_(g, 0, 1);
         int OH = wout(H, kh, st, dil, pad[0], pad[2]), OW = wout(W, kw, st, dil, pad[1], pad[3]);
         if (OH < 1 || OW < 1) {
             st = dil = 1;
@@ -1163,12 +1208,12 @@ static void m_conv(G *g) {
         }
         if (chance(g, 0.85)) {
             Shape ps = {ty, 1, {M}};
-            Val *s = param(g, ps, "bn_weight"), *b = param(g, ps, "bn_bias"), *m = param(g, ps, "running_mean"),
-                *v = param(g, ps, "running_var");
+            Val *s = param(g, ps, "bn_weight"), *b = param(g, ps, "bn_bias"),
+                *m = param(g, ps, "running_mean"), *v = param(g, ps, "running_var");
             if (chance(g, 0.12)) c->out = true; /* the conv result is used elsewhere too */
             const char *eps = chance(g, 0.5) ? "" : chance(g, 0.5) ? ", eps=1e-5" : ", eps=0.001";
-            c = let(g, cs, (c->mag + 1) * 1.5 + 1, false, 1, "batchnorm(%s, %s, %s, %s, %s%s)", U(c), U(s), U(b), U(m),
-                    U(v), eps);
+            c = let(g, cs, (c->mag + 1) * 1.5 + 1, false, 1, "batchnorm(%s, %s, %s, %s, %s%s)", U(c), U(s),
+                    U(b), U(m), U(v), eps);
         }
         switch (rint_(g, 0, 4)) {
         case 0:
@@ -1185,7 +1230,8 @@ static void m_conv(G *g) {
             if (s != 1 || chance(g, 0.5)) sprintf(sa, ", stride=[%d, %d]", s, s);
             if (p) strcat(sa, ", padding=[1, 1, 1, 1]");
             Shape psh = {ty, 4, {cs.d[0], M, PH, PW}};
-            c = let(g, psh, c->mag, false, 1, "%s(%s, kernel=[2, 2]%s)", pk == 0 ? "max_pool2d" : "avg_pool2d", U(c), sa);
+            c = let(g, psh, c->mag, false, 1, "%s(%s, kernel=[2, 2]%s)",
+                    pk == 0 ? "max_pool2d" : "avg_pool2d", U(c), sa);
         }
         x = tame_to(g, c, 4);
         if (x->s.d[2] < 3 || x->s.d[3] < 3) break;
@@ -1217,7 +1263,8 @@ static void m_linear_bn(G *g) {
         Shape ps = {ty, 1, {out}};
         Val *s = param(g, ps, "bn_weight"), *b = param(g, ps, "bn_bias"), *m = param(g, ps, "running_mean"),
             *v = param(g, ps, "running_var");
-        Val *y = let(g, h->s, (h->mag + 1) * 1.5 + 1, false, 1, "batchnorm(%s, %s, %s, %s, %s)", U(h), U(s), U(b), U(m), U(v));
+        Val *y = let(g, h->s, (h->mag + 1) * 1.5 + 1, false, 1, "batchnorm(%s, %s, %s, %s, %s)", U(h), U(s),
+                     U(b), U(m), U(v));
         let(g, y->s, y->mag, false, 1, "relu(%s)", U(y));
     } else { /* batchnorm of an input: nothing to fold into */
         int C = rint_(g, 1, 4);
@@ -1232,7 +1279,8 @@ static void m_linear_bn(G *g) {
 /* ---- motifs: layout --------------------------------------------------------------- */
 
 static void rand_perm(G *g, int r, int *p) {
-    for (int i = 0; i < r; i++) p[i] = i;
+    for (int i = 0; i < r; i++)
+        p[i] = i;
     for (int i = r - 1; i > 0; i--) {
         int j = rint_(g, 0, i), t = p[i];
         p[i] = p[j];
@@ -1242,14 +1290,16 @@ static void rand_perm(G *g, int r, int *p) {
 
 static Shape permuted(const Shape *s, const int *p) {
     Shape o = *s;
-    for (int i = 0; i < s->rank; i++) o.d[i] = s->d[p[i]];
+    for (int i = 0; i < s->rank; i++)
+        o.d[i] = s->d[p[i]];
     return o;
 }
 
 /* perm text, some entries negative */
 static char *perm_text(G *g, const int *p, int r, char *out) {
     int q[MAXR];
-    for (int i = 0; i < r; i++) q[i] = chance(g, 0.15) ? p[i] - r : p[i];
+    for (int i = 0; i < r; i++)
+        q[i] = chance(g, 0.15) ? p[i] - r : p[i];
     return ints_text(q, r, out);
 }
 
@@ -1285,14 +1335,18 @@ static Shape reshape_target(G *g, const Shape *s, char *text) {
     }
     if (rest > 1 || nf == 0) f[nf++] = (int)rest;
     if (chance(g, 0.25) && ns + nf < MAXR) f[nf++] = 1;
-    while (ns + nf > MAXR) f[nf - 2] *= f[nf - 1], nf--;
+    while (ns + nf > MAXR)
+        f[nf - 2] *= f[nf - 1], nf--;
     Shape o = {s->ty, 0, {0}};
     bool syms_first = chance(g, 0.7);
     if (syms_first)
-        for (int i = 0; i < ns; i++) o.d[o.rank++] = syms[i];
-    for (int i = 0; i < nf; i++) o.d[o.rank++] = f[i];
+        for (int i = 0; i < ns; i++)
+            o.d[o.rank++] = syms[i];
+    for (int i = 0; i < nf; i++)
+        o.d[o.rank++] = f[i];
     if (!syms_first)
-        for (int i = 0; i < ns; i++) o.d[o.rank++] = syms[i];
+        for (int i = 0; i < ns; i++)
+            o.d[o.rank++] = syms[i];
     int hole = -1;
     if (chance(g, 0.3)) {
         int c[MAXR], nc = 0;
@@ -1338,14 +1392,15 @@ static void m_layout(G *g) {
         rand_perm(g, r, p);
         Shape s1 = permuted(&x->s, p);
         if (chance(g, 0.5)) {
-            for (int i = 0; i < r; i++) q[p[i]] = i; /* inverse */
+            for (int i = 0; i < r; i++)
+                q[p[i]] = i; /* inverse */
         } else {
             rand_perm(g, r, q);
         }
         Shape s2 = permuted(&s1, q);
         if (chance(g, 0.5)) {
-            let(g, s2, x->mag, x->exact, 2, "transpose(transpose(%s, perm=%s), perm=%s)", U(x), perm_text(g, p, r, t1),
-                perm_text(g, q, r, t2));
+            let(g, s2, x->mag, x->exact, 2, "transpose(transpose(%s, perm=%s), perm=%s)", U(x),
+                perm_text(g, p, r, t1), perm_text(g, q, r, t2));
         } else {
             Val *y = let(g, s1, x->mag, x->exact, 1, "transpose(%s, perm=%s)", U(x), perm_text(g, p, r, t1));
             let(g, s2, x->mag, x->exact, 1, "transpose(%s, perm=%s)", U(y), perm_text(g, q, r, t2));
@@ -1354,14 +1409,15 @@ static void m_layout(G *g) {
     }
     case 1: { /* default (reversed) and identity perms */
         int p[MAXR];
-        for (int i = 0; i < r; i++) p[i] = r - 1 - i;
+        for (int i = 0; i < r; i++)
+            p[i] = r - 1 - i;
         Shape s1 = permuted(&x->s, p);
         Val *y = let(g, s1, x->mag, x->exact, 1, "transpose(%s)", U(x));
         if (chance(g, 0.5)) let(g, x->s, x->mag, x->exact, 1, "transpose(%s)", U(y));
         break;
     }
     case 2:
-    reshape: { /* reshape chain */
+    reshape : { /* reshape chain */
         Shape s1 = reshape_target(g, &x->s, t1);
         if (chance(g, 0.5)) {
             Shape s2 = reshape_target(g, &s1, t2);
@@ -1377,7 +1433,8 @@ static void m_layout(G *g) {
         int k = rint_(g, 0, r);
         Shape s1 = x->s;
         s1.rank = r + 1;
-        for (int i = r; i > k; i--) s1.d[i] = s1.d[i - 1];
+        for (int i = r; i > k; i--)
+            s1.d[i] = s1.d[i - 1];
         s1.d[k] = 1;
         int kt = chance(g, 0.3) ? k - (r + 1) : k;
         if (r + 1 > MAXR) break;
@@ -1412,7 +1469,8 @@ static void m_layout(G *g) {
                 Shape ys = x->s;
                 ys.d[ax] = rint_(g, 1, 3);
                 bool cst = true;
-                for (int j = 0; j < r; j++) cst &= ys.d[j] >= 0;
+                for (int j = 0; j < r; j++)
+                    cst &= ys.d[j] >= 0;
                 y = cst && chance(g, 0.4) ? param(g, ys, "table") : input(g, ys);
             }
             o.d[ax] += y->s.d[ax];
@@ -1432,7 +1490,8 @@ static void m_layout(G *g) {
             if (x->s.d[i] == D_S || x->s.d[i] == D_B) sym = i;
         if (sym >= 0 && (nc == 0 || chance(g, 0.25))) { /* the whole symbolic axis: ends=[S] */
             char a[16];
-            let(g, x->s, x->mag, x->exact, 1, "slice(%s, starts=[0], ends=[%s], axes=[%d])", U(x), dtext(x->s.d[sym], a), sym);
+            let(g, x->s, x->mag, x->exact, 1, "slice(%s, starts=[0], ends=[%s], axes=[%d])", U(x),
+                dtext(x->s.d[sym], a), sym);
             break;
         }
         if (!nc) goto reshape;
@@ -1441,7 +1500,8 @@ static void m_layout(G *g) {
         Shape o = x->s;
         for (int i = 0; i < na; i++) {
             int ax;
-            do ax = c[rint_(g, 0, nc - 1)];
+            do
+                ax = c[rint_(g, 0, nc - 1)];
             while (i == 1 && ax == axes[0]);
             int d = x->s.d[ax], len = 0;
             while (len < 1) {
@@ -1460,14 +1520,15 @@ static void m_layout(G *g) {
         }
         char a[64], b[64], cc[64], dd[64];
         int axt[2];
-        for (int i = 0; i < na; i++) axt[i] = chance(g, 0.2) ? axes[i] - r : axes[i];
+        for (int i = 0; i < na; i++)
+            axt[i] = chance(g, 0.2) ? axes[i] - r : axes[i];
         bool ones = sp[0] == 1 && (na == 1 || sp[1] == 1);
         if (ones && chance(g, 0.5))
-            let(g, o, x->mag, x->exact, 1, "slice(%s, starts=%s, ends=%s, axes=%s)", U(x), ints_text(st, na, a),
-                ints_text(en, na, b), ints_text(axt, na, cc));
+            let(g, o, x->mag, x->exact, 1, "slice(%s, starts=%s, ends=%s, axes=%s)", U(x),
+                ints_text(st, na, a), ints_text(en, na, b), ints_text(axt, na, cc));
         else
-            let(g, o, x->mag, x->exact, 1, "slice(%s, starts=%s, ends=%s, axes=%s, steps=%s)", U(x), ints_text(st, na, a),
-                ints_text(en, na, b), ints_text(axt, na, cc), ints_text(sp, na, dd));
+            let(g, o, x->mag, x->exact, 1, "slice(%s, starts=%s, ends=%s, axes=%s, steps=%s)", U(x),
+                ints_text(st, na, a), ints_text(en, na, b), ints_text(axt, na, cc), ints_text(sp, na, dd));
         break;
     }
     case 6: { /* split a constant last dim, transpose, merge back (heads) */
@@ -1478,12 +1539,14 @@ static void m_layout(G *g) {
         s1.d[r - 1] = 2;
         s1.d[r] = last / 2;
         int p[MAXR];
-        for (int i = 0; i <= r; i++) p[i] = i;
+        for (int i = 0; i <= r; i++)
+            p[i] = i;
         p[r - 1] = r;
         p[r] = r - 1;
         Shape s2 = permuted(&s1, p);
         dims_text(s1.d, s1.rank, t1);
-        Val *y = let(g, s2, x->mag, x->exact, 2, "transpose(reshape(%s, shape=%s), perm=%s)", U(x), t1, ints_text(p, r + 1, t2));
+        Val *y = let(g, s2, x->mag, x->exact, 2, "transpose(reshape(%s, shape=%s), perm=%s)", U(x), t1,
+                     ints_text(p, r + 1, t2));
         Shape s3 = x->s;
         dims_text(s3.d, r, t1);
         let(g, s3, x->mag, x->exact, 1, "reshape(%s, shape=%s)", U(y), t1);
@@ -1514,7 +1577,8 @@ static void m_gather(G *g) {
         Shape o = is;
         o.ty = ty;
         o.d[o.rank++] = E;
-        let(g, o, tab->mag, true, 1, chance(g, 0.5) ? "gather(%s, %s)" : "gather(%s, %s, axis=0)", U(tab), U(ids));
+        let(g, o, tab->mag, true, 1, chance(g, 0.5) ? "gather(%s, %s)" : "gather(%s, %s, axis=0)", U(tab),
+            U(ids));
     } else { /* along a constant axis of a value */
         Val *x = pick_or_input(g, &(Want){.ty = W_MAIN, .minr = 1, .maxr = 3});
         int c[MAXR], nc = 0;
@@ -1528,11 +1592,15 @@ static void m_gather(G *g) {
         Shape is = chance(g, 0.7) ? (Shape){it, 1, {rint_(g, 1, 4)}} : (Shape){it, 2, {rint_(g, 1, 3), 2}};
         Val *ids = input(g, is);
         Shape o = {x->s.ty, 0, {0}};
-        for (int i = 0; i < ax; i++) o.d[o.rank++] = x->s.d[i];
-        for (int i = 0; i < is.rank; i++) o.d[o.rank++] = is.d[i];
-        for (int i = ax + 1; i < x->s.rank; i++) o.d[o.rank++] = x->s.d[i];
+        for (int i = 0; i < ax; i++)
+            o.d[o.rank++] = x->s.d[i];
+        for (int i = 0; i < is.rank; i++)
+            o.d[o.rank++] = is.d[i];
+        for (int i = ax + 1; i < x->s.rank; i++)
+            o.d[o.rank++] = x->s.d[i];
         if (o.rank > MAXR) return;
-        let(g, o, x->mag, x->exact, 1, "gather(%s, %s, axis=%d)", U(x), U(ids), chance(g, 0.3) ? ax - x->s.rank : ax);
+        let(g, o, x->mag, x->exact, 1, "gather(%s, %s, axis=%d)", U(x), U(ids),
+            chance(g, 0.3) ? ax - x->s.rank : ax);
     }
 }
 
@@ -1552,10 +1620,13 @@ static void m_identity(G *g) {
     case 4: y = let(g, x->s, x->mag, x->exact, 1, "%s - 0", U(x)); break;
     case 5: y = let(g, x->s, x->mag, x->exact, 1, isf ? "%s / 1.0" : "%s / 1", U(x)); break;
     case 6: y = let(g, x->s, x->mag, x->exact, 1, "cast(%s, %s)", U(x), ty_names[x->s.ty]); break;
-    case 7: y = let(g, x->s, x->mag, x->exact, 1, "reshape(%s, shape=%s)", U(x), dims_text(x->s.d, r, t)); break;
+    case 7:
+        y = let(g, x->s, x->mag, x->exact, 1, "reshape(%s, shape=%s)", U(x), dims_text(x->s.d, r, t));
+        break;
     case 8: {
         int p[MAXR];
-        for (int i = 0; i < r; i++) p[i] = i;
+        for (int i = 0; i < r; i++)
+            p[i] = i;
         y = let(g, x->s, x->mag, x->exact, 1, "transpose(%s, perm=%s)", U(x), ints_text(p, r, t));
         break;
     }
@@ -1599,7 +1670,8 @@ static void m_cse(G *g) {
             break;
         }
         int in = x->s.d[r - 1], out = rint_(g, 2, 4);
-        Val *w = param(g, (Shape){s.ty, 2, {out, in}}, "weight"), *b = param(g, (Shape){s.ty, 1, {out}}, "bias");
+        Val *w = param(g, (Shape){s.ty, 2, {out, in}}, "weight"),
+            *b = param(g, (Shape){s.ty, 1, {out}}, "bias");
         w->uses += 2, b->uses += 2;
         s.d[r - 1] = out;
         mag = isf ? x->mag * sqrt(in) + 1 : 8;
@@ -1638,8 +1710,9 @@ static void m_constfold(G *g) {
     Shape sc = {x->s.ty, 0, {0}};
     Val *c;
     if (!ty_float(x->s.ty)) {
-        static const char *forms[] = {"cast(7, %s) * 3 - 20", "maximum(cast(2, %s), 5) - 4", "abs(cast(-4, %s)) + 1",
-                                      "neg(cast(3, %s)) * 2", "minimum(cast(9, %s), 2) + 1"};
+        static const char *forms[] = {"cast(7, %s) * 3 - 20", "maximum(cast(2, %s), 5) - 4",
+                                      "abs(cast(-4, %s)) + 1", "neg(cast(3, %s)) * 2",
+                                      "minimum(cast(9, %s), 2) + 1"};
         char f[96];
         snprintf(f, sizeof f, forms[rint_(g, 0, 4)], ty_names[x->s.ty]);
         c = let(g, sc, 8, false, 3, "%s", f);
@@ -1651,10 +1724,19 @@ static void m_constfold(G *g) {
             return;
         }
     } else {
-        static const char *forms[] = {"sqrt(2.0) * 0.5", "exp(0.5) - 1",   "maximum(2, 3) / 4",        "neg(1.5) + 2",
-                                      "tanh(1) * sigmoid(0)", "abs(-3) / 6", "reciprocal(4.0) + rsqrt(4.0)",
-                                      "log(2.0) + 1",    "erf(0.5) * 2",  "pow(2.0, 0.5) - 1",        "clip(5.0, min=0, max=1)",
-                                      "relu(-1.0) + 1.25", "gelu(1.0) - silu(1.0)"};
+        static const char *forms[] = {"sqrt(2.0) * 0.5",
+                                      "exp(0.5) - 1",
+                                      "maximum(2, 3) / 4",
+                                      "neg(1.5) + 2",
+                                      "tanh(1) * sigmoid(0)",
+                                      "abs(-3) / 6",
+                                      "reciprocal(4.0) + rsqrt(4.0)",
+                                      "log(2.0) + 1",
+                                      "erf(0.5) * 2",
+                                      "pow(2.0, 0.5) - 1",
+                                      "clip(5.0, min=0, max=1)",
+                                      "relu(-1.0) + 1.25",
+                                      "gelu(1.0) - silu(1.0)"};
         const char *f = forms[rint_(g, 0, 12)];
         if (x->s.ty == T_F32)
             c = let(g, sc, 2, false, 3, "%s", f);
@@ -1708,12 +1790,14 @@ static void m_fn(G *g) {
         int calls = rint_(g, 1, 2);
         for (int i = 0; i < calls; i++) {
             int out = k == 4 ? in : rint_(g, 2, 5);
-            Val *w = param(g, (Shape){g->F, 2, {out, in}}, "weight"), *b = param(g, (Shape){g->F, 1, {out}}, "bias");
+            Val *w = param(g, (Shape){g->F, 2, {out, in}}, "weight"),
+                *b = param(g, (Shape){g->F, 1, {out}}, "bias");
             Shape o = x->s;
             o.d[o.rank - 1] = out;
             if (k == 4) {
                 use_fn(g, FN_BLOCK);
-                Val *ga = param(g, (Shape){g->F, 1, {in}}, "ln_weight"), *be = param(g, (Shape){g->F, 1, {in}}, "ln_bias");
+                Val *ga = param(g, (Shape){g->F, 1, {in}}, "ln_weight"),
+                    *be = param(g, (Shape){g->F, 1, {in}}, "ln_bias");
                 x = let(g, o, 4, false, 4, "block(%s, %s, %s, %s, %s)", U(x), U(w), U(b), U(ga), U(be));
             } else {
                 use_fn(g, FN_DENSE);
@@ -1736,12 +1820,14 @@ static void m_fn(G *g) {
     }
     case 2: { /* res_norm(x, y, g, b) */
         use_fn(g, FN_RESNORM);
-        Val *x = pick_or_input(g, &(Want){.ty = W_FLOAT, .minr = 1, .maxr = 4, .constlast = true, .minlast = 4});
+        Val *x =
+            pick_or_input(g, &(Want){.ty = W_FLOAT, .minr = 1, .maxr = 4, .constlast = true, .minlast = 4});
         Val *y = partner(g, x, false);
         Shape o;
         if (!bcast(&x->s, &y->s, &o) || o.d[o.rank - 1] < 0) abort();
         int D = o.d[o.rank - 1];
-        Val *ga = param(g, (Shape){g->F, 1, {D}}, "ln_weight"), *be = param(g, (Shape){g->F, 1, {D}}, "ln_bias");
+        Val *ga = param(g, (Shape){g->F, 1, {D}}, "ln_weight"),
+            *be = param(g, (Shape){g->F, 1, {D}}, "ln_bias");
         let(g, o, 4, false, 2, "res_norm(%s, %s, %s, %s)", U(x), U(y), U(ga), U(be));
         break;
     }
@@ -1749,7 +1835,8 @@ static void m_fn(G *g) {
         use_fn(g, FN_SQPLUS);
         Val *x = pick_or_input(g, &(Want){.ty = W_MAIN, .minr = 0, .maxr = 4});
         x = tame_to(g, x, 2);
-        Val *y = let(g, x->s, x->mag * x->mag + x->mag, x->exact && !ty_float(x->s.ty), 2, "sq_plus(%s)", U(x));
+        Val *y =
+            let(g, x->s, x->mag * x->mag + x->mag, x->exact && !ty_float(x->s.ty), 2, "sq_plus(%s)", U(x));
         if (chance(g, 0.5)) {
             y = tame_to(g, y, 2);
             let(g, x->s, y->mag * y->mag + y->mag, y->exact && !ty_float(x->s.ty), 2, "sq_plus(%s)", U(y));
@@ -1759,10 +1846,12 @@ static void m_fn(G *g) {
     default: { /* mlp2 with a let in the body */
         use_fn(g, FN_MLP2);
         Val *x = pick_or_input(g, &(Want){.ty = W_FLOAT, .minr = 1, .maxr = 3, .constlast = true});
-        if (x->s.d[x->s.rank - 1] > 8) x = new_input(g, &(Want){.ty = W_FLOAT, .minr = 1, .maxr = 3, .constlast = true});
+        if (x->s.d[x->s.rank - 1] > 8)
+            x = new_input(g, &(Want){.ty = W_FLOAT, .minr = 1, .maxr = 3, .constlast = true});
         x = tame_to(g, x, 3);
         int in = x->s.d[x->s.rank - 1], hid = rint_(g, 2, 6), out = rint_(g, 2, 4);
-        Val *w1 = param(g, (Shape){g->F, 2, {hid, in}}, "weight"), *w2 = param(g, (Shape){g->F, 2, {out, hid}}, "weight");
+        Val *w1 = param(g, (Shape){g->F, 2, {hid, in}}, "weight"),
+            *w2 = param(g, (Shape){g->F, 2, {out, hid}}, "weight");
         Shape o = x->s;
         o.d[o.rank - 1] = out;
         let(g, o, x->mag * sqrt(in) * sqrt(hid) + 1, false, 3, "mlp2(%s, %s, %s)", U(x), U(w1), U(w2));
@@ -1801,7 +1890,9 @@ static void m_combine(G *g) {
     case 0: let(g, a->s, a->mag + b->mag, a->exact && b->exact, 1, "%s + %s", U(a), U(b)); break;
     case 1: let(g, a->s, a->mag * b->mag, a->exact && b->exact, 1, "%s * %s", U(a), U(b)); break;
     case 2: let(g, a->s, a->mag + b->mag, a->exact && b->exact, 1, "%s - %s", U(a), U(b)); break;
-    default: let(g, a->s, dmax(a->mag, b->mag), a->exact && b->exact, 1, "maximum(%s, %s)", U(a), U(b)); break;
+    default:
+        let(g, a->s, dmax(a->mag, b->mag), a->exact && b->exact, 1, "maximum(%s, %s)", U(a), U(b));
+        break;
     }
 }
 
@@ -1813,17 +1904,35 @@ typedef struct {
 } Motif;
 
 static const Motif float_motifs[] = {
-    {"unary", m_unary},         {"binary", m_binary},       {"compare", m_compare},   {"cast", m_cast},
-    {"reduce", m_reduce},       {"norm", m_norm},           {"mlp", m_mlp},           {"matmul", m_matmul},
-    {"attention", m_attention}, {"conv", m_conv},           {"linear_bn", m_linear_bn}, {"layout", m_layout},
-    {"gather", m_gather},       {"identity", m_identity},   {"cse", m_cse},           {"constfold", m_constfold},
-    {"dead", m_dead},           {"fn", m_fn},               {"combine", m_combine},
+    {"unary", m_unary},
+    {"binary", m_binary},
+    {"compare", m_compare},
+    {"cast", m_cast},
+    {"reduce", m_reduce},
+    {"norm", m_norm},
+    {"mlp", m_mlp},
+    {"matmul", m_matmul},
+    {"attention", m_attention},
+    {"conv", m_conv},
+    {"linear_bn", m_linear_bn},
+    {"layout", m_layout},
+    {"gather", m_gather},
+    {"identity", m_identity},
+    {"cse", m_cse},
+    {"constfold", m_constfold},
+    {"dead", m_dead},
+    {"fn", m_fn},
+    {"combine", m_combine},
 };
 static const Motif int_motifs[] = {
-    {"binary", m_binary}, {"int_unary", m_int_unary}, {"compare", m_compare},   {"cast", m_cast},
-    {"reduce", m_reduce}, {"mlp", m_mlp},             {"matmul", m_matmul},     {"layout", m_layout},
-    {"gather", m_gather}, {"identity", m_identity},   {"cse", m_cse},           {"constfold", m_constfold},
-    {"dead", m_dead},     {"fn", m_fn},               {"combine", m_combine},
+    {"binary", m_binary},   {"int_unary", m_int_unary},
+    {"compare", m_compare}, {"cast", m_cast},
+    {"reduce", m_reduce},   {"mlp", m_mlp},
+    {"matmul", m_matmul},   {"layout", m_layout},
+    {"gather", m_gather},   {"identity", m_identity},
+    {"cse", m_cse},         {"constfold", m_constfold},
+    {"dead", m_dead},       {"fn", m_fn},
+    {"combine", m_combine},
 };
 
 void randgraph_generate(uint64_t seed, RandGraph *out) {
@@ -1875,8 +1984,8 @@ void randgraph_generate(uint64_t seed, RandGraph *out) {
     }
     if (chance(g, 0.03) && g->nin) buf_printf(&outs, "  output y%d = x0\n", nout++); /* an input */
     Buf text = {0};
-    buf_printf(&text, "# generated by tests/randgraph.c, seed %llu (%s; motifs: %s)\n", (unsigned long long)seed,
-               g->intg ? ty_names[g->I] : ty_names[g->F], g->motifs.s);
+    buf_printf(&text, "# generated by tests/randgraph.c, seed %llu (%s; motifs: %s)\n",
+               (unsigned long long)seed, g->intg ? ty_names[g->I] : ty_names[g->F], g->motifs.s);
     if (g->fns.s) buf_printf(&text, "%s", g->fns.s);
     buf_printf(&text, "model rg%llu {\n", (unsigned long long)seed);
     if (chance(g, 0.3)) buf_printf(&text, "  weights \"rg%llu.safetensors\"\n", (unsigned long long)seed);
@@ -1897,7 +2006,8 @@ void randgraph_generate(uint64_t seed, RandGraph *out) {
         }
         buf_printf(&text, "\n");
     }
-    buf_printf(&text, "%s%s%s}\n", g->decl.s ? g->decl.s : "", g->body.s ? g->body.s : "", outs.s ? outs.s : "");
+    buf_printf(&text, "%s%s%s}\n", g->decl.s ? g->decl.s : "", g->body.s ? g->body.s : "",
+               outs.s ? outs.s : "");
     out->text = text.s;
     out->kind = g->intg ? ty_names[g->I] : ty_names[g->F];
     out->nops = g->nops;

@@ -34,9 +34,9 @@ typedef struct {
     int nbinds;
     const char *bind_names[RG_MAX_BINDS]; /* static strings */
     int64_t bind_values[RG_MAX_BINDS];
-    const char *kind;  /* the model's main dtype: "f32", "f16", "bf16", "i32" or "i64" */
-    int nops;          /* operations written (fn bodies counted once per call) */
-    char *motifs;      /* malloc'd: the motifs used, space separated, for messages */
+    const char *kind; /* the model's main dtype: "f32", "f16", "bf16", "i32" or "i64" */
+    int nops;         /* operations written (fn bodies counted once per call) */
+    char *motifs;     /* malloc'd: the motifs used, space separated, for messages */
 } RandGraph;
 
 /* Generates the model for `seed` (aborts only when memory runs out). */

@@ -1,6 +1,6 @@
 /* The pass-equivalence suite.
  *
- * For every example and for DSC_EQUIV_SEEDS (default 200) random models from
+ * For every example and for DSC_EQUIV_SEEDS (default 1000) random models from
  * tests/randgraph.c: compile, make seeded random inputs and params, run the
  * reference interpreter for the reference outputs, then run every pass of the
  * pipeline in order (all of them, as at -O2, calling PassInfo.run directly)
@@ -28,16 +28,19 @@
  * coverage check needs at least 200), DSC_EQUIV_FIRST=K
  * (first seed, default 0), DSC_EQUIV_SEED=K (just that seed),
  * DSC_EQUIV_DUMP=DIR (write each generated model to DIR/seed_K.dsg),
- * DSC_EQUIV_VERBOSE=1 (one line per model and pass with the worst error),
+ * DSC_EQUIV_VERBOSE=1 (per model and pass: changed or not, operation counts,
+ * the worst error),
  * DSC_EQUIV_MAX_REPORTS=N (full reports with the model text for the first N
  * failing models, default 5). */
 #include <criterion/criterion.h>
 #include <glob.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "frontend/frontend.h"
 #include "ir/ir.h"
@@ -98,7 +101,8 @@ static Tensor *tmap_get(const TMap *m, const char *name) {
 }
 
 static void tmap_free(TMap *m) {
-    for (int i = 0; i < m->n; i++) rt_tensor_free(m->v[i].t);
+    for (int i = 0; i < m->n; i++)
+        rt_tensor_free(m->v[i].t);
     free(m->v);
     m->v = NULL;
     m->n = 0;
@@ -127,7 +131,8 @@ static const Node *user_as(const Graph *g, const Node *x, OpKind op, int slot) {
     return NULL;
 }
 
-static bool eval_type(const Graph *g, const Type *t, const int64_t *syms, int64_t *shape, char *why, size_t n) {
+static bool eval_type(const Graph *g, const Type *t, const int64_t *syms, int64_t *shape, char *why,
+                      size_t n) {
     for (int i = 0; i < t->rank; i++)
         if (!dim_eval(g->dims, t->dim[i], syms, &shape[i], why, n)) return false;
     return true;
@@ -166,7 +171,9 @@ static bool make_data(const Graph *g, const int64_t *syms, uint64_t seed, TMap *
                 const Node *src = u->in[0];
                 int ax = ir_norm_axis(ir_attr_int(u, "axis", 0), src->type.rank);
                 int64_t s;
-                if (ax >= 0 && dim_eval(g->dims, src->type.dim[ax], syms, &s, NULL, 0) && (size < 0 || s < size)) size = s;
+                if (ax >= 0 && dim_eval(g->dims, src->type.dim[ax], syms, &s, NULL, 0) &&
+                    (size < 0 || s < size))
+                    size = s;
             }
             if (size > 0) lo = (double)-size, hi = (double)size;
         } else if (dtype_is_float(dt) && x->op == OP_PARAM) {
@@ -185,7 +192,8 @@ static bool make_data(const Graph *g, const int64_t *syms, uint64_t seed, TMap *
 /* Runs g with the named inputs and params; outs receives g->noutputs tensors. */
 static bool run_graph(const Graph *g, const TMap *ins, const TMap *prm, Tensor **outs, char **err) {
     int nin = 0, np = 0;
-    Tensor **iv = calloc((size_t)g->nnodes + 1, sizeof(Tensor *)), **pv = calloc((size_t)g->nnodes + 1, sizeof(Tensor *));
+    Tensor **iv = calloc((size_t)g->nnodes + 1, sizeof(Tensor *)),
+           **pv = calloc((size_t)g->nnodes + 1, sizeof(Tensor *));
     bool ok = true;
     char *msg = NULL;
     for (int i = 0; i < g->nnodes && ok; i++) {
@@ -193,12 +201,15 @@ static bool run_graph(const Graph *g, const TMap *ins, const TMap *prm, Tensor *
         if (n->op == OP_INPUT) {
             if (!(iv[nin++] = tmap_get(ins, n->name))) {
                 ok = false;
-                if (asprintf(&msg, "the graph has an input '%s' the original model did not have", n->name) < 0) msg = NULL;
+                if (asprintf(&msg, "the graph has an input '%s' the original model did not have", n->name) <
+                    0)
+                    msg = NULL;
             }
         } else if (n->op == OP_PARAM) {
             if (!(pv[np++] = tmap_get(prm, n->name))) {
                 ok = false;
-                if (asprintf(&msg, "the graph has a param '%s' the original model did not have", n->name) < 0) msg = NULL;
+                if (asprintf(&msg, "the graph has a param '%s' the original model did not have", n->name) < 0)
+                    msg = NULL;
             }
         }
     }
@@ -240,7 +251,9 @@ static bool compare(const Tensor *got, const Tensor *want, double *rel, char *wh
     if (!dtype_is_float(got->dtype)) {
         for (int64_t i = 0; i < total; i++) {
             double a = rt_get(got, i), b = rt_get(want, i);
-            bool same = got->dtype == DT_I64 ? ((const int64_t *)got->data)[i] == ((const int64_t *)want->data)[i] : a == b;
+            bool same = got->dtype == DT_I64
+                            ? ((const int64_t *)got->data)[i] == ((const int64_t *)want->data)[i]
+                            : a == b;
             if (!same) {
                 snprintf(why, n, "%s: element %lld is %.17g, expected %.17g (exact)", gs, (long long)i, a, b);
                 *rel = INFINITY;
@@ -263,14 +276,40 @@ static bool compare(const Tensor *got, const Tensor *want, double *rel, char *wh
         if (fabs(a - b) > worst) worst = fabs(a - b), wi = i;
     }
     /* the reference norm floored at F*sqrt(n) (see the file comment) */
-    double F = got->dtype == DT_F32 ? 0.1 : 1, floor2 = F * F * (double)total;
-    *rel = ref > 0 || floor2 > 0 ? sqrt(err / (ref > floor2 ? ref : floor2)) : sqrt(err);
+    double F = got->dtype == DT_F32 ? 0.1 : 1, den = fmax(ref, F * F * (double)total);
+    *rel = den > 0 ? sqrt(err / den) : sqrt(err);
     if (!(*rel <= tolerance(got->dtype))) {
-        snprintf(why, n, "%s: relative L2 error %.3g > %.3g (worst element %lld: %.9g, expected %.9g)", gs, *rel,
-                 tolerance(got->dtype), (long long)wi, rt_get(got, wi), rt_get(want, wi));
+        snprintf(why, n, "%s: relative L2 error %.3g > %.3g (worst element %lld: %.9g, expected %.9g)", gs,
+                 *rel, tolerance(got->dtype), (long long)wi, rt_get(got, wi), rt_get(want, wi));
         return false;
     }
     return true;
+}
+
+/* ---- crashes: say which model and pass ------------------------------------------------ */
+
+static const char *volatile crash_label, *volatile crash_pass, *volatile crash_src;
+
+static void crash_write(const char *s) {
+    if (s && write(2, s, strlen(s)) < 0) return;
+}
+
+static void on_crash(int sig) {
+    crash_write("\n==== CRASH in the equivalence suite: ");
+    crash_write(crash_label ? crash_label : "?");
+    crash_write(", during ");
+    crash_write(crash_pass ? crash_pass : "?");
+    crash_write("\n---- the model:\n");
+    crash_write(crash_src);
+    crash_write("====\n");
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_crashes(void) {
+    static const int sigs[] = {SIGSEGV, SIGABRT, SIGFPE, SIGBUS, SIGILL};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        signal(sigs[i], on_crash);
 }
 
 /* ---- one model ---------------------------------------------------------------------- */
@@ -296,15 +335,16 @@ static void fail(Check *c, const char *fmt, ...) {
 
 /* Compares every output of g (run on the data) with the reference. */
 static void check_outputs(Check *c, const char *pass, const char *what, const Graph *g, const TMap *ins,
-                          const TMap *prm, const Graph *g0, char *const *ref_names, Tensor *const *ref, int nref,
-                          Stats *st, int pi) {
+                          const TMap *prm, char *const *ref_names, Tensor *const *ref, int nref, Stats *st,
+                          int pi) {
     if (g->noutputs != nref) {
         fail(c, "after %s (%s): %d outputs, the model has %d", pass, what, g->noutputs, nref);
         return;
     }
     for (int i = 0; i < nref; i++)
         if (strcmp(g->outputs[i].name, ref_names[i]) != 0) {
-            fail(c, "after %s (%s): output %d is '%s', expected '%s'", pass, what, i, g->outputs[i].name, ref_names[i]);
+            fail(c, "after %s (%s): output %d is '%s', expected '%s'", pass, what, i, g->outputs[i].name,
+                 ref_names[i]);
             return;
         }
     Tensor **outs = calloc((size_t)nref + 1, sizeof(Tensor *));
@@ -315,7 +355,6 @@ static void check_outputs(Check *c, const char *pass, const char *what, const Gr
         free(outs);
         return;
     }
-    (void)g0;
     double worst = 0;
     for (int i = 0; i < nref; i++) {
         char why[512];
@@ -323,7 +362,8 @@ static void check_outputs(Check *c, const char *pass, const char *what, const Gr
         if (!compare(outs[i], ref[i], &rel, why, sizeof why))
             fail(c, "after %s (%s): output '%s': %s", pass, what, ref_names[i], why);
         if (rel > worst) worst = rel;
-        if (st && pi >= 0 && isfinite(rel) && rel > st->worst[pi][ref[i]->dtype]) st->worst[pi][ref[i]->dtype] = rel;
+        if (st && pi >= 0 && isfinite(rel) && rel > st->worst[pi][ref[i]->dtype])
+            st->worst[pi][ref[i]->dtype] = rel;
         rt_tensor_free(outs[i]);
     }
     if (c->verbose) fprintf(stderr, "    %-16s %-6s worst relative error %.3g\n", pass, what, worst);
@@ -335,6 +375,7 @@ static void check_outputs(Check *c, const char *pass, const char *what, const Gr
 static bool check_model(Check *c, const char *file, const char *const *bind_names, const int64_t *bind_values,
                         int nbinds, uint64_t data_seed, Stats *st, const PassInfo *passes, int npasses) {
     if (!passes) npasses = pass_count();
+    crash_label = c->label, crash_src = c->src, crash_pass = "the frontend";
     Arena *a = arena_create();
     Diag *d = diag_create();
     size_t len = strlen(c->src);
@@ -356,7 +397,8 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
             st->op_nodes[g->nodes[i]->op]++;
             seen[g->nodes[i]->op] = true;
         }
-        for (int k = 0; k < OP_COUNT; k++) st->op_models[k] += seen[k];
+        for (int k = 0; k < OP_COUNT; k++)
+            st->op_models[k] += seen[k];
         st->total_ops += ir_count_ops(g);
     }
     /* dims: the given bindings, else 2 (within the bound) */
@@ -381,10 +423,13 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
     nref = g->noutputs;
     ref = calloc((size_t)nref + 1, sizeof(Tensor *));
     ref_names = calloc((size_t)nref + 1, sizeof(char *));
-    for (int i = 0; i < nref; i++) ref_names[i] = strdup(g->outputs[i].name);
+    for (int i = 0; i < nref; i++)
+        ref_names[i] = strdup(g->outputs[i].name);
+    crash_pass = "the reference run";
     char *err = NULL;
     if (!run_graph(g, &ins, &prm, ref, &err)) {
-        fail(c, "the interpreter fails on the compiled model (a generator or interpreter bug):\n%s", err ? err : "?");
+        fail(c, "the interpreter fails on the compiled model (a generator or interpreter bug):\n%s",
+             err ? err : "?");
         free(err);
         goto done;
     }
@@ -393,7 +438,9 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
         int64_t total = rt_numel(ref[i]->rank, ref[i]->shape);
         for (int64_t j = 0; j < total; j++)
             if (!isfinite(rt_get(ref[i], j))) {
-                fail(c, "reference output '%s' has a non-finite element %lld (%g): the generator must keep values tame",
+                fail(c,
+                     "reference output '%s' has a non-finite element %lld (%g): the generator must keep "
+                     "values tame",
                      ref_names[i], (long long)j, rt_get(ref[i], j));
                 goto done;
             }
@@ -403,6 +450,7 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
         const PassInfo *p = passes ? &passes[pi] : pass_get(pi);
         int before = ir_count_ops(g);
         diag_clear(d);
+        crash_pass = p->name; /* the checks after it too */
         if (!p->run(g, d)) {
             char *e = diag_text(d);
             fail(c, "pass %s fails:\n%s", p->name, e);
@@ -417,6 +465,9 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
         }
         int after = ir_count_ops(g);
         char *dump = print_graph(g);
+        if (c->verbose)
+            fprintf(stderr, "    %-16s %s, %d -> %d operations\n", p->name,
+                    strcmp(dump, prev) ? "changed" : "unchanged", before, after);
         if (st && pi < MAX_PASSES) {
             st->ops_before[pi] += before;
             st->ops_after[pi] += after;
@@ -424,7 +475,7 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
         }
         free(prev);
         prev = dump;
-        check_outputs(c, p->name, "graph", g, &ins, &prm, NULL, ref_names, ref, nref, st, pi);
+        check_outputs(c, p->name, "graph", g, &ins, &prm, ref_names, ref, nref, st, pi);
         Diag *d2 = diag_create();
         Graph *g2 = fe_compile_source(a, d2, "dump.dsg", dump, strlen(dump));
         if (!g2) {
@@ -434,9 +485,10 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
         } else {
             char *again = print_graph(g2);
             if (strcmp(again, dump) != 0)
-                fail(c, "the dump after pass %s is not a fixed point; printed:\n%s\nreprinted:\n%s", p->name, dump, again);
+                fail(c, "the dump after pass %s is not a fixed point; printed:\n%s\nreprinted:\n%s", p->name,
+                     dump, again);
             free(again);
-            check_outputs(c, p->name, "dump", g2, &ins, &prm, NULL, ref_names, ref, nref, NULL, -1);
+            check_outputs(c, p->name, "dump", g2, &ins, &prm, ref_names, ref, nref, NULL, -1);
         }
         diag_destroy(d2);
         if (c->nfail) break; /* later passes would only repeat the failure */
@@ -453,6 +505,7 @@ done:
     tmap_free(&prm);
     diag_destroy(d);
     arena_destroy(a);
+    crash_label = crash_src = crash_pass = NULL;
     return c->nfail == 0;
 }
 
@@ -462,9 +515,11 @@ static void report(Check *c) {
     if (reports_left < 0) reports_left = (int)env_long("DSC_EQUIV_MAX_REPORTS", 5);
     if (reports_left > 0) {
         reports_left--;
-        fprintf(stderr, "==== %s FAILED\n%s---- the model:\n%s====\n", c->label, c->log.s ? c->log.s : "", c->src);
+        fprintf(stderr, "==== %s FAILED\n%s---- the model:\n%s====\n", c->label, c->log.s ? c->log.s : "",
+                c->src);
     } else {
-        fprintf(stderr, "==== %s FAILED (model text left out; DSC_EQUIV_MAX_REPORTS)\n%s", c->label, c->log.s ? c->log.s : "");
+        fprintf(stderr, "==== %s FAILED (model text left out; DSC_EQUIV_MAX_REPORTS)\n%s", c->label,
+                c->log.s ? c->log.s : "");
     }
 }
 
@@ -478,7 +533,8 @@ static char *read_file(const char *path) {
     FILE *m = open_memstream(&buf, &len);
     char chunk[65536];
     size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) fwrite(chunk, 1, n, m);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        fwrite(chunk, 1, n, m);
     fclose(f);
     fclose(m);
     return buf;
@@ -493,6 +549,7 @@ Test(equivalence, examples, .timeout = 600) {
     bool verbose = env_long("DSC_EQUIV_VERBOSE", 0) != 0;
     double t0 = now_s();
     int failed = 0;
+    catch_crashes();
     for (size_t i = 0; i < gl.gl_pathc; i++) {
         char *src = read_file(gl.gl_pathv[i]);
         cr_assert_not_null(src, "cannot read %s", gl.gl_pathv[i]);
@@ -513,8 +570,8 @@ Test(equivalence, examples, .timeout = 600) {
 static void print_stats(const Stats *st, double secs) {
     fprintf(stderr, "equivalence: %d random models (%ld operations before the passes), %d failed, %.1f s\n",
             st->models, st->total_ops, st->failed, secs);
-    fprintf(stderr, "  %-16s %8s %12s %12s   worst relative error f32 / f16 / bf16\n", "pass", "changed", "ops before",
-            "ops after");
+    fprintf(stderr, "  %-16s %8s %12s %12s   worst relative error f32 / f16 / bf16\n", "pass", "changed",
+            "ops before", "ops after");
     for (int pi = 0; pi < pass_count() && pi < MAX_PASSES; pi++)
         fprintf(stderr, "  %-16s %8d %12ld %12ld   %.2g / %.2g / %.2g\n", pass_get(pi)->name, st->changed[pi],
                 st->ops_before[pi], st->ops_after[pi], st->worst[pi][DT_F32], st->worst[pi][DT_F16],
@@ -533,6 +590,7 @@ Test(equivalence, random_graphs, .timeout = 1800) {
     bool verbose = env_long("DSC_EQUIV_VERBOSE", 0) != 0;
     Stats *st = calloc(1, sizeof *st);
     double t0 = now_s();
+    catch_crashes();
     for (long s = first; s < first + nseeds; s++) {
         RandGraph rg;
         randgraph_generate((uint64_t)s, &rg);
@@ -559,8 +617,8 @@ Test(equivalence, random_graphs, .timeout = 1800) {
     print_stats(st, now_s() - t0);
     if (nseeds >= 200 && only < 0) {
         for (int k = OP_ADD; k < OP_COUNT; k++)
-            cr_expect_gt(st->op_models[k], 0, "operator %s was never generated in %ld models", ir_op_name((OpKind)k),
-                         nseeds);
+            cr_expect_gt(st->op_models[k], 0, "operator %s was never generated in %ld models",
+                         ir_op_name((OpKind)k), nseeds);
     }
     free(st);
 }
@@ -648,23 +706,24 @@ Test(equivalence, catches_wrong_passes) {
                       "  output y = h + 0.25\n"
                       "}\n";
     static const PassInfo bad[] = {
-        {"add-to-sub", sabotage_add_sub, 0, ""}, {"const-off", sabotage_const, 0, ""},
-        {"bad-type", sabotage_type, 0, ""},      {"made-up-param", sabotage_param, 0, ""},
+        {"add-to-sub", sabotage_add_sub, 0, ""},  {"const-off", sabotage_const, 0, ""},
+        {"bad-type", sabotage_type, 0, ""},       {"made-up-param", sabotage_param, 0, ""},
         {"moved-output", sabotage_output, 0, ""},
     };
     static const char *names[] = {"B"};
     static const int64_t values[] = {3};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         Check c = {.label = bad[i].name, .src = src};
-        cr_expect_not(check_model(&c, "m.dsg", names, values, 1, 7, NULL, &bad[i], 1), "sabotage '%s' was not caught",
-                      bad[i].name);
+        cr_expect_not(check_model(&c, "m.dsg", names, values, 1, 7, NULL, &bad[i], 1),
+                      "sabotage '%s' was not caught", bad[i].name);
         cr_expect_not_null(c.log.s && strstr(c.log.s, bad[i].name) ? c.log.s : NULL,
-                           "the report does not name the pass '%s':\n%s", bad[i].name, c.log.s ? c.log.s : "");
+                           "the report does not name the pass '%s':\n%s", bad[i].name,
+                           c.log.s ? c.log.s : "");
         free(c.log.s);
     }
     /* and the same harness passes when nothing is wrong */
     Check ok = {.label = "identity", .src = src};
-    cr_expect(check_model(&ok, "m.dsg", names, values, 1, 7, NULL, NULL, 0), "the pipeline fails on a plain model:\n%s",
-              ok.log.s ? ok.log.s : "");
+    cr_expect(check_model(&ok, "m.dsg", names, values, 1, 7, NULL, NULL, 0),
+              "the pipeline fails on a plain model:\n%s", ok.log.s ? ok.log.s : "");
     free(ok.log.s);
 }
