@@ -549,6 +549,22 @@ const char *dim_shape_str(const DimTable *t, const DimId *dims, int rank, Arena 
     return o.buf;
 }
 
+/* ---- structure ----------------------------------------------------------- */
+
+int dim_nterms(const DimTable *t, DimId d) { return d < 0 ? 0 : P(t, d)->nterms; }
+int64_t dim_term_coef(const DimTable *t, DimId d, int term) { return P(t, d)->terms[term].coef; }
+int dim_term_natoms(const DimTable *t, DimId d, int term) { return P(t, d)->terms[term].natoms; }
+int dim_term_atom(const DimTable *t, DimId d, int term, int j) { return P(t, d)->terms[term].atoms[j]; }
+
+DimAtomKind dim_atom(const DimTable *t, int atom, int *sym, DimId *a, DimId *b) {
+    const Atom *x = &t->atoms[atom];
+    if (sym) *sym = x->sym;
+    if (a) *a = x->a;
+    if (b) *b = x->b;
+    static const DimAtomKind kinds[] = {DIM_ATOM_SYM, DIM_ATOM_DIV, DIM_ATOM_FLOORDIV, DIM_ATOM_MIN, DIM_ATOM_MAX};
+    return kinds[x->kind];
+}
+
 /* ---- evaluation ---------------------------------------------------------- */
 
 static bool eval(const DimTable *t, DimId d, const int64_t *syms, int64_t *out, char *err, size_t errlen);

@@ -70,6 +70,17 @@ const char *dim_str(const DimTable *t, DimId d, Arena *a);
 /* `f32[B,S,768]`-style shape text in the arena. */
 const char *dim_shape_str(const DimTable *t, const DimId *dims, int rank, Arena *a);
 
+/* Structure, for code generation: an expression is the sum over its terms of
+ * coefficient times the product of the term's atoms; an atom is a symbol or an
+ * opaque exact division, floor division, min or max of two expressions. */
+typedef enum { DIM_ATOM_SYM, DIM_ATOM_DIV, DIM_ATOM_FLOORDIV, DIM_ATOM_MIN, DIM_ATOM_MAX } DimAtomKind;
+int dim_nterms(const DimTable *t, DimId d);
+int64_t dim_term_coef(const DimTable *t, DimId d, int term);
+int dim_term_natoms(const DimTable *t, DimId d, int term);
+int dim_term_atom(const DimTable *t, DimId d, int term, int j);
+/* The atom's kind; *sym for a symbol, *a and *b for the others. */
+DimAtomKind dim_atom(const DimTable *t, int atom, int *sym, DimId *a, DimId *b);
+
 /* Evaluates with symbol values `syms` (dim_sym_count entries).  Returns false
  * with a message in err (if non-NULL) on inexact division, division by zero or
  * overflow. */
