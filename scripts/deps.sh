@@ -2,7 +2,7 @@
 # Installs the Debian packages dsc needs to build and test (idempotent: only
 # what is missing is installed).  Needs root or sudo.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config flex bison libcriterion-dev libcjson-dev clang python3-numpy)
+pkgs=(build-essential cmake pkg-config flex bison libcriterion-dev libcjson-dev clang python3-numpy llvm-16-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
