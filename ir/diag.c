@@ -93,7 +93,10 @@ int diag_count(const Diag *d) { return d->n; }
 const char *diag_message(const Diag *d, int i, DiagLevel *level, Loc *loc) {
     if (i < 0 || i >= d->n) return NULL;
     if (level) *level = d->msgs[i].level;
-    if (loc) *loc = d->msgs[i].loc;
+    if (loc) {
+        *loc = d->msgs[i].loc;
+        loc->file = d->msgs[i].file; /* the Diag's own copy, valid as long as the Diag */
+    }
     return d->msgs[i].msg;
 }
 

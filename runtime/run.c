@@ -7,7 +7,13 @@
  * 2-D and larger float params are scaled by 1/sqrt(last dim) (keeps
  * activations of deep stacks in range), params used as a batchnorm variance
  * are in [0.5, 1.5), integer inputs used as gather indices are in range for
- * the gathered axis, other integers are in [0, 10).  Everything is seeded. */
+ * the gathered axis, other integers are in [0, 10).  Everything is seeded.
+ *
+ * Devices (RunOptions.device): ref runs the interpreter; cpu and cuda lower
+ * the graph to kernel IR and run it with rt_exec_run and that backend's
+ * launcher (a host backend is made per run: its kernels come from the disk
+ * cache after the first run); auto picks the GPU when one is usable, else the
+ * host JIT, else the interpreter with a warning. */
 #include "run.h"
 
 #include <errno.h>
@@ -16,9 +22,106 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../codegen/lower.h"
+#include "exec.h"
+#include "host_jit.h"
 #include "interp.h"
 #include "npy.h"
 #include "safetensors.h"
+
+/* ---- devices ------------------------------------------------------------------ */
+
+static const char *device_names[RT_DEVICE_COUNT] = {"ref", "auto", "cpu", "cuda"};
+
+const char *rt_device_name(RtDevice dev) { return (unsigned)dev < RT_DEVICE_COUNT ? device_names[dev] : "?"; }
+
+bool rt_device_from_name(const char *name, RtDevice *out) {
+    for (int i = 0; i < RT_DEVICE_COUNT; i++)
+        if (strcmp(name, device_names[i]) == 0) {
+            *out = (RtDevice)i;
+            return true;
+        }
+    return false;
+}
+
+/* The CUDA hook: whether a GPU can run models, and the run itself.  The CUDA
+ * backend (runtime/cuda_*.c, codegen/cuda) plugs in here once it can run a
+ * lowered program (rt_exec_run with its launcher and device memory); until
+ * then `auto` never picks the GPU and `cuda` is an error. */
+static bool cuda_usable(void) { return false; }
+
+static bool run_cuda(const Graph *g, const KProgram *p, Tensor *const *inputs, int nin, Tensor *const *params,
+                     Tensor **outs, Diag *d) {
+    (void)p;
+    (void)inputs;
+    (void)nin;
+    (void)params;
+    (void)outs;
+    diag_error(d, loc_file(g->file), "device 'cuda' is not available: this build cannot run models on the GPU yet");
+    return false;
+}
+
+/* Runs the graph on the device the options name (see RtDevice). */
+static bool run_on_device(const Graph *g, const RunOptions *opt, Tensor *const *inputs, int nin, Tensor *const *params,
+                          Tensor **outs, Diag *d) {
+    RtDevice dev = opt->device;
+    if (dev == RT_DEVICE_AUTO) {
+        if (cuda_usable())
+            dev = RT_DEVICE_CUDA;
+        else if (rt_host_available())
+            dev = RT_DEVICE_CPU;
+        else {
+            diag_warning(d, loc_file(g->file),
+                         "the host backend is not built (-DDSC_WITH_LLVM=OFF) and no GPU is usable; "
+                         "running on the reference interpreter");
+            dev = RT_DEVICE_REF;
+        }
+    }
+    if (dev == RT_DEVICE_REF) return rt_interp_run(g, inputs, nin, params, outs, d);
+    if (dev == RT_DEVICE_CUDA && !cuda_usable()) return run_cuda(g, NULL, inputs, nin, params, outs, d);
+    if (dev == RT_DEVICE_CPU && !rt_host_available()) {
+        diag_error(d, loc_file(g->file), "device 'cpu' is not available: the host backend is not built "
+                                         "(dsc was configured with -DDSC_WITH_LLVM=OFF); use --device ref");
+        return false;
+    }
+    /* Lowering adds kernel IR and dim expressions to the graph's arena and
+     * dim table; the graph itself (nodes, groups, plan) is not changed.
+     * Lowering and compiling report into `setup`: under auto, a model the
+     * host backend cannot compile runs on the interpreter instead (with a
+     * warning saying why); errors while running are the model's own. */
+    KProgram prog = {0};
+    Diag *setup = diag_create();
+    bool ok = cg_lower((Graph *)g, &prog, setup);
+    if (ok && dev == RT_DEVICE_CUDA) {
+        diag_destroy(setup);
+        return run_cuda(g, &prog, inputs, nin, params, outs, d);
+    }
+    HostBackend *hb = ok ? rt_host_create(NULL, setup) : NULL;
+    ok = hb && rt_host_prepare(hb, g, &prog, setup);
+    if (!ok && opt->device == RT_DEVICE_AUTO) {
+        DiagLevel level = DIAG_ERROR;
+        Loc loc;
+        const char *why = NULL;
+        for (int i = 0; i < diag_count(setup) && (!why || level != DIAG_ERROR); i++)
+            why = diag_message(setup, i, &level, &loc);
+        diag_warning(d, loc_file(g->file), "the host backend cannot run this model (%s); running on the reference "
+                                           "interpreter",
+                     why ? why : "unknown error");
+        diag_destroy(setup);
+        rt_host_destroy(hb);
+        return rt_interp_run(g, inputs, nin, params, outs, d);
+    }
+    for (int i = 0; i < diag_count(setup); i++) { /* warnings (a cache that cannot be written), or the errors */
+        DiagLevel level;
+        Loc loc;
+        const char *msg = diag_message(setup, i, &level, &loc);
+        diag_report(d, level, loc, "%s", msg);
+    }
+    diag_destroy(setup);
+    ok = ok && rt_exec_run(g, &prog, inputs, nin, params, outs, rt_host_launch, hb, d);
+    rt_host_destroy(hb);
+    return ok;
+}
 
 static uint64_t next_u64(uint64_t *s) { /* splitmix64 */
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
@@ -300,7 +403,7 @@ bool rt_run_model(const Graph *g, const char *model_path, const RunOptions *opt,
         }
         if (missing) goto done;
     }
-    if (!rt_interp_run(g, inputs, nin, params, outs, d)) goto done;
+    if (!run_on_device(g, opt, inputs, nin, params, outs, d)) goto done;
     /* Outputs. */
     if (opt->output_dir) {
         if (mkdir(opt->output_dir, 0777) != 0 && errno != EEXIST) {

@@ -3,8 +3,8 @@
  * This is what `dsc run` does, as a library function: resolve the weights
  * (the model's `weights` file, another file, or seeded random values), read
  * the inputs from .npy files or make seeded random ones, run the model on the
- * reference interpreter, write each output as DIR/NAME.npy and print one
- * summary line per output. */
+ * chosen device (the reference interpreter, the host JIT or the GPU), write
+ * each output as DIR/NAME.npy and print one summary line per output. */
 #ifndef DSC_RUNTIME_RUN_H
 #define DSC_RUNTIME_RUN_H
 
@@ -18,6 +18,19 @@
 /* Size given to a dim that has no bound and no --bind value when random inputs
  * are made. */
 #define RT_DEFAULT_DIM 8
+
+/* Where a model runs (dsc run --device).  RT_DEVICE_REF is 0, so options
+ * zeroed by older callers keep running on the interpreter. */
+typedef enum {
+    RT_DEVICE_REF,  /* the reference interpreter (runtime/interp.c) */
+    RT_DEVICE_AUTO, /* the GPU if usable, else the host JIT, else the interpreter (with a warning) */
+    RT_DEVICE_CPU,  /* lowered kernels JIT-compiled for the host CPU (runtime/host_jit.c) */
+    RT_DEVICE_CUDA, /* lowered kernels on the GPU */
+    RT_DEVICE_COUNT
+} RtDevice;
+
+const char *rt_device_name(RtDevice dev);               /* "ref", "auto", "cpu", "cuda" */
+bool rt_device_from_name(const char *name, RtDevice *out);
 
 typedef struct {
     int ninputs;
@@ -37,6 +50,10 @@ typedef struct {
      * must be positive even after the passes folded the batchnorm away).
      * NULL: the graph being run. */
     const Graph *as_written;
+    /* Where to run.  For cpu and cuda the graph (already through the pass
+     * pipeline) is lowered to kernel IR (codegen/lower.c) and run by
+     * rt_exec_run with that backend's launcher. */
+    RtDevice device;
 } RunOptions;
 
 /* Runs `g` (compiled from `model_path`, against which a relative `weights`

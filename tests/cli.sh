@@ -21,7 +21,7 @@ has() { # FILE PATTERN DESCRIPTION
 
 expect 0 "--help" -- "$dsc" --help;                 has "$tmp/out" "^usage: dsc COMMAND" "--help"
 expect 0 "--version" -- "$dsc" --version;           has "$tmp/out" "^dsc [0-9]+\.[0-9]+\.[0-9]+" "--version"
-for c in check compile run passes; do
+for c in check compile run passes hwdb; do
   expect 0 "$c --help" -- "$dsc" "$c" --help;       has "$tmp/out" "^usage: dsc $c" "$c --help"
   expect 0 "help $c" -- "$dsc" help "$c";           has "$tmp/out" "^usage: dsc $c" "help $c"
 done

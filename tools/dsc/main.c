@@ -16,6 +16,8 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "runtime/atomic_file.h"
+#include "runtime/hwdb.h"
+#include "runtime/nvrtc.h"
 #include "runtime/run.h"
 
 enum { EXIT_OK = 0, EXIT_DIAG = 1, EXIT_USAGE = 2 };
@@ -32,6 +34,7 @@ static const char usage_main[] =
     "  compile FILE       optimize a model and write it as DSG or Graphviz\n"
     "  run FILE           run a model on inputs (.npy) and weights (safetensors)\n"
     "  passes             list the optimization passes in pipeline order\n"
+    "  hwdb               list the hardware database and what this machine selects\n"
     "  help [COMMAND]     show help for dsc or for one command\n"
     "\n"
     "options:\n"
@@ -53,19 +56,29 @@ static const char usage_check[] =
     "  -h, --help         show this help\n";
 
 static const char usage_compile[] =
-    "usage: dsc compile FILE [-o OUT] [--emit=dsg|dot] [-O0|-O1|-O2]\n"
+    "usage: dsc compile FILE [-o OUT] [--emit=dsg|dot|cuda|cubin] [--target=sm_XX]\n"
+    "                   [-O0|-O1|-O2]\n"
     "                   [--disable-pass=NAME] [--dump-before=PASS|all]\n"
     "                   [--dump-after=PASS|all] [--dump-dir DIR]\n"
     "                   [--stats[=text|json]] [--bind DIM=VALUE[,DIM=VALUE]...]\n"
     "\n"
     "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
-    "file is not needed for --emit=dsg and --emit=dot.\n"
+    "file is never needed.\n"
     "\n"
     "options:\n"
     "  -o OUT             write to OUT ('-' or no -o: standard output); the file\n"
     "                     appears only when completely written\n"
     "  --emit=dsg         the optimized graph as DSG source (default)\n"
     "  --emit=dot         the optimized graph as Graphviz (ops as nodes, tensors on edges)\n"
+    "  --emit=cuda        the model's kernels as CUDA C: -o DIR gets DIR/<kernel>.cu\n"
+    "                     (threads per block from --target's hwdb entry, else 256)\n"
+    "  --emit=cubin       also compile them with NVRTC (no GPU needed): DIR/<kernel>.cu\n"
+    "                     and DIR/<kernel>.cubin, and print per kernel its registers,\n"
+    "                     shared memory, stack and spill bytes; uses the kernel cache\n"
+    "                     ($DSC_CACHE_DIR, else $XDG_CACHE_HOME/dsc or ~/.cache/dsc;\n"
+    "                     DSC_CACHE=0 turns it off; see docs/cuda.md)\n"
+    "  --target=sm_XX     the GPU architecture for cuda/cubin (sm_75, sm_90, ...;\n"
+    "                     default for cubin: the first GPU's)\n"
     "  -O0, -O1, -O2      optimization level (default -O2; -O0 runs no passes)\n"
     "  --disable-pass=NAME  skip one pass (repeatable; see 'dsc passes')\n"
     "  --dump-before=PASS|all  write the graph before the pass (or every pass)\n"
@@ -89,8 +102,8 @@ static const char usage_compile[] =
 static const char usage_run[] =
     "usage: dsc run FILE [--input NAME=FILE.npy]... [--output-dir DIR]\n"
     "               [--weights FILE] [--random-inputs] [--random-weights]\n"
-    "               [--seed N] [--bind DIM=VALUE]... [--device ref] [-O0|-O1|-O2]\n"
-    "               [--disable-pass=NAME]...\n"
+    "               [--seed N] [--bind DIM=VALUE]... [--device auto|cpu|cuda|ref]\n"
+    "               [-O0|-O1|-O2] [--disable-pass=NAME]...\n"
     "\n"
     "Runs the model and prints one line per output: name, dtype and shape, min,\n"
     "max and mean (and the count of non-finite values, if any).\n"
@@ -107,8 +120,15 @@ static const char usage_run[] =
     "  --bind DIM=VALUE   the value of a dim for random inputs; otherwise a dim\n"
     "                     takes its size from the inputs given, else its <= bound,\n"
     "                     else 8\n"
-    "  --device ref       where to run; 'ref' (the reference interpreter) is the\n"
-    "                     only device in this build\n"
+    "  --device DEV       where to run (default auto):\n"
+    "                       cpu   kernels compiled for this CPU (LLVM JIT, all cores;\n"
+    "                             compiled kernels are cached in $DSC_CACHE_DIR, else\n"
+    "                             $XDG_CACHE_HOME/dsc or ~/.cache/dsc; DSC_CACHE=0\n"
+    "                             turns the cache off; DSC_THREADS=N sets the threads)\n"
+    "                       cuda  the GPU (not available in this build yet)\n"
+    "                       ref   the reference interpreter (slow, the oracle)\n"
+    "                       auto  the GPU if usable, else cpu; without LLVM in the\n"
+    "                             build, ref with a warning\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
     "  -h, --help         show this help\n";
@@ -118,6 +138,27 @@ static const char usage_passes[] =
     "\n"
     "Lists the optimization passes in pipeline order with the lowest -O level\n"
     "that runs each.\n";
+
+static const char usage_hwdb[] =
+    "usage: dsc hwdb [--arch ARCH] [--cc MAJOR.MINOR [--name NAME] [--sms N]] [--db FILE]\n"
+    "\n"
+    "Without options: lists the hardware-characteristics database, one line per\n"
+    "entry (arch, family, SM range, memory bandwidth, peak f16 and f32 TFLOP/s),\n"
+    "then shows which entry each GPU of this machine selects and why (exact\n"
+    "device name, else the same compute capability, else the nearest lower one),\n"
+    "or, without a CUDA driver, the host entry.\n"
+    "\n"
+    "The database is $DSC_HWDB if set, else share/dsc/hwdb.json installed beside\n"
+    "the executable (<exe dir>/../share/dsc/hwdb.json), else data/hwdb.json of\n"
+    "the source tree holding the build directory (<exe dir>/../data/hwdb.json).\n"
+    "\n"
+    "options:\n"
+    "  --arch ARCH        show one entry in full (sm_90, 90, 9.0 or host)\n"
+    "  --cc MAJOR.MINOR   show what a GPU of this compute capability selects\n"
+    "  --name NAME        with --cc: the device name as the driver reports it\n"
+    "  --sms N            with --cc: the device's SM count\n"
+    "  --db FILE          read FILE instead of the database found as above\n"
+    "  -h, --help         show this help\n";
 
 static int usage_error(const char *usage, const char *fmt, const char *arg) {
     fprintf(stderr, "%s: ", prog);
@@ -175,7 +216,7 @@ static int cmd_check(int argc, char **argv) {
     return g ? EXIT_OK : EXIT_DIAG;
 }
 
-typedef enum { EMIT_DSG, EMIT_DOT } Emit;
+typedef enum { EMIT_DSG, EMIT_DOT, EMIT_CUDA, EMIT_CUBIN } Emit;
 
 typedef struct {
     const char *dir;
@@ -311,6 +352,7 @@ static bool check_pass_name(const char *name, const char *option) {
 static int cmd_compile(int argc, char **argv) {
     const char *file = NULL, *out = NULL, *v;
     Emit emit = EMIT_DSG;
+    int target = 0; /* --target=sm_XX */
     Dumps dm = {.dir = "."};
     Binds binds = {0};
     int stats = 0; /* 0 none, 1 text, 2 json */
@@ -333,8 +375,17 @@ static int cmd_compile(int argc, char **argv) {
                 emit = EMIT_DSG;
             } else if (strcmp(v, "dot") == 0) {
                 emit = EMIT_DOT;
+            } else if (strcmp(v, "cuda") == 0) {
+                emit = EMIT_CUDA;
+            } else if (strcmp(v, "cubin") == 0) {
+                emit = EMIT_CUBIN;
             } else {
-                rc = usage_error(usage_compile, "unknown --emit kind '%s' (expected dsg or dot)", v);
+                rc = usage_error(usage_compile, "unknown --emit kind '%s' (expected dsg, dot, cuda or cubin)", v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--target"))) {
+            if ((target = rt_nvrtc_parse_arch(v)) < 0) {
+                rc = usage_error(usage_compile, "--target needs a GPU architecture like sm_90, got '%s'", v);
                 goto done;
             }
         } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
@@ -373,6 +424,15 @@ static int cmd_compile(int argc, char **argv) {
         rc = usage_error(usage_compile, "%s", "no input file");
         goto done;
     }
+    bool kernels = emit == EMIT_CUDA || emit == EMIT_CUBIN;
+    if (kernels && (!out || strcmp(out, "-") == 0)) {
+        rc = usage_error(usage_compile, "%s", "--emit=cuda and --emit=cubin need -o DIR");
+        goto done;
+    }
+    if (target && !kernels) {
+        rc = usage_error(usage_compile, "%s", "--target applies to --emit=cuda and --emit=cubin");
+        goto done;
+    }
     if ((dm.before || dm.after) && mkdir(dm.dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "%s: cannot create dump directory '%s': %s\n", prog, dm.dir, strerror(errno));
         rc = EXIT_DIAG;
@@ -396,7 +456,10 @@ static int cmd_compile(int argc, char **argv) {
             free(syms);
         }
         free(records);
-        if (ok) {
+        if (ok && kernels) {
+            CudaEmitOptions eo = {.cubin = emit == EMIT_CUBIN, .sm = target, .dir = out, .report = stdout};
+            if (rt_cuda_emit(g, &eo, d)) rc = EXIT_OK;
+        } else if (ok) {
             AtomicFile af;
             FILE *f = to_stdout ? stdout : af_open(&af, out, d);
             if (f) {
@@ -440,7 +503,7 @@ static int cmd_run(int argc, char **argv) {
     char **names = calloc((size_t)argc + 1, sizeof(char *)), **files = calloc((size_t)argc + 1, sizeof(char *));
     char **bnames = calloc((size_t)argc + 1, sizeof(char *));
     int64_t *bvalues = calloc((size_t)argc + 1, sizeof(int64_t));
-    RunOptions ro = {.summary = stdout};
+    RunOptions ro = {.summary = stdout, .device = RT_DEVICE_AUTO};
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
     for (int i = 0; i < argc; i++) {
@@ -475,9 +538,8 @@ static int cmd_run(int argc, char **argv) {
             }
             ro.seed = (uint64_t)seed;
         } else if ((v = option_value(argc, argv, &i, "--device"))) {
-            if (strcmp(v, "ref") != 0) {
-                fprintf(stderr, "%s: device '%s' is not available in this build (available: ref)\n", prog, v);
-                rc = EXIT_DIAG;
+            if (!rt_device_from_name(v, &ro.device)) {
+                rc = usage_error(usage_run, "--device must be auto, cpu, cuda or ref, got '%s'", v);
                 goto done;
             }
         } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
@@ -542,6 +604,70 @@ static int cmd_passes(int argc, char **argv) {
     return EXIT_OK;
 }
 
+static int cmd_hwdb(int argc, char **argv) {
+    const char *arch = NULL, *file = NULL, *cc = NULL, *name = NULL, *v;
+    int64_t sms = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(usage_hwdb, stdout);
+            return EXIT_OK;
+        } else if ((v = option_value(argc, argv, &i, "--arch"))) {
+            arch = v;
+        } else if ((v = option_value(argc, argv, &i, "--db"))) {
+            file = v;
+        } else if ((v = option_value(argc, argv, &i, "--cc"))) {
+            cc = v;
+        } else if ((v = option_value(argc, argv, &i, "--name"))) {
+            name = v;
+        } else if ((v = option_value(argc, argv, &i, "--sms"))) {
+            if (!parse_i64(v, &sms) || sms < 1 || sms > 100000)
+                return usage_error(usage_hwdb, "--sms needs a positive integer, got '%s'", v);
+        } else {
+            return usage_error(usage_hwdb, "unknown option or missing value: '%s'", a);
+        }
+    }
+    HwQuery q = {.name = name, .sms = (int)sms};
+    if (cc) {
+        int used = 0;
+        if (sscanf(cc, "%d.%d%n", &q.cc_major, &q.cc_minor, &used) != 2 || cc[used] || q.cc_major < 1 ||
+            q.cc_minor < 0 || q.cc_minor > 9)
+            return usage_error(usage_hwdb, "--cc needs MAJOR.MINOR such as 9.0, got '%s'", cc);
+    } else if (name || sms) {
+        return usage_error(usage_hwdb, "%s", "--name and --sms go with --cc");
+    }
+    if (arch && cc) return usage_error(usage_hwdb, "%s", "--arch and --cc exclude each other");
+    Diag *d = diag_create();
+    char how[256] = "--db";
+    HwDb *db = file ? rt_hwdb_load(file, d) : rt_hwdb_open_default(how, sizeof how, d);
+    int rc = EXIT_DIAG;
+    if (db) {
+        if (arch) {
+            const HwEntry *e = rt_hwdb_arch(db, arch);
+            if (e) {
+                rt_hwdb_print_entry(e, stdout);
+                rc = EXIT_OK;
+            } else {
+                fprintf(stderr, "%s: hwdb: no entry '%s' in %s; entries:", prog, arch, rt_hwdb_path(db));
+                for (int i = 0; i < rt_hwdb_count(db); i++) fprintf(stderr, " %s", rt_hwdb_entry(db, i)->arch);
+                fprintf(stderr, "\n");
+            }
+        } else if (cc) {
+            if (rt_hwdb_print_query(db, &q, stdout, d)) rc = EXIT_OK;
+        } else {
+            printf("hardware database: %s (via %s)\n\n", rt_hwdb_path(db), how);
+            rt_hwdb_print_table(db, stdout);
+            printf("\n");
+            if (rt_hwdb_print_machine(db, stdout, d)) rc = EXIT_OK;
+        }
+        rt_hwdb_free(db);
+    }
+    fflush(stdout);
+    diag_print(d, stderr, false);
+    diag_destroy(d);
+    return rc;
+}
+
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
@@ -553,6 +679,7 @@ static const Command commands[] = {
     {"compile", cmd_compile, usage_compile},
     {"run", cmd_run, usage_run},
     {"passes", cmd_passes, usage_passes},
+    {"hwdb", cmd_hwdb, usage_hwdb},
 };
 
 static const Command *find_command(const char *name) {

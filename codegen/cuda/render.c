@@ -1,0 +1,768 @@
+/* CUDA C rendering of kernel-IR kernels (see render.h for the ABI).
+ *
+ * Shape of the design (design.md, "renderers are data plus one loop"): a
+ * dialect table holds everything CUDA-specific as data -- C types of the
+ * compute and storage types, load and store conversions, one format string
+ * per operator and compute type, casts, the kernel prefix and the
+ * grid-stride index expressions -- and one recursive emitter walks the kernel
+ * IR and expands those formats.  Format strings use $0 $1 $2 for operand
+ * expressions (rendered recursively in place) and $a for a name (the buffer
+ * of a load or store); every operator format parenthesises itself, so the
+ * emitter never reasons about precedence.
+ *
+ * Helpers: a format may call a small device function (dsc_sigmoid,
+ * dsc_f32_to_f16, ...).  An entry names the helpers it needs as a bit set; the
+ * emitter collects the bits while rendering the body and only then writes the
+ * source: prelude with exactly the helpers used (and the ones they depend
+ * on), then the kernel.  Nothing is #included: f16/bf16 travel as their raw
+ * 16-bit patterns and convert with bit-exact helpers (PTX cvt for the
+ * IEEE-exact cases, integer code for the NaN payloads and bf16 rounding, the
+ * same bits as ir/scalar.c), so NVRTC needs no toolkit headers at load time.
+ *
+ * Semantics follow ir/kir.h exactly where it is cheap to: float max/min
+ * propagate NaN, float->int casts truncate, saturate and send NaN to 0, i64
+ * pow is repeated multiplication with wrap-around (runtime/interp.c), relu
+ * keeps NaN and -0.  Math functions are CUDA's accurate ones (no fast math);
+ * contraction into FMA is allowed (NVRTC's default), so results may differ
+ * from the reference in the last bits -- backends are compared by relative
+ * error.  i64 arithmetic is C++ signed arithmetic (index math never
+ * overflows; lowering keeps integer data in range or wraps it with KO_WRAP).
+ *
+ * The kernel body is a grid-stride loop over the flattened parallel index
+ * space with 64-bit indices: a point index is split into the parallel
+ * variables by division, innermost (last) variable fastest, so consecutive
+ * threads touch consecutive elements of row-major outputs (coalesced). */
+#include "render.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../ir/assert.h"
+
+/* ---- the dialect table ------------------------------------------------------ */
+
+/* Helpers a format can call; bits in `need`. */
+enum {
+    H_F16 = 1u << 0,
+    H_BF16 = 1u << 1,
+    H_SIGMOID = 1u << 2,
+    H_SILU = 1u << 3,
+    H_GELU = 1u << 4,
+    H_GELU_TANH = 1u << 5,
+    H_RELU = 1u << 6,
+    H_RELU_I = 1u << 7,
+    H_FMAX = 1u << 8,
+    H_FMIN = 1u << 9,
+    H_IMAX = 1u << 10,
+    H_IMIN = 1u << 11,
+    H_POWI = 1u << 12,
+    H_F2I = 1u << 13,
+    H_WRAPI = 1u << 14,
+    H_COUNT = 15
+};
+
+typedef struct {
+    unsigned bit;
+    unsigned deps; /* helpers this one calls (emitted before it) */
+    const char *text;
+} Helper;
+
+#define DEV "static __device__ __forceinline__ "
+
+static const Helper helpers[H_COUNT] = {
+    {H_F16, 0,
+     "/* IEEE half <-> float, round to nearest even; NaNs keep sign and payload (as ir/scalar.c) */\n"
+     DEV "float dsc_f16_to_f32(unsigned short h) {\n"
+     "    if ((h & 0x7c00u) == 0x7c00u && (h & 0x3ffu))\n"
+     "        return __uint_as_float(((unsigned)(h & 0x8000u) << 16) | 0x7f800000u | ((unsigned)(h & 0x3ffu) << 13));\n"
+     "    float f;\n"
+     "    asm(\"cvt.f32.f16 %0, %1;\" : \"=f\"(f) : \"h\"(h));\n"
+     "    return f;\n"
+     "}\n"
+     DEV "unsigned short dsc_f32_to_f16(float f) {\n"
+     "    unsigned x = __float_as_uint(f);\n"
+     "    if ((x & 0x7fffffffu) > 0x7f800000u)\n"
+     "        return (unsigned short)(((x >> 16) & 0x8000u) | 0x7e00u | ((x & 0x7fffffu) >> 13));\n"
+     "    unsigned short h;\n"
+     "    asm(\"cvt.rn.f16.f32 %0, %1;\" : \"=h\"(h) : \"f\"(f));\n"
+     "    return h;\n"
+     "}\n"},
+    {H_BF16, 0,
+     "/* bfloat16 <-> float, round to nearest even; NaN stays a quiet NaN (as ir/scalar.c) */\n"
+     DEV "float dsc_bf16_to_f32(unsigned short h) { return __uint_as_float((unsigned)h << 16); }\n"
+     DEV "unsigned short dsc_f32_to_bf16(float f) {\n"
+     "    unsigned x = __float_as_uint(f);\n"
+     "    if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((x >> 16) | 0x40u);\n"
+     "    x += 0x7fffu + ((x >> 16) & 1u);\n"
+     "    return (unsigned short)(x >> 16);\n"
+     "}\n"},
+    {H_SIGMOID, 0,
+     DEV "float dsc_sigmoid(float x) {\n"
+     "    float e = expf(-fabsf(x));\n"
+     "    return x >= 0.0f ? 1.0f / (1.0f + e) : e / (1.0f + e);\n"
+     "}\n"},
+    {H_SILU, H_SIGMOID, DEV "float dsc_silu(float x) { return x * dsc_sigmoid(x); }\n"},
+    {H_GELU, 0, DEV "float dsc_gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.707106781f)); }\n"},
+    {H_GELU_TANH, 0,
+     DEV "float dsc_gelu_tanh(float x) {\n"
+     "    return 0.5f * x * (1.0f + tanhf(0.797884561f * (x + 0.044715f * x * x * x)));\n"
+     "}\n"},
+    {H_RELU, 0, DEV "float dsc_relu(float x) { return x < 0.0f ? 0.0f : x; }\n"},
+    {H_RELU_I, 0, DEV "long long dsc_relu_i(long long x) { return x < 0 ? 0 : x; }\n"},
+    {H_FMAX, 0,
+     "/* max/min that propagate NaN */\n" DEV
+     "float dsc_fmax(float a, float b) { return a != a || b != b ? __int_as_float(0x7fffffff) : a > b ? a : b; }\n"},
+    {H_FMIN, 0,
+     DEV "float dsc_fmin(float a, float b) { return a != a || b != b ? __int_as_float(0x7fffffff) : a < b ? a : b; }\n"},
+    {H_IMAX, 0, DEV "long long dsc_imax(long long a, long long b) { return a > b ? a : b; }\n"},
+    {H_IMIN, 0, DEV "long long dsc_imin(long long a, long long b) { return a < b ? a : b; }\n"},
+    {H_POWI, 0,
+     "/* integer power with wrap-around; a negative exponent gives the truncated 1/b^-e */\n"
+     DEV "long long dsc_powi(long long b, long long e) {\n"
+     "    if (e < 0) return b == 1 ? 1 : b == -1 ? ((e & 1) ? -1 : 1) : 0;\n"
+     "    unsigned long long r = 1, x = (unsigned long long)b;\n"
+     "    for (; e > 0; e >>= 1) {\n"
+     "        if (e & 1) r *= x;\n"
+     "        x *= x;\n"
+     "    }\n"
+     "    return (long long)r;\n"
+     "}\n"},
+    {H_F2I, 0,
+     "/* float -> i64: truncate toward zero, saturate, NaN -> 0 */\n"
+     DEV "long long dsc_f2i(float x) {\n"
+     "    if (x != x) return 0;\n"
+     "    if (x >= 9.22337204e18f) return 9223372036854775807LL;\n"
+     "    if (x <= -9.22337204e18f) return -9223372036854775807LL - 1;\n"
+     "    return __float2ll_rz(x);\n"
+     "}\n"},
+    {H_WRAPI, 0,
+     "/* i64 arithmetic on data wraps around (two's complement), as the kernel IR says */\n"
+     DEV "long long dsc_wadd(long long a, long long b) { return (long long)((unsigned long long)a + (unsigned long long)b); }\n"
+     DEV "long long dsc_wsub(long long a, long long b) { return (long long)((unsigned long long)a - (unsigned long long)b); }\n"
+     DEV "long long dsc_wmul(long long a, long long b) { return (long long)((unsigned long long)a * (unsigned long long)b); }\n"
+     DEV "long long dsc_wneg(long long a) { return (long long)(0ull - (unsigned long long)a); }\n"
+     DEV "long long dsc_wabs(long long a) { return a < 0 ? dsc_wneg(a) : a; }\n"},
+};
+
+typedef struct {
+    const char *fmt;
+    unsigned need;
+} Fmt;
+
+typedef struct {
+    const char *kernel_prefix;          /* %d: threads per block */
+    const char *index_type;
+    const char *global_index, *global_stride;
+    const char *ctype[KT_COUNT];        /* C type of a compute type */
+    const char *storage[DT_COUNT];      /* C element type of a buffer */
+    Fmt load[DT_COUNT];                 /* $a[$0] is the element */
+    Fmt store[DT_COUNT];                /* $a[$0] = convert($1) */
+    Fmt op[KO_COUNT][KT_COUNT];         /* by operator and operand (result for unary) type */
+    Fmt op_i64_data[KO_COUNT];          /* i64 outside index expressions, where op[] may overflow */
+    Fmt cast[KT_COUNT][KT_COUNT];       /* [from][to] */
+    Fmt wrap[DT_COUNT];
+    const char *restrict_kw;
+} Dialect;
+
+#define F(s) {s, 0}
+#define FH(s, h) {s, h}
+
+static const Dialect cuda = {
+    .kernel_prefix = "extern \"C\" __global__ void __launch_bounds__(%d)",
+    .index_type = "long long",
+    .global_index = "(long long)blockIdx.x * blockDim.x + threadIdx.x",
+    .global_stride = "(long long)gridDim.x * blockDim.x",
+    .ctype = {[KT_BOOL] = "bool", [KT_I64] = "long long", [KT_F32] = "float"},
+    .storage = {[DT_F32] = "float", [DT_F16] = "unsigned short", [DT_BF16] = "unsigned short",
+                [DT_I8] = "signed char", [DT_I32] = "int", [DT_I64] = "long long", [DT_BOOL] = "unsigned char"},
+    .load = {[DT_F32] = F("$a[$0]"), [DT_F16] = FH("dsc_f16_to_f32($a[$0])", H_F16),
+             [DT_BF16] = FH("dsc_bf16_to_f32($a[$0])", H_BF16), [DT_I8] = F("(long long)$a[$0]"),
+             [DT_I32] = F("(long long)$a[$0]"), [DT_I64] = F("$a[$0]"), [DT_BOOL] = F("($a[$0] != 0)")},
+    .store = {[DT_F32] = F("$a[$0] = $1;"), [DT_F16] = FH("$a[$0] = dsc_f32_to_f16($1);", H_F16),
+              [DT_BF16] = FH("$a[$0] = dsc_f32_to_bf16($1);", H_BF16), [DT_I8] = F("$a[$0] = (signed char)$1;"),
+              [DT_I32] = F("$a[$0] = (int)$1;"), [DT_I64] = F("$a[$0] = $1;"),
+              [DT_BOOL] = F("$a[$0] = (unsigned char)$1;")},
+    .op =
+        {
+            [KO_NEG] = {[KT_F32] = F("(-$0)"), [KT_I64] = F("(-$0)")},
+            [KO_ABS] = {[KT_F32] = F("fabsf($0)"), [KT_I64] = F("llabs($0)")},
+            [KO_EXP] = {[KT_F32] = F("expf($0)")},
+            [KO_LOG] = {[KT_F32] = F("logf($0)")},
+            [KO_SQRT] = {[KT_F32] = F("sqrtf($0)")},
+            [KO_RSQRT] = {[KT_F32] = F("rsqrtf($0)")},
+            [KO_RECIP] = {[KT_F32] = F("(1.0f / $0)")},
+            [KO_TANH] = {[KT_F32] = F("tanhf($0)")},
+            [KO_SIGMOID] = {[KT_F32] = FH("dsc_sigmoid($0)", H_SIGMOID)},
+            [KO_RELU] = {[KT_F32] = FH("dsc_relu($0)", H_RELU), [KT_I64] = FH("dsc_relu_i($0)", H_RELU_I)},
+            [KO_ERF] = {[KT_F32] = F("erff($0)")},
+            [KO_SILU] = {[KT_F32] = FH("dsc_silu($0)", H_SILU)},
+            [KO_GELU] = {[KT_F32] = FH("dsc_gelu($0)", H_GELU)},
+            [KO_GELU_TANH] = {[KT_F32] = FH("dsc_gelu_tanh($0)", H_GELU_TANH)},
+            [KO_NOT] = {[KT_BOOL] = F("(!$0)")},
+            [KO_ADD] = {[KT_F32] = F("($0 + $1)"), [KT_I64] = F("($0 + $1)")},
+            [KO_SUB] = {[KT_F32] = F("($0 - $1)"), [KT_I64] = F("($0 - $1)")},
+            [KO_MUL] = {[KT_F32] = F("($0 * $1)"), [KT_I64] = F("($0 * $1)")},
+            [KO_DIV] = {[KT_F32] = F("($0 / $1)"), [KT_I64] = F("($0 / $1)")},
+            [KO_MOD] = {[KT_F32] = F("fmodf($0, $1)"), [KT_I64] = F("($0 % $1)")},
+            [KO_POW] = {[KT_F32] = F("powf($0, $1)"), [KT_I64] = FH("dsc_powi($0, $1)", H_POWI)},
+            [KO_MAX] = {[KT_F32] = FH("dsc_fmax($0, $1)", H_FMAX), [KT_I64] = FH("dsc_imax($0, $1)", H_IMAX)},
+            [KO_MIN] = {[KT_F32] = FH("dsc_fmin($0, $1)", H_FMIN), [KT_I64] = FH("dsc_imin($0, $1)", H_IMIN)},
+            [KO_LT] = {[KT_F32] = F("($0 < $1)"), [KT_I64] = F("($0 < $1)")},
+            [KO_GT] = {[KT_F32] = F("($0 > $1)"), [KT_I64] = F("($0 > $1)")},
+            [KO_LE] = {[KT_F32] = F("($0 <= $1)"), [KT_I64] = F("($0 <= $1)")},
+            [KO_GE] = {[KT_F32] = F("($0 >= $1)"), [KT_I64] = F("($0 >= $1)")},
+            [KO_EQ] = {[KT_F32] = F("($0 == $1)"), [KT_I64] = F("($0 == $1)"), [KT_BOOL] = F("($0 == $1)")},
+            [KO_NE] = {[KT_F32] = F("($0 != $1)"), [KT_I64] = F("($0 != $1)"), [KT_BOOL] = F("($0 != $1)")},
+            [KO_AND] = {[KT_BOOL] = F("($0 && $1)")},
+            [KO_OR] = {[KT_BOOL] = F("($0 || $1)")},
+        },
+    .op_i64_data = {[KO_NEG] = FH("dsc_wneg($0)", H_WRAPI), [KO_ABS] = FH("dsc_wabs($0)", H_WRAPI),
+                    [KO_ADD] = FH("dsc_wadd($0, $1)", H_WRAPI), [KO_SUB] = FH("dsc_wsub($0, $1)", H_WRAPI),
+                    [KO_MUL] = FH("dsc_wmul($0, $1)", H_WRAPI)},
+    .cast =
+        {
+            [KT_F32] = {[KT_I64] = FH("dsc_f2i($0)", H_F2I), [KT_BOOL] = F("($0 != 0.0f)")},
+            [KT_I64] = {[KT_F32] = F("(float)$0"), [KT_BOOL] = F("($0 != 0)")},
+            [KT_BOOL] = {[KT_F32] = F("($0 ? 1.0f : 0.0f)"), [KT_I64] = F("(long long)$0")},
+        },
+    .wrap = {[DT_I8] = F("(long long)(signed char)$0"), [DT_I32] = F("(long long)(int)$0"), [DT_I64] = F("$0")},
+    .restrict_kw = "__restrict__",
+};
+
+/* ---- a growable string ------------------------------------------------------ */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+    bool oom;
+} Str;
+
+static void s_put(Str *s, const char *t, size_t len) {
+    if (s->oom) return;
+    if (s->n + len + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 1024;
+        while (cap < s->n + len + 1) cap *= 2;
+        char *p = realloc(s->p, cap);
+        if (!p) {
+            s->oom = true;
+            return;
+        }
+        s->p = p;
+        s->cap = cap;
+    }
+    memcpy(s->p + s->n, t, len);
+    s->n += len;
+    s->p[s->n] = 0;
+}
+
+static void s_puts(Str *s, const char *t) { s_put(s, t, strlen(t)); }
+
+static void __attribute__((format(printf, 2, 3))) s_printf(Str *s, const char *fmt, ...) {
+    char small[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n < sizeof small) {
+        s_put(s, small, (size_t)n);
+        return;
+    }
+    char *big = malloc((size_t)n + 1);
+    if (!big) {
+        s->oom = true;
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    s_put(s, big, (size_t)n);
+    free(big);
+}
+
+/* ---- the emitter ------------------------------------------------------------ */
+
+typedef struct {
+    Graph *g;
+    const Kernel *k;
+    const Dialect *dl;
+    Diag *d;
+    Str body;
+    unsigned need;
+    bool ok;
+    bool *var_used; /* per loop variable: referenced in the body */
+    int in_index;   /* > 0 inside an index or extent expression */
+} R;
+
+static void fail(R *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(R *r, const char *fmt, ...) {
+    if (r->ok) {
+        char msg[256];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        diag_error(r->d, loc_file(r->g->file), "CUDA renderer: kernel %s: %s", r->k->name, msg);
+    }
+    r->ok = false;
+}
+
+static void emit_expr(R *r, const KExpr *e);
+
+/* Expands a format: $0 $1 $2 render operand expressions, $a the name.
+ * Operand `index_op` (or none: -1) is an index expression. */
+static void emit_fmt(R *r, Fmt f, const KExpr *const *ops, const char *name, int index_op) {
+    r->need |= f.need;
+    const char *p = f.fmt, *run = p;
+    for (; *p; p++) {
+        if (*p != '$') continue;
+        s_put(&r->body, run, (size_t)(p - run));
+        char c = p[1];
+        if (c >= '0' && c <= '2') {
+            bool index = c - '0' == index_op;
+            r->in_index += index;
+            emit_expr(r, ops[c - '0']);
+            r->in_index -= index;
+        }
+        else if (c == 'a')
+            s_puts(&r->body, name);
+        else
+            DSC_UNREACHABLE();
+        p++;
+        run = p + 1;
+    }
+    s_put(&r->body, run, (size_t)(p - run));
+}
+
+/* The shortest decimal that reads back as the same float, as a float literal. */
+static void emit_f32(Str *s, double v) {
+    float x = (float)v;
+    if (isnan(x)) {
+        s_puts(s, "__int_as_float(0x7fffffff)");
+        return;
+    }
+    if (isinf(x)) {
+        s_puts(s, x > 0 ? "__int_as_float(0x7f800000)" : "(-__int_as_float(0x7f800000))");
+        return;
+    }
+    char buf[48];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    bool need_point = !strpbrk(buf, ".e");
+    bool neg = buf[0] == '-'; /* parenthesised: "-(-1.0f)" must not read as "--" */
+    if (neg) s_puts(s, "(");
+    s_puts(s, buf);
+    s_puts(s, need_point ? ".0f" : "f");
+    if (neg) s_puts(s, ")");
+}
+
+static void emit_i64(Str *s, int64_t v) {
+    if (v == INT64_MIN)
+        s_puts(s, "(-9223372036854775807LL - 1)");
+    else if (v < 0)
+        s_printf(s, "(%" PRId64 "LL)", v);
+    else
+        s_printf(s, "%" PRId64 "LL", v);
+}
+
+static void emit_expr(R *r, const KExpr *e) {
+    if (!r->ok) return;
+    if (!e) {
+        fail(r, "missing expression");
+        return;
+    }
+    const Dialect *dl = r->dl;
+    const KExpr *ops[3] = {e->a, e->b, e->c};
+    switch (e->kind) {
+    case KE_CONST:
+        if (e->type == KT_F32)
+            emit_f32(&r->body, e->f);
+        else if (e->type == KT_BOOL)
+            s_puts(&r->body, e->i ? "true" : "false");
+        else
+            emit_i64(&r->body, e->i);
+        return;
+    case KE_DIM: s_printf(&r->body, "d%d", e->id); return;
+    case KE_VAR:
+        if (e->id >= 0 && e->id < r->k->nvars) r->var_used[e->id] = true;
+        s_printf(&r->body, "v%d", e->id);
+        return;
+    case KE_LOCAL: s_printf(&r->body, "l%d", e->id); return;
+    case KE_LOAD: {
+        if (e->id < 0 || e->id >= r->k->nbufs) {
+            fail(r, "load from buffer %d out of range", e->id);
+            return;
+        }
+        char name[24];
+        snprintf(name, sizeof name, "b%d", e->id);
+        emit_fmt(r, dl->load[r->k->bufs[e->id].dtype], ops, name, 0);
+        return;
+    }
+    case KE_UN:
+        if (!e->a) {
+            fail(r, "missing operand");
+            return;
+        }
+        if (e->op == KO_CAST) {
+            if (e->a->type == e->type) {
+                emit_expr(r, e->a);
+                return;
+            }
+            Fmt f = dl->cast[e->a->type][e->type];
+            if (!f.fmt) {
+                fail(r, "no cast from %s to %s", kir_type_name(e->a->type), kir_type_name(e->type));
+                return;
+            }
+            emit_fmt(r, f, ops, NULL, -1);
+            return;
+        }
+        if (e->op == KO_WRAP) {
+            Fmt f = (unsigned)e->dt < DT_COUNT ? dl->wrap[e->dt] : (Fmt){0};
+            if (!f.fmt || e->a->type != KT_I64) {
+                fail(r, "cannot wrap %s to %s", kir_type_name(e->a->type),
+                     (unsigned)e->dt < DT_COUNT ? dtype_name(e->dt) : "?");
+                return;
+            }
+            emit_fmt(r, f, ops, NULL, -1);
+            return;
+        }
+        /* fallthrough */
+    case KE_BIN: {
+        if ((unsigned)e->op >= KO_COUNT || !e->a) {
+            fail(r, "bad operator");
+            return;
+        }
+        Fmt f = dl->op[e->op][e->a->type];
+        if (e->a->type == KT_I64 && !r->in_index && dl->op_i64_data[e->op].fmt) f = dl->op_i64_data[e->op];
+        if (!f.fmt) {
+            fail(r, "operator %s on %s has no CUDA form", kir_op_name(e->op), kir_type_name(e->a->type));
+            return;
+        }
+        emit_fmt(r, f, ops, NULL, -1);
+        return;
+    }
+    case KE_SELECT:
+        s_puts(&r->body, "(");
+        emit_expr(r, e->a);
+        s_puts(&r->body, " ? ");
+        emit_expr(r, e->b);
+        s_puts(&r->body, " : ");
+        emit_expr(r, e->c);
+        s_puts(&r->body, ")");
+        return;
+    }
+    fail(r, "unknown expression kind %d", (int)e->kind);
+}
+
+static void indent(R *r, int depth) {
+    for (int i = 0; i < depth; i++) s_puts(&r->body, "    ");
+}
+
+static void emit_block(R *r, const KStmt *s, int depth) {
+    for (; s && r->ok; s = s->next) {
+        indent(r, depth);
+        switch (s->kind) {
+        case KS_FOR:
+            s_printf(&r->body, "for (%s v%d = 0, v%d_end = ", r->dl->index_type, s->id, s->id);
+            r->in_index++;
+            emit_expr(r, s->extent);
+            r->in_index--;
+            s_printf(&r->body, "; v%d < v%d_end; ++v%d) {\n", s->id, s->id, s->id);
+            emit_block(r, s->body, depth + 1);
+            indent(r, depth);
+            s_puts(&r->body, "}\n");
+            break;
+        case KS_SET:
+            s_printf(&r->body, "l%d = ", s->id);
+            emit_expr(r, s->value);
+            s_puts(&r->body, ";\n");
+            break;
+        case KS_STORE: {
+            if (s->id < 0 || s->id >= r->k->nbufs) {
+                fail(r, "store to buffer %d out of range", s->id);
+                return;
+            }
+            char name[24];
+            snprintf(name, sizeof name, "b%d", s->id);
+            const KExpr *ops[3] = {s->index, s->value, NULL};
+            emit_fmt(r, r->dl->store[r->k->bufs[s->id].dtype], ops, name, 0);
+            s_puts(&r->body, "\n");
+            break;
+        }
+        case KS_IF:
+            s_puts(&r->body, "if (");
+            emit_expr(r, s->value);
+            s_puts(&r->body, ") {\n");
+            emit_block(r, s->body, depth + 1);
+            indent(r, depth);
+            s_puts(&r->body, "}\n");
+            break;
+        }
+    }
+}
+
+/* Text inside a comment: "*" followed by "/" would end it early. */
+static void comment(Str *s, const char *text) {
+    for (const char *p = text; *p; p++) {
+        s_put(s, p, 1);
+        if (p[0] == '*' && p[1] == '/') s_puts(s, " ");
+    }
+}
+
+static bool is_identifier(const char *s) {
+    if (!s || !(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z'))) return false;
+    for (; *s; s++)
+        if (!(*s == '_' || (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
+            return false;
+    return true;
+}
+
+/* Names the generated code itself uses at file scope: the helpers'. */
+static bool reserved(const char *name) {
+    char call[128];
+    if (strncmp(name, "dsc_", 4) != 0 || strlen(name) > 100) return false;
+    snprintf(call, sizeof call, " %s(", name);
+    for (int i = 0; i < H_COUNT; i++)
+        if (strstr(helpers[i].text, call)) return true;
+    return false;
+}
+
+/* True when two of the kernel's buffers may share memory: planned values in
+ * the same memory-plan buffer (an in-place update). */
+static bool buffers_may_alias(const Kernel *k) {
+    for (int i = 0; i < k->nbufs; i++) {
+        const KBuf *a = &k->bufs[i];
+        if (a->role != KB_PLANNED || a->node->ann.buffer < 0) continue;
+        for (int j = i + 1; j < k->nbufs; j++) {
+            const KBuf *b = &k->bufs[j];
+            if (b->role == KB_PLANNED && b->node->ann.buffer == a->node->ann.buffer && (a->written || b->written))
+                return true;
+        }
+    }
+    return false;
+}
+
+static void emit_helpers(Str *out, unsigned need) {
+    /* close over dependencies, then emit in table order (dependencies first) */
+    for (int round = 0; round < H_COUNT; round++)
+        for (int i = 0; i < H_COUNT; i++)
+            if (need & helpers[i].bit) need |= helpers[i].deps;
+    for (int i = 0; i < H_COUNT; i++)
+        if (need & helpers[i].bit) s_puts(out, helpers[i].text);
+    if (need) s_puts(out, "\n");
+}
+
+bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag *d) {
+    const Dialect *dl = &cuda;
+    if (block <= 0) block = CG_CUDA_DEFAULT_BLOCK;
+    *out = (CudaKernel){0};
+    R r = {g, k, dl, d, {0}, 0, true, NULL, 0};
+    if (!is_identifier(k->name) || reserved(k->name)) {
+        fail(&r, "the name is not a C identifier free for a kernel");
+        return false;
+    }
+    if (k->npar < 0 || k->npar > k->nvars) {
+        fail(&r, "bad parallel variable count");
+        return false;
+    }
+    for (int i = 0; i < k->nbufs; i++)
+        if ((unsigned)k->bufs[i].dtype >= DT_COUNT || !dl->storage[k->bufs[i].dtype]) {
+            fail(&r, "buffer %d has no CUDA storage type", i);
+            return false;
+        }
+    r.var_used = calloc((size_t)k->nvars + 1, sizeof(bool));
+    if (!r.var_used) DSC_ASSERT(!"out of memory");
+
+    /* the body first: it decides which helpers and variables are used */
+    int depth = k->npar > 0 ? 2 : 1;
+    for (int i = 0; i < k->nlocals; i++) {
+        indent(&r, depth);
+        s_printf(&r.body, "%s l%d = %s;\n", dl->ctype[k->locals[i]], i,
+                 k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
+    }
+    emit_block(&r, k->body, depth);
+    Str body = r.body;
+    r.body = (Str){0};
+
+    /* parallel extents, then the kernel around the body */
+    Str head = {0};
+    bool alias = buffers_may_alias(k);
+    CudaArg *args = arena_alloc(g->arena, sizeof(CudaArg) * (size_t)(k->nbufs + dim_sym_count(g->dims) + 1));
+    int nargs = 0;
+    s_printf(&head, dl->kernel_prefix, block);
+    s_printf(&head, "\n%s(", k->name);
+    for (int i = 0; i < k->nbufs; i++) {
+        const KBuf *b = &k->bufs[i];
+        char *decl = arena_printf(g->arena, "%s%s *%s%sb%d", b->written ? "" : "const ", dl->storage[b->dtype],
+                                  alias ? "" : dl->restrict_kw, alias ? "" : " ", i);
+        args[nargs++] = (CudaArg){CA_BUFFER, i, b->dtype, b->written, decl};
+        s_printf(&head, "%s%s /* ", i ? ",\n    " : "", decl);
+        comment(&head, b->node->name ? b->node->name : "_");
+        s_puts(&head, " ");
+        comment(&head, ir_type_str(g, &b->node->type));
+        s_puts(&head, " */");
+    }
+    for (int s = 0; s < dim_sym_count(g->dims); s++) {
+        char *decl = arena_printf(g->arena, "%s d%d", dl->index_type, s);
+        args[nargs++] = (CudaArg){CA_DIM, s, DT_I64, false, decl};
+        s_printf(&head, "%s%s /* ", nargs > 1 ? ",\n    " : "", decl);
+        comment(&head, dim_sym_name(g->dims, s));
+        s_puts(&head, " */");
+    }
+    s_puts(&head, ") {\n");
+    /* extents are rendered into r.body (reused) */
+    for (int i = 0; i < k->npar && r.ok; i++) {
+        s_printf(&r.body, "    const %s e%d = ", dl->index_type, i);
+        r.in_index++;
+        emit_expr(&r, k->par_extent[i]);
+        r.in_index--;
+        s_puts(&r.body, ";\n");
+    }
+    if (k->npar > 0) {
+        s_printf(&r.body, "    const %s dsc_n = ", dl->index_type);
+        for (int i = 0; i < k->npar; i++) s_printf(&r.body, "%se%d", i ? " * " : "", i);
+        s_puts(&r.body, ";\n");
+        s_printf(&r.body, "    for (%s dsc_i = %s; dsc_i < dsc_n; dsc_i += %s) {\n", dl->index_type, dl->global_index,
+                 dl->global_stride);
+        if (k->npar == 1) {
+            if (r.var_used[0]) s_printf(&r.body, "        const %s v0 = dsc_i;\n", dl->index_type);
+        } else {
+            s_printf(&r.body, "        %s dsc_r = dsc_i;\n", dl->index_type);
+            for (int i = k->npar - 1; i > 0; i--) {
+                if (r.var_used[i]) s_printf(&r.body, "        const %s v%d = dsc_r %% e%d;\n", dl->index_type, i, i);
+                s_printf(&r.body, "        dsc_r /= e%d;\n", i);
+            }
+            if (r.var_used[0]) s_printf(&r.body, "        const %s v0 = dsc_r;\n", dl->index_type);
+        }
+    } else {
+        /* no parallel variables: one point, run by the first thread */
+        s_puts(&r.body, "    if (blockIdx.x != 0 || threadIdx.x != 0) return;\n");
+    }
+    Str prologue = r.body;
+    r.body = (Str){0};
+    /* the source: helpers used by the body and the extents, then the kernel */
+    Str src = {0};
+    emit_helpers(&src, r.need);
+
+    s_printf(&src, "/* kernel %s (group %d%s) */\n", k->name, k->group, k->load_time ? ", load time" : "");
+    s_put(&src, head.p ? head.p : "", head.n);
+    s_put(&src, prologue.p ? prologue.p : "", prologue.n);
+    s_put(&src, body.p ? body.p : "", body.n);
+    if (k->npar > 0) s_puts(&src, "    }\n");
+    s_puts(&src, "}\n");
+
+    bool oom = src.oom || head.oom || prologue.oom || body.oom;
+    if (oom) fail(&r, "out of memory");
+    if (r.ok) {
+        out->k = k;
+        out->name = k->name;
+        out->source = arena_strndup(g->arena, src.p, src.n);
+        out->source_len = src.n;
+        out->block = block;
+        out->nargs = nargs;
+        out->args = args;
+        out->flops = k->flops;
+        out->bytes = k->bytes;
+    }
+    free(src.p);
+    free(head.p);
+    free(prologue.p);
+    free(body.p);
+    free(r.var_used);
+    return r.ok;
+}
+
+/* ---- launch geometry ---------------------------------------------------------- */
+
+typedef struct {
+    const int64_t *dims;
+    char *err;
+    size_t errlen;
+    bool ok;
+} Eval;
+
+static int64_t ev_fail(Eval *ev, const char *msg) {
+    if (ev->ok && ev->err) snprintf(ev->err, ev->errlen, "%s", msg);
+    ev->ok = false;
+    return 0;
+}
+
+/* Evaluates an extent: constants, dims and integer/bool operators. */
+static int64_t eval(Eval *ev, const KExpr *e) {
+    if (!ev->ok) return 0;
+    if (!e) return ev_fail(ev, "missing extent");
+    int64_t a, b, r;
+    switch (e->kind) {
+    case KE_CONST: return e->i;
+    case KE_DIM: return ev->dims[e->id];
+    case KE_SELECT: return eval(ev, e->a) ? eval(ev, e->b) : eval(ev, e->c);
+    case KE_UN:
+        a = eval(ev, e->a);
+        switch (e->op) {
+        case KO_NEG: return a == INT64_MIN ? ev_fail(ev, "overflow") : -a;
+        case KO_ABS: return a == INT64_MIN ? ev_fail(ev, "overflow") : a < 0 ? -a : a;
+        case KO_NOT: return !a;
+        case KO_CAST: return e->a->type == KT_F32 ? ev_fail(ev, "float in an extent") : e->type == KT_BOOL ? a != 0 : a;
+        case KO_RELU: return a < 0 ? 0 : a;
+        default: return ev_fail(ev, "operator not allowed in an extent");
+        }
+    case KE_BIN:
+        a = eval(ev, e->a);
+        b = eval(ev, e->b);
+        switch (e->op) {
+        case KO_ADD: return __builtin_add_overflow(a, b, &r) ? ev_fail(ev, "overflow") : r;
+        case KO_SUB: return __builtin_sub_overflow(a, b, &r) ? ev_fail(ev, "overflow") : r;
+        case KO_MUL: return __builtin_mul_overflow(a, b, &r) ? ev_fail(ev, "overflow") : r;
+        case KO_DIV:
+        case KO_MOD:
+            if (b == 0) return ev_fail(ev, "division by zero");
+            if (a == INT64_MIN && b == -1) return ev_fail(ev, "overflow");
+            return e->op == KO_DIV ? a / b : a % b;
+        case KO_MAX: return a > b ? a : b;
+        case KO_MIN: return a < b ? a : b;
+        case KO_LT: return a < b;
+        case KO_GT: return a > b;
+        case KO_LE: return a <= b;
+        case KO_GE: return a >= b;
+        case KO_EQ: return a == b;
+        case KO_NE: return a != b;
+        case KO_AND: return a && b;
+        case KO_OR: return a || b;
+        default: return ev_fail(ev, "operator not allowed in an extent");
+        }
+    default: return ev_fail(ev, "extent depends on a variable, local or buffer");
+    }
+}
+
+bool cg_cuda_parallel_size(const Kernel *k, const int64_t *dims, int64_t *n, char *err, size_t errlen) {
+    Eval ev = {dims, err, errlen, true};
+    int64_t total = 1;
+    for (int i = 0; i < k->npar && ev.ok; i++) {
+        int64_t e = eval(&ev, k->par_extent[i]);
+        if (!ev.ok) break;
+        if (e <= 0) {
+            total = 0;
+            continue;
+        }
+        if (__builtin_mul_overflow(total, e, &total)) ev_fail(&ev, "parallel index space overflows 64 bits");
+    }
+    if (!ev.ok) return false;
+    *n = total;
+    return true;
+}
+
+bool cg_cuda_grid(const CudaKernel *ck, const int64_t *dims, int64_t max_blocks, int64_t *grid, char *err,
+                  size_t errlen) {
+    int64_t n;
+    if (!cg_cuda_parallel_size(ck->k, dims, &n, err, errlen)) return false;
+    int64_t blocks = n / ck->block + (n % ck->block != 0);
+    if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;
+    if (blocks > 2147483647) blocks = 2147483647; /* gridDim.x limit */
+    *grid = blocks < 1 ? 1 : blocks;
+    return true;
+}

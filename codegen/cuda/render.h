@@ -1,0 +1,87 @@
+/* The CUDA renderer: one kernel-IR kernel -> one CUDA C translation unit.
+ *
+ * The output is self-contained CUDA C++ (no #include at all) that NVRTC
+ * compiles with nothing but libnvrtc: f16 and bf16 conversions are small
+ * bit-exact helpers emitted into the source when a kernel uses them (NVRTC 13
+ * has no built-in cuda_fp16.h / cuda_bf16.h; they would need the toolkit's
+ * include directory at load time; docs/cuda.md).  Helpers (conversions,
+ * NaN-propagating max/min, gelu, ...) are emitted only when used.
+ *
+ * Kernel ABI (what a launcher passes; docs/cuda.md has the same text):
+ *
+ *   extern "C" __global__ void __launch_bounds__(BLOCK)
+ *   NAME(T0 *b0, const T1 *b1, ..., long long d0, long long d1, ...)
+ *
+ *   - Parameters: first one pointer per kernel buffer, in the order of
+ *     Kernel.bufs (b<i> is k->bufs[i]); then one `long long` per dim symbol
+ *     of the graph, in symbol order (d<s> is the value of symbol s), whether
+ *     the kernel uses it or not.  So the argument list of every kernel is
+ *     "buffers, then the dims array": a launcher needs no per-kernel table.
+ *   - Pointer types by storage dtype: f32 float, f16 and bf16 unsigned short
+ *     (the raw IEEE-half / bfloat16 bits), i8 signed char, i32 int, i64 long
+ *     long, bool unsigned char (0 or 1).  Buffers the kernel only reads are
+ *     `const`.  Every pointer is `__restrict__` unless the memory plan lets
+ *     two of the kernel's buffers share memory (an in-place update), in which
+ *     case none of the kernel's pointers are.
+ *   - Launch: 1-D; blockDim.x == CudaKernel.block (the __launch_bounds__
+ *     value); any gridDim.x >= 1 is correct, because the body is a
+ *     grid-stride loop over the flattened parallel index space (row-major,
+ *     64-bit indices); cg_cuda_grid picks one.  No dynamic shared memory,
+ *     no stream or cluster requirements.
+ *
+ * The kernel record (CudaKernel) is computed once per kernel: it is the NVRTC
+ * input, the cache-key input (its source) and the launch record at once. */
+#ifndef DSC_CODEGEN_CUDA_RENDER_H
+#define DSC_CODEGEN_CUDA_RENDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../ir/kir.h"
+
+/* Threads per block when the hardware database gives none. */
+enum { CG_CUDA_DEFAULT_BLOCK = 256 };
+
+typedef enum { CA_BUFFER, CA_DIM } CudaArgKind;
+
+/* One kernel parameter, in ABI order. */
+typedef struct {
+    CudaArgKind kind;
+    int index;         /* CA_BUFFER: index in Kernel.bufs; CA_DIM: dim symbol */
+    DType dtype;       /* CA_BUFFER: storage dtype */
+    bool written;      /* CA_BUFFER: the kernel stores into it */
+    const char *decl;  /* the parameter as declared: "const float *__restrict__ b1" */
+} CudaArg;
+
+typedef struct {
+    const Kernel *k;
+    const char *name;    /* the __global__ function's symbol (k->name) */
+    const char *source;  /* the complete translation unit, NUL-terminated */
+    size_t source_len;
+    int block;           /* threads per block (blockDim.x) */
+    int nargs;
+    CudaArg *args;       /* buffers (k->nbufs) then dims (every symbol) */
+    DimId flops, bytes;  /* per-run estimates, from the kernel IR */
+} CudaKernel;
+
+/* Renders kernel k (verified kernel IR) with `block` threads per block (<= 0:
+ * CG_CUDA_DEFAULT_BLOCK; callers pass the hwdb's kernels.elementwise.threads
+ * for the target).  Everything lives in g's arena.  Reports (naming the
+ * kernel) and returns false on something the renderer cannot express. */
+bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag *d);
+
+/* The number of points of k's parallel index space at the dim values `dims`
+ * (one per symbol).  False (with a message in err) when an extent does not
+ * evaluate (a division by zero) or overflows. */
+bool cg_cuda_parallel_size(const Kernel *k, const int64_t *dims, int64_t *n, char *err, size_t errlen);
+
+/* gridDim.x for a launch: enough blocks to give every point a thread, capped
+ * at max_blocks (<= 0: no cap; a launcher passes a few waves' worth, e.g.
+ * SMs * blocks-per-SM * 4).  At least 1 block (a kernel with an empty parallel
+ * space still launches correctly: its loop runs zero times).  False with a
+ * message in err as for cg_cuda_parallel_size. */
+bool cg_cuda_grid(const CudaKernel *ck, const int64_t *dims, int64_t max_blocks, int64_t *grid, char *err,
+                  size_t errlen);
+
+#endif

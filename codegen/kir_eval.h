@@ -1,0 +1,23 @@
+/* A scalar evaluator of the kernel IR: the reference backend.
+ *
+ * It runs a kernel's body once per point of its parallel index space, in
+ * order, with the semantics kir.h defines: floats in f32 (C float arithmetic
+ * and the f-suffixed libm functions), integers in i64 with two's-complement
+ * wrap-around, bools as bools; loads convert the buffer's storage dtype to
+ * the compute type, stores convert back (f16/bf16 round to nearest even,
+ * i8/i32 wrap, bool is != 0).  Every load and store is bounds-checked against
+ * the element count of the buffer's node at the bound dims, and an i64
+ * division or remainder by zero is reported: both are lowering bugs, which is
+ * what this evaluator exists to catch in CI without LLVM or a GPU. */
+#ifndef DSC_CODEGEN_KIR_EVAL_H
+#define DSC_CODEGEN_KIR_EVAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../ir/kir.h"
+
+/* A KernelLauncher (runtime/exec.h); ctx is unused (pass NULL). */
+bool cg_kir_eval(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, const int64_t *dims, Diag *d);
+
+#endif

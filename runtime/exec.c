@@ -1,0 +1,259 @@
+/* Running a lowered model (see exec.h): memory for every kernel buffer, the
+ * kernels in program order through a backend's launcher, outputs copied out.
+ *
+ * Where each value lives (the kernel buffer's node, views already resolved by
+ * lowering; the same rules resolve the outputs here):
+ *  - KB_INPUT, KB_PARAM: the caller's tensors (borrowed, never written);
+ *  - KB_PLANNED with node->ann.buffer = b >= 0: the memory plan's buffer b,
+ *    inside one arena of sum(buffer sizes) bytes at the bound dims, each
+ *    buffer 64-byte aligned; values sharing a buffer share the memory, which is
+ *    the plan's business (memplan guarantees their live ranges are disjoint or
+ *    a legal in-place pair);
+ *  - KB_PLANNED with ann.buffer == -1 (no memory plan: -O0/-O1 or memplan
+ *    disabled; or a value lowering keeps in memory on its own, such as a
+ *    rounding cast), and KB_CONSTANT (values of load-time constant groups):
+ *    an allocation of their own, one per value, zeroed.
+ * A planned buffer smaller than a value placed in it is an internal error
+ * (reported, not overrun).  Sizes are computed with overflow checks; an
+ * allocation that fails is reported with the number of bytes asked for.
+ *
+ * The kernels run in order, load-time ones included (a host that keeps
+ * weights loaded would run those once; this entry point is one whole run).
+ * Outputs: a new tensor per graph output with the output node's dtype and
+ * shape, copied from where its value lives (an output that is an input, a
+ * param or a view of one is copied from there; a constant output is filled).
+ * Every path frees what it allocated; on failure every outputs[i] is NULL. */
+#include "exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "interp.h"
+
+enum { ALIGN = 64 };
+
+static bool is_alias_op(OpKind op) { return op == OP_RESHAPE || op == OP_SQUEEZE || op == OP_UNSQUEEZE; }
+
+/* The node whose memory holds n's value (lowering's view rule). */
+static const Node *root_of(const Graph *g, const Node *n) {
+    for (;;) {
+        if (!is_alias_op(n->op) || !n->in[0]) return n;
+        if (g->ngroups > 0 &&
+            (n->ann.group < 0 || n->ann.group >= g->ngroups || g->groups[n->ann.group]->kind != GK_ALIAS))
+            return n;
+        n = n->in[0];
+    }
+}
+
+/* Element count and bytes of n's value at the bound dims. */
+static bool value_size(const Graph *g, const Node *n, const int64_t *syms, int64_t *shape, int64_t *numel,
+                       size_t *bytes, Diag *d) {
+    char err[256];
+    int64_t count = 1;
+    for (int i = 0; i < n->type.rank; i++) {
+        if (!dim_eval(g->dims, n->type.dim[i], syms, &shape[i], err, sizeof err)) {
+            diag_error(d, n->loc, "cannot size the value of %s: %s", ir_op_name(n->op), err);
+            return false;
+        }
+        if (shape[i] < 0 || (shape[i] > 0 && count > INT64_MAX / shape[i])) {
+            diag_error(d, n->loc, "the value of %s has a negative or too large shape", ir_op_name(n->op));
+            return false;
+        }
+        count *= shape[i];
+    }
+    size_t b;
+    if ((uint64_t)count > SIZE_MAX || __builtin_mul_overflow((size_t)count, (size_t)dtype_size(n->type.dtype), &b)) {
+        diag_error(d, n->loc, "the value of %s is too large", ir_op_name(n->op));
+        return false;
+    }
+    *numel = count;
+    *bytes = b;
+    return true;
+}
+
+/* Fills t with the constant n's value (its dtype's rounding). */
+static bool fill_const(const Graph *g, const Node *n, const int64_t *syms, Tensor *t, Diag *d) {
+    int64_t total = rt_numel(t->rank, t->shape), iv = 0;
+    bool isdim = n->dval != DIM_INVALID;
+    if (isdim) {
+        char err[256];
+        if (!dim_eval(g->dims, n->dval, syms, &iv, err, sizeof err)) {
+            diag_error(d, n->loc, "const: %s", err);
+            return false;
+        }
+    }
+    for (int64_t i = 0; i < total; i++) {
+        if (!isdim) {
+            rt_set(t, i, n->fval);
+            continue;
+        }
+        unsigned char *p = t->data;
+        switch (t->dtype) {
+        case DT_I8: p[i] = (unsigned char)(uint8_t)iv; break;
+        case DT_I32: {
+            uint32_t u = (uint32_t)iv;
+            memcpy(p + i * 4, &u, 4);
+            break;
+        }
+        case DT_I64: memcpy(p + i * 8, &iv, 8); break;
+        default: rt_set(t, i, (double)iv); break;
+        }
+    }
+    return true;
+}
+
+bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int ninputs, Tensor *const *params,
+                 Tensor **outputs, KernelLauncher launch, void *ctx, Diag *d) {
+    int errs = diag_error_count(d), nn = g->nnodes, nsym = dim_sym_count(g->dims);
+    for (int i = 0; i < g->noutputs; i++) outputs[i] = NULL;
+    int64_t *syms = calloc((size_t)nsym + 1, sizeof *syms);
+    void **mem = calloc((size_t)nn + 1, sizeof *mem);      /* by node id: where its value lives */
+    bool *own = calloc((size_t)nn + 1, sizeof *own);        /* mem[id] is an allocation of its own */
+    size_t *have = calloc((size_t)nn + 1, sizeof *have);    /* bytes available at mem[id] */
+    size_t *off = calloc((size_t)g->nbuffers + 1, sizeof *off), *bsize = calloc((size_t)g->nbuffers + 1, sizeof *bsize);
+    unsigned char *arena = NULL;
+    void **bufs = NULL;
+    bool ok = syms && mem && own && have && off && bsize;
+    if (!ok) diag_error(d, g->loc, "out of memory");
+    if (ok && p->g && p->g != g) {
+        diag_error(d, g->loc, "internal error: the kernel program was lowered from another graph");
+        ok = false;
+    }
+    ok = ok && rt_bind_dims(g, inputs, ninputs, syms, d) && rt_check_params_bound(g, params, syms, d);
+
+    /* inputs and params: the caller's memory */
+    for (int i = 0, ii = 0, pi = 0; ok && i < nn; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op != OP_INPUT && n->op != OP_PARAM) continue;
+        Tensor *t = n->op == OP_INPUT ? inputs[ii++] : params[pi++];
+        char why[256];
+        if (!rt_tensor_check(t, why, sizeof why)) {
+            diag_error(d, n->loc, "%s '%s': %s", n->op == OP_INPUT ? "input" : "weight", n->name ? n->name : "?", why);
+            ok = false;
+            break;
+        }
+        mem[i] = t->data;
+        have[i] = t->nbytes;
+    }
+
+    /* the memory plan's arena */
+    size_t total = 0;
+    for (int b = 0; ok && b < g->nbuffers; b++) {
+        int64_t v;
+        char err[256];
+        if (!dim_eval(g->dims, g->buffers[b].bytes, syms, &v, err, sizeof err)) {
+            diag_error(d, g->loc, "cannot size memory-plan buffer %d: %s", b, err);
+            ok = false;
+        } else if (v < 0 || (uint64_t)v > SIZE_MAX - ALIGN || total > SIZE_MAX - ((size_t)v + ALIGN)) {
+            diag_error(d, g->loc, "memory-plan buffer %d (%lld bytes) overflows the address space", b, (long long)v);
+            ok = false;
+        } else {
+            off[b] = total;
+            bsize[b] = (size_t)v;
+            total += ((size_t)v + ALIGN - 1) / ALIGN * ALIGN;
+        }
+    }
+    if (ok && g->nbuffers > 0) {
+        arena = aligned_alloc(ALIGN, total ? total : ALIGN);
+        if (!arena) {
+            diag_error(d, g->loc, "out of memory: the memory plan needs %zu bytes (%d buffers)", total, g->nbuffers);
+            ok = false;
+        } else {
+            memset(arena, 0, total);
+        }
+    }
+
+    /* every value a kernel touches */
+    for (int ki = 0; ok && ki < p->nkernels; ki++) {
+        const Kernel *k = p->kernels[ki];
+        for (int b = 0; ok && b < k->nbufs; b++) {
+            const Node *n = k->bufs[b].node;
+            if (mem[n->id] || n->op == OP_INPUT || n->op == OP_PARAM) continue;
+            int64_t shape[IR_MAX_RANK], numel;
+            size_t bytes;
+            if (!value_size(g, n, syms, shape, &numel, &bytes, d)) {
+                ok = false;
+                break;
+            }
+            int bid = n->ann.buffer;
+            if (k->bufs[b].role == KB_PLANNED && bid >= 0) {
+                if (bid >= g->nbuffers || bsize[bid] < bytes) {
+                    diag_error(d, n->loc, "internal error: memory-plan buffer %d cannot hold the value of %s (%zu bytes)",
+                               bid, ir_op_name(n->op), bytes);
+                    ok = false;
+                    break;
+                }
+                mem[n->id] = arena + off[bid];
+                have[n->id] = bsize[bid];
+            } else {
+                mem[n->id] = calloc(bytes ? bytes : 1, 1);
+                if (!mem[n->id]) {
+                    diag_error(d, n->loc, "out of memory: %zu bytes for the value of %s", bytes, ir_op_name(n->op));
+                    ok = false;
+                    break;
+                }
+                own[n->id] = true;
+                have[n->id] = bytes;
+            }
+        }
+    }
+
+    /* the kernels */
+    int maxb = 1;
+    for (int ki = 0; ki < p->nkernels; ki++)
+        if (p->kernels[ki]->nbufs > maxb) maxb = p->kernels[ki]->nbufs;
+    if (ok && !(bufs = calloc((size_t)maxb, sizeof *bufs))) {
+        diag_error(d, g->loc, "out of memory");
+        ok = false;
+    }
+    for (int ki = 0; ok && ki < p->nkernels; ki++) {
+        const Kernel *k = p->kernels[ki];
+        for (int b = 0; b < k->nbufs; b++) bufs[b] = mem[k->bufs[b].node->id];
+        if (!launch(ctx, g, k, bufs, syms, d)) {
+            if (diag_error_count(d) == errs) diag_error(d, g->loc, "kernel %s failed", k->name);
+            ok = false;
+        }
+    }
+
+    /* the outputs */
+    for (int i = 0; ok && i < g->noutputs; i++) {
+        const Node *o = g->outputs[i].node, *r = root_of(g, o);
+        int64_t shape[IR_MAX_RANK], numel;
+        size_t bytes;
+        if (!value_size(g, o, syms, shape, &numel, &bytes, d)) {
+            ok = false;
+            break;
+        }
+        outputs[i] = rt_tensor_new(o->type.dtype, o->type.rank, shape);
+        if (!outputs[i]) {
+            diag_error(d, g->outputs[i].loc, "out of memory for output '%s'", g->outputs[i].name);
+            ok = false;
+            break;
+        }
+        if (r->op == OP_CONST) {
+            ok = fill_const(g, r, syms, outputs[i], d);
+        } else if (!mem[r->id] && bytes > 0) {
+            diag_error(d, g->outputs[i].loc, "internal error: no kernel computes output '%s'", g->outputs[i].name);
+            ok = false;
+        } else if (bytes > have[r->id]) {
+            diag_error(d, g->outputs[i].loc, "internal error: output '%s' needs %zu bytes, its memory has %zu",
+                       g->outputs[i].name, bytes, have[r->id]);
+            ok = false;
+        } else if (bytes) {
+            memcpy(outputs[i]->data, mem[r->id], bytes);
+        }
+    }
+    if (!ok || diag_error_count(d) != errs) {
+        ok = false;
+        for (int i = 0; i < g->noutputs; i++) {
+            rt_tensor_free(outputs[i]);
+            outputs[i] = NULL;
+        }
+    }
+    for (int i = 0; own && mem && i < nn; i++)
+        if (own[i]) free(mem[i]);
+    free(arena);
+    free(bufs);
+    free(syms), free(mem), free(own), free(have), free(off), free(bsize);
+    return ok;
+}
