@@ -19,9 +19,9 @@
  * point) would stream a whole weight row per point and leave its epilogue
  * (bias, gelu) scalar.  Where the body's loop extents and `if` conditions do
  * not depend on the last two parallel variables (nor on locals or loads),
- * and it has at most 4 locals, the points are taken in blocks -- 4 x 4 points
- * over the last two variables where whole rows allow, else 4 (or 2) points
- * along the last -- and the body is rendered once for the block: each
+ * and its loops update few locals, the points are taken in blocks -- 4 x 4
+ * points over the last two variables where whole rows allow, else 4 (or 2)
+ * points along the last -- and the body is rendered once for the block: each
  * statement for every point of the block in turn, each loop once, shared.
  * The jammed k-loop then loads each input row once per block instead of once
  * per point (16 dot products share 8 row loads), the vectorizer turns it into
@@ -65,11 +65,13 @@
  *   erf   fdlibm's erff structure and coefficients (four ranges: odd
  *         rational below 0.84375, erx + P/Q below 1.25, 1 - exp(..)/x with
  *         the two R/S sets below 6, then +-1), evaluated branch-free.
- * Measured against double-precision libm over a sweep of all finite f32
- * (tests/unit/test_host.c): exp and log within 1 ulp, tanh within 8 ulp, erf
- * within 2 ulp (absolute 1e-7).  sigmoid is 1/(1+e^-x) for x >= 0 and
- * e^x/(1+e^x) below (no overflow, accurate tails); silu, gelu and gelu_tanh
- * are built from these exactly as the reference interpreter writes them.
+ * Measured against double-precision libm over a sweep of 4 million f32
+ * (tests/unit/test_host.c, math_sweep): exp, log and erf within 1 ulp, tanh
+ * within 5, sigmoid within 2.  sigmoid is 1/(1+e^-x) for x >= 0 and
+ * e^x/(1+e^x) below (no overflow, accurate tails); silu is x sigmoid(x);
+ * gelu is 0.5 x (1 + erf(x/sqrt 2)) with 1 + erf(z) taken as erfc(|z|) for
+ * z <= -0.84375 (fdlibm's erfc, no cancellation in the negative tail), and
+ * gelu_tanh is x sigmoid(2u) = 0.5 x (1 + tanh u), for the same reason.
  * pow (rare) calls powf through llvm.pow.f32 and float % fmodf through frem;
  * the JIT resolves both from the process.  Float max/min propagate NaN
  * (a > b ? a : b after a NaN check), relu keeps NaN (x < 0 ? 0 : x), and
@@ -879,15 +881,49 @@ static bool jam_ok(const KStmt *s, int v1, int v2) {
     return true;
 }
 
+/* Marks the locals a block of statements sets. */
+static void locals_set(const KStmt *s, bool *set) {
+    for (; s; s = s->next) {
+        if (s->kind == KS_SET && s->id >= 0) set[s->id] = true;
+        if (s->kind == KS_FOR || s->kind == KS_IF) locals_set(s->body, set);
+    }
+}
+
+/* The most locals one loop of the body updates: the accumulators a point
+ * keeps live in an inner loop. */
+static int loop_accumulators(const Kernel *k, const KStmt *s, bool *set) {
+    int most = 0;
+    for (; s; s = s->next) {
+        if (s->kind == KS_FOR) {
+            memset(set, 0, (size_t)k->nlocals + 1);
+            locals_set(s->body, set);
+            int n = 0;
+            for (int i = 0; i < k->nlocals; i++) n += set[i];
+            if (n > most) most = n;
+        }
+        if (s->kind == KS_FOR || s->kind == KS_IF) {
+            int inner = loop_accumulators(k, s->body, set);
+            if (inner > most) most = inner;
+        }
+    }
+    return most;
+}
+
 /* The block shape of the unroll-and-jam (see the essay): rows along the
  * second-to-last parallel variable, columns along the last.  Only for bodies
  * with loops whose control flow is the same for all points of a block, and
- * few enough locals that a block's accumulators stay in registers. */
+ * with blocks small enough that their accumulators stay in registers (16
+ * points for one accumulator per loop, 8 for two, 4 for up to four, 2 for up
+ * to eight). */
 static void jam_shape(const Kernel *k, int *rows, int *cols) {
     *rows = *cols = 1;
-    if (k->npar == 0 || !has_loop(k->body) || k->nlocals > 4 || !jam_ok(k->body, k->npar - 1, -1)) return;
-    *cols = k->nlocals <= 2 ? JAM_COLS : 2;
-    if (k->npar >= 2 && k->nlocals <= 2 && jam_ok(k->body, k->npar - 1, k->npar - 2)) *rows = JAM_ROWS;
+    if (k->npar == 0 || !has_loop(k->body) || !jam_ok(k->body, k->npar - 1, -1)) return;
+    bool *set = calloc((size_t)k->nlocals + 1, 1);
+    int acc = loop_accumulators(k, k->body, set);
+    free(set);
+    if (acc > 8) return;
+    *cols = acc <= 4 ? JAM_COLS : 2;
+    if (acc <= 2 && k->npar >= 2 && jam_ok(k->body, k->npar - 1, k->npar - 2)) *rows = acc <= 1 ? JAM_ROWS : JAM_ROWS / 2;
 }
 
 /* Locals start at zero at every point (lowering sets them before use; the
