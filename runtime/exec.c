@@ -1,8 +1,11 @@
 /* Running a lowered model (see exec.h): memory for every kernel buffer, the
  * kernels in program order through a backend's launcher, outputs copied out.
  *
- * Where each value lives (the kernel buffer's node, views already resolved by
- * lowering; the same rules resolve the outputs here):
+ * The placement is computed apart from any memory (rt_exec_layout: a home per
+ * value) so that the CUDA executor (runtime/cuda_exec.c), whose memory is on
+ * the device, follows the same rules; rt_exec_run turns homes into host
+ * addresses.  Where each value lives (the kernel buffer's node, views already
+ * resolved by lowering; the same rules resolve the outputs here):
  *  - KB_INPUT, KB_PARAM: the caller's tensors (borrowed, never written);
  *  - KB_PLANNED with node->ann.buffer = b >= 0: the memory plan's buffer b,
  *    inside one arena of sum(buffer sizes) bytes at the bound dims, each
@@ -11,8 +14,10 @@
  *    a legal in-place pair);
  *  - KB_PLANNED with ann.buffer == -1 (no memory plan: -O0/-O1 or memplan
  *    disabled; or a value lowering keeps in memory on its own, such as a
- *    rounding cast), and KB_CONSTANT (values of load-time constant groups):
- *    an allocation of their own, one per value, zeroed.
+ *    rounding cast): a slot of its own in the arena, after the plan's buffers;
+ *  - KB_CONSTANT (values of load-time constant groups): a slot in the
+ *    constant block (one allocation; dims never change its layout).
+ * Both blocks are zeroed.
  * A planned buffer smaller than a value placed in it is an internal error
  * (reported, not overrun).  Sizes are computed with overflow checks; an
  * allocation that fails is reported with the number of bytes asked for.
@@ -30,7 +35,7 @@
 
 #include "interp.h"
 
-enum { ALIGN = 64 };
+enum { ALIGN = RT_EXEC_ALIGN };
 
 static bool is_alias_op(OpKind op) { return op == OP_RESHAPE || op == OP_SQUEEZE || op == OP_UNSQUEEZE; }
 
@@ -102,75 +107,74 @@ static bool fill_const(const Graph *g, const Node *n, const int64_t *syms, Tenso
     return true;
 }
 
-bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int ninputs, Tensor *const *params,
-                 Tensor **outputs, KernelLauncher launch, void *ctx, Diag *d) {
-    int errs = diag_error_count(d), nn = g->nnodes, nsym = dim_sym_count(g->dims);
-    for (int i = 0; i < g->noutputs; i++) outputs[i] = NULL;
-    int64_t *syms = calloc((size_t)nsym + 1, sizeof *syms);
-    void **mem = calloc((size_t)nn + 1, sizeof *mem);      /* by node id: where its value lives */
-    bool *own = calloc((size_t)nn + 1, sizeof *own);        /* mem[id] is an allocation of its own */
-    size_t *have = calloc((size_t)nn + 1, sizeof *have);    /* bytes available at mem[id] */
+/* *total += v rounded up to ALIGN; false on overflow. */
+static bool add_slot(size_t *total, size_t v, size_t *at) {
+    if (v > SIZE_MAX - ALIGN || *total > SIZE_MAX - ((v + ALIGN - 1) / ALIGN * ALIGN)) return false;
+    *at = *total;
+    *total += (v + ALIGN - 1) / ALIGN * ALIGN;
+    return true;
+}
+
+void rt_exec_layout_free(RtExecLayout *l) {
+    if (!l) return;
+    free(l->home);
+    l->home = NULL;
+}
+
+bool rt_exec_layout(const Graph *g, const KProgram *p, const int64_t *syms, RtExecLayout *out, Diag *d) {
+    int nn = g->nnodes;
+    bool constants_only = !syms;
+    *out = (RtExecLayout){.nnodes = nn};
+    out->home = calloc((size_t)nn + 1, sizeof *out->home);
     size_t *off = calloc((size_t)g->nbuffers + 1, sizeof *off), *bsize = calloc((size_t)g->nbuffers + 1, sizeof *bsize);
-    unsigned char *arena = NULL;
-    void **bufs = NULL;
-    bool ok = syms && mem && own && have && off && bsize;
+    int64_t *zeros = constants_only ? calloc((size_t)dim_sym_count(g->dims) + 1, sizeof *zeros) : NULL;
+    if (constants_only) syms = zeros; /* constant values do not depend on dims */
+    bool ok = out->home && off && bsize && syms;
     if (!ok) diag_error(d, g->loc, "out of memory");
     if (ok && p->g && p->g != g) {
         diag_error(d, g->loc, "internal error: the kernel program was lowered from another graph");
         ok = false;
     }
-    ok = ok && rt_bind_dims(g, inputs, ninputs, syms, d) && rt_check_params_bound(g, params, syms, d);
 
-    /* inputs and params: the caller's memory */
+    /* inputs and params: the caller's tensors */
     for (int i = 0, ii = 0, pi = 0; ok && i < nn; i++) {
         const Node *n = g->nodes[i];
         if (n->op != OP_INPUT && n->op != OP_PARAM) continue;
-        Tensor *t = n->op == OP_INPUT ? inputs[ii++] : params[pi++];
-        char why[256];
-        if (!rt_tensor_check(t, why, sizeof why)) {
-            diag_error(d, n->loc, "%s '%s': %s", n->op == OP_INPUT ? "input" : "weight", n->name ? n->name : "?", why);
+        int64_t shape[IR_MAX_RANK], numel;
+        size_t bytes = 0;
+        if (!constants_only && !value_size(g, n, syms, shape, &numel, &bytes, d)) {
             ok = false;
             break;
         }
-        mem[i] = t->data;
-        have[i] = t->nbytes;
+        out->home[i] = (RtHome){n->op == OP_INPUT ? RT_HOME_INPUT : RT_HOME_PARAM, n->op == OP_INPUT ? ii++ : pi++,
+                                0, bytes};
     }
 
-    /* the memory plan's arena */
-    size_t total = 0;
-    for (int b = 0; ok && b < g->nbuffers; b++) {
+    /* the memory plan's buffers, at the start of the arena */
+    size_t total = 0, ctotal = 0;
+    for (int b = 0; ok && !constants_only && b < g->nbuffers; b++) {
         int64_t v;
         char err[256];
         if (!dim_eval(g->dims, g->buffers[b].bytes, syms, &v, err, sizeof err)) {
             diag_error(d, g->loc, "cannot size memory-plan buffer %d: %s", b, err);
             ok = false;
-        } else if (v < 0 || (uint64_t)v > SIZE_MAX - ALIGN || total > SIZE_MAX - ((size_t)v + ALIGN)) {
+        } else if (v < 0 || (uint64_t)v > SIZE_MAX || !add_slot(&total, (size_t)v, &off[b])) {
             diag_error(d, g->loc, "memory-plan buffer %d (%lld bytes) overflows the address space", b, (long long)v);
             ok = false;
         } else {
-            off[b] = total;
             bsize[b] = (size_t)v;
-            total += ((size_t)v + ALIGN - 1) / ALIGN * ALIGN;
         }
     }
-    if (ok && g->nbuffers > 0) {
-        arena = aligned_alloc(ALIGN, total ? total : ALIGN);
-        if (!arena) {
-            diag_error(d, g->loc, "out of memory: the memory plan needs %zu bytes (%d buffers)", total, g->nbuffers);
-            ok = false;
-        } else {
-            memset(arena, 0, total);
-        }
-    }
+    out->nbuffers = ok && !constants_only ? g->nbuffers : 0;
 
     /* every value a kernel touches */
     for (int ki = 0; ok && ki < p->nkernels; ki++) {
         const Kernel *k = p->kernels[ki];
         for (int b = 0; ok && b < k->nbufs; b++) {
             const Node *n = k->bufs[b].node;
-            if (mem[n->id] || n->op == OP_INPUT || n->op == OP_PARAM) continue;
+            if (out->home[n->id].kind != RT_HOME_NONE || (constants_only && k->bufs[b].role != KB_CONSTANT)) continue;
             int64_t shape[IR_MAX_RANK], numel;
-            size_t bytes;
+            size_t bytes, at;
             if (!value_size(g, n, syms, shape, &numel, &bytes, d)) {
                 ok = false;
                 break;
@@ -183,18 +187,120 @@ bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int n
                     ok = false;
                     break;
                 }
-                mem[n->id] = arena + off[bid];
-                have[n->id] = bsize[bid];
-            } else {
-                mem[n->id] = calloc(bytes ? bytes : 1, 1);
-                if (!mem[n->id]) {
-                    diag_error(d, n->loc, "out of memory: %zu bytes for the value of %s", bytes, ir_op_name(n->op));
+                out->home[n->id] = (RtHome){RT_HOME_ARENA, -1, off[bid], bsize[bid]};
+            } else if (k->bufs[b].role == KB_CONSTANT) {
+                if (!add_slot(&ctotal, bytes, &at)) {
+                    diag_error(d, n->loc, "the constant values overflow the address space");
                     ok = false;
                     break;
                 }
-                own[n->id] = true;
-                have[n->id] = bytes;
+                out->home[n->id] = (RtHome){RT_HOME_CONSTANT, -1, at, bytes};
+                out->nconstants++;
+            } else {
+                if (!add_slot(&total, bytes, &at)) {
+                    diag_error(d, n->loc, "the value of %s (%zu bytes) overflows the address space", ir_op_name(n->op),
+                               bytes);
+                    ok = false;
+                    break;
+                }
+                out->home[n->id] = (RtHome){RT_HOME_ARENA, -1, at, bytes};
+                out->nown++;
             }
+        }
+    }
+    out->arena_bytes = total ? total : ALIGN;
+    out->constant_bytes = ctotal ? ctotal : ALIGN;
+    free(off);
+    free(bsize);
+    free(zeros);
+    return ok;
+}
+
+bool rt_exec_output(const Graph *g, const RtExecLayout *l, const int64_t *syms, int i, Tensor **out,
+                    const RtHome **from, Diag *d) {
+    const Node *o = g->outputs[i].node, *r = root_of(g, o);
+    int64_t shape[IR_MAX_RANK], numel;
+    size_t bytes;
+    *out = NULL;
+    *from = NULL;
+    if (!value_size(g, o, syms, shape, &numel, &bytes, d)) return false;
+    Tensor *t = rt_tensor_new(o->type.dtype, o->type.rank, shape);
+    if (!t) {
+        diag_error(d, g->outputs[i].loc, "out of memory for output '%s'", g->outputs[i].name);
+        return false;
+    }
+    const RtHome *h = r->id >= 0 && r->id < l->nnodes ? &l->home[r->id] : NULL;
+    bool ok = true;
+    if (r->op == OP_CONST) {
+        ok = fill_const(g, r, syms, t, d);
+    } else if ((!h || h->kind == RT_HOME_NONE) && bytes > 0) {
+        diag_error(d, g->outputs[i].loc, "internal error: no kernel computes output '%s'", g->outputs[i].name);
+        ok = false;
+    } else if (h && h->kind != RT_HOME_NONE && bytes > h->bytes) {
+        diag_error(d, g->outputs[i].loc, "internal error: output '%s' needs %zu bytes, its memory has %zu",
+                   g->outputs[i].name, bytes, h->bytes);
+        ok = false;
+    } else if (bytes > 0) {
+        *from = h;
+    }
+    if (!ok) {
+        rt_tensor_free(t);
+        return false;
+    }
+    *out = t;
+    return true;
+}
+
+/* The host address of a home. */
+static void *host_addr(const RtHome *h, Tensor *const *inputs, Tensor *const *params, unsigned char *arena,
+                       unsigned char *constants) {
+    switch (h->kind) {
+    case RT_HOME_INPUT: return inputs[h->index]->data;
+    case RT_HOME_PARAM: return params[h->index]->data;
+    case RT_HOME_CONSTANT: return constants + h->offset;
+    case RT_HOME_ARENA: return arena + h->offset;
+    default: return NULL;
+    }
+}
+
+bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int ninputs, Tensor *const *params,
+                 Tensor **outputs, KernelLauncher launch, void *ctx, Diag *d) {
+    int errs = diag_error_count(d), nsym = dim_sym_count(g->dims);
+    for (int i = 0; i < g->noutputs; i++) outputs[i] = NULL;
+    int64_t *syms = calloc((size_t)nsym + 1, sizeof *syms);
+    RtExecLayout L = {0};
+    unsigned char *arena = NULL, *constants = NULL;
+    void **bufs = NULL;
+    bool ok = syms != NULL;
+    if (!ok) diag_error(d, g->loc, "out of memory");
+    ok = ok && rt_bind_dims(g, inputs, ninputs, syms, d) && rt_check_params_bound(g, params, syms, d);
+
+    /* inputs and params: the caller's memory */
+    for (int i = 0, ii = 0, pi = 0; ok && i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op != OP_INPUT && n->op != OP_PARAM) continue;
+        Tensor *t = n->op == OP_INPUT ? inputs[ii++] : params[pi++];
+        char why[256];
+        if (!rt_tensor_check(t, why, sizeof why)) {
+            diag_error(d, n->loc, "%s '%s': %s", n->op == OP_INPUT ? "input" : "weight", n->name ? n->name : "?", why);
+            ok = false;
+        }
+    }
+
+    /* the arena and the constant block */
+    ok = ok && rt_exec_layout(g, p, syms, &L, d);
+    if (ok) {
+        arena = aligned_alloc(ALIGN, L.arena_bytes);
+        constants = aligned_alloc(ALIGN, L.constant_bytes);
+        if (!arena || !constants) {
+            diag_error(d, g->loc,
+                       "out of memory: the run needs %zu bytes (%d memory-plan buffers, %d values of their own) and "
+                       "%zu bytes for %d constant values",
+                       L.arena_bytes, L.nbuffers, L.nown, L.constant_bytes, L.nconstants);
+            ok = false;
+        } else {
+            memset(arena, 0, L.arena_bytes);
+            memset(constants, 0, L.constant_bytes);
         }
     }
 
@@ -208,7 +314,8 @@ bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int n
     }
     for (int ki = 0; ok && ki < p->nkernels; ki++) {
         const Kernel *k = p->kernels[ki];
-        for (int b = 0; b < k->nbufs; b++) bufs[b] = mem[k->bufs[b].node->id];
+        for (int b = 0; b < k->nbufs; b++)
+            bufs[b] = host_addr(&L.home[k->bufs[b].node->id], inputs, params, arena, constants);
         if (!launch(ctx, g, k, bufs, syms, d)) {
             if (diag_error_count(d) == errs) diag_error(d, g->loc, "kernel %s failed", k->name);
             ok = false;
@@ -217,31 +324,9 @@ bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int n
 
     /* the outputs */
     for (int i = 0; ok && i < g->noutputs; i++) {
-        const Node *o = g->outputs[i].node, *r = root_of(g, o);
-        int64_t shape[IR_MAX_RANK], numel;
-        size_t bytes;
-        if (!value_size(g, o, syms, shape, &numel, &bytes, d)) {
-            ok = false;
-            break;
-        }
-        outputs[i] = rt_tensor_new(o->type.dtype, o->type.rank, shape);
-        if (!outputs[i]) {
-            diag_error(d, g->outputs[i].loc, "out of memory for output '%s'", g->outputs[i].name);
-            ok = false;
-            break;
-        }
-        if (r->op == OP_CONST) {
-            ok = fill_const(g, r, syms, outputs[i], d);
-        } else if (!mem[r->id] && bytes > 0) {
-            diag_error(d, g->outputs[i].loc, "internal error: no kernel computes output '%s'", g->outputs[i].name);
-            ok = false;
-        } else if (bytes > have[r->id]) {
-            diag_error(d, g->outputs[i].loc, "internal error: output '%s' needs %zu bytes, its memory has %zu",
-                       g->outputs[i].name, bytes, have[r->id]);
-            ok = false;
-        } else if (bytes) {
-            memcpy(outputs[i]->data, mem[r->id], bytes);
-        }
+        const RtHome *from;
+        ok = rt_exec_output(g, &L, syms, i, &outputs[i], &from, d);
+        if (ok && from) memcpy(outputs[i]->data, host_addr(from, inputs, params, arena, constants), outputs[i]->nbytes);
     }
     if (!ok || diag_error_count(d) != errs) {
         ok = false;
@@ -250,10 +335,10 @@ bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int n
             outputs[i] = NULL;
         }
     }
-    for (int i = 0; own && mem && i < nn; i++)
-        if (own[i]) free(mem[i]);
+    rt_exec_layout_free(&L);
     free(arena);
+    free(constants);
     free(bufs);
-    free(syms), free(mem), free(own), free(have), free(off), free(bsize);
+    free(syms);
     return ok;
 }

@@ -9,11 +9,12 @@
  * are in [0.5, 1.5), integer inputs used as gather indices are in range for
  * the gathered axis, other integers are in [0, 10).  Everything is seeded.
  *
- * Devices (RunOptions.device): ref runs the interpreter; cpu and cuda lower
- * the graph to kernel IR and run it with rt_exec_run and that backend's
- * launcher (a host backend is made per run: its kernels come from the disk
- * cache after the first run); auto picks the GPU when one is usable, else the
- * host JIT, else the interpreter with a warning. */
+ * Devices (RunOptions.device): ref runs the interpreter; cpu lowers the graph
+ * to kernel IR and runs it with rt_exec_run and the host JIT's launcher (a
+ * host backend is made per run: its kernels come from the disk cache after
+ * the first run); cuda loads the model on the GPU (runtime/cuda_exec.c: device
+ * memory, NVRTC kernels) and runs it there; auto picks the GPU when one is
+ * usable, else the host JIT, else the interpreter with a warning. */
 #include "run.h"
 
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 
 #include "../codegen/lower.h"
+#include "cuda_exec.h"
 #include "exec.h"
 #include "host_jit.h"
 #include "interp.h"
@@ -44,21 +46,54 @@ bool rt_device_from_name(const char *name, RtDevice *out) {
     return false;
 }
 
-/* The CUDA hook: whether a GPU can run models, and the run itself.  The CUDA
- * backend (runtime/cuda_*.c, codegen/cuda) plugs in here once it can run a
- * lowered program (rt_exec_run with its launcher and device memory); until
- * then `auto` never picks the GPU and `cuda` is an error. */
-static bool cuda_usable(void) { return false; }
+/* The CUDA hook: whether a GPU can run models (a driver with a device, and
+ * NVRTC), and the run itself (runtime/cuda_exec.h: the model is loaded --
+ * kernels built for the device's exact architecture through the cache,
+ * params uploaded, constants computed -- then run once).  With
+ * DSC_CUDA_BENCH=FILE the loaded model is also timed (DSC_CUDA_BENCH_ITERS
+ * inferences, default 100) and the JSON object of docs/cuda.md ("Timing") is
+ * written to FILE ("-": standard output). */
+static bool cuda_usable(void) { return rt_cuda_usable(NULL, 0); }
 
-static bool run_cuda(const Graph *g, const KProgram *p, Tensor *const *inputs, int nin, Tensor *const *params,
-                     Tensor **outs, Diag *d) {
-    (void)p;
-    (void)inputs;
-    (void)nin;
-    (void)params;
-    (void)outs;
-    diag_error(d, loc_file(g->file), "device 'cuda' is not available: this build cannot run models on the GPU yet");
-    return false;
+enum { CUDA_FAILED, CUDA_DONE, CUDA_FALLBACK };
+
+/* p NULL: CUDA is not usable; reports why.  With `fallback` (under auto) a
+ * model the GPU cannot load is a warning and CUDA_FALLBACK: the caller runs
+ * it on the host; errors while running are the model's own. */
+static int run_cuda(const Graph *g, const KProgram *p, Tensor *const *inputs, int nin, Tensor *const *params,
+                    Tensor **outs, bool fallback, Diag *d) {
+    if (!p) {
+        char why[600] = "";
+        rt_cuda_usable(why, sizeof why);
+        diag_error(d, loc_file(g->file), "device 'cuda' is not available: %s", why);
+        return CUDA_FAILED;
+    }
+    Diag *setup = diag_create();
+    CudaModel *m = NULL;
+    bool ok = rt_cuda_model_load(g, p, params, NULL, &m, setup);
+    if (!ok && fallback) {
+        DiagLevel level = DIAG_ERROR;
+        const char *why = NULL;
+        for (int i = 0; i < diag_count(setup) && (!why || level != DIAG_ERROR); i++)
+            why = diag_message(setup, i, &level, NULL);
+        diag_warning(d, loc_file(g->file), "the GPU cannot run this model (%s); running on the host",
+                     why ? why : "unknown error");
+        diag_destroy(setup);
+        return CUDA_FALLBACK;
+    }
+    for (int i = 0; i < diag_count(setup); i++) { /* warnings (no hwdb, an unwritable cache), or the errors */
+        DiagLevel level;
+        Loc loc;
+        const char *msg = diag_message(setup, i, &level, &loc);
+        diag_report(d, level, loc, "%s", msg);
+    }
+    diag_destroy(setup);
+    ok = ok && rt_cuda_model_run(m, inputs, nin, outs, d);
+    const char *bench = getenv("DSC_CUDA_BENCH"), *iters = getenv("DSC_CUDA_BENCH_ITERS");
+    if (ok && bench && *bench)
+        ok = rt_cuda_bench_to_file(m, inputs, nin, iters && atoi(iters) > 0 ? atoi(iters) : 100, bench, d);
+    rt_cuda_model_free(m, d);
+    return ok ? CUDA_DONE : CUDA_FAILED;
 }
 
 /* Runs the graph on the device the options name (see RtDevice). */
@@ -78,7 +113,8 @@ static bool run_on_device(const Graph *g, const RunOptions *opt, Tensor *const *
         }
     }
     if (dev == RT_DEVICE_REF) return rt_interp_run(g, inputs, nin, params, outs, d);
-    if (dev == RT_DEVICE_CUDA && !cuda_usable()) return run_cuda(g, NULL, inputs, nin, params, outs, d);
+    if (dev == RT_DEVICE_CUDA && !cuda_usable())
+        return run_cuda(g, NULL, inputs, nin, params, outs, false, d) == CUDA_DONE;
     if (dev == RT_DEVICE_CPU && !rt_host_available()) {
         diag_error(d, loc_file(g->file), "device 'cpu' is not available: the host backend is not built "
                                          "(dsc was configured with -DDSC_WITH_LLVM=OFF); use --device ref");
@@ -93,8 +129,12 @@ static bool run_on_device(const Graph *g, const RunOptions *opt, Tensor *const *
     Diag *setup = diag_create();
     bool ok = cg_lower((Graph *)g, &prog, setup);
     if (ok && dev == RT_DEVICE_CUDA) {
-        diag_destroy(setup);
-        return run_cuda(g, &prog, inputs, nin, params, outs, d);
+        int r = run_cuda(g, &prog, inputs, nin, params, outs, opt->device == RT_DEVICE_AUTO, d);
+        if (r != CUDA_FALLBACK) {
+            diag_destroy(setup);
+            return r == CUDA_DONE;
+        }
+        dev = RT_DEVICE_CPU; /* under auto: the host JIT, else the interpreter (below) */
     }
     HostBackend *hb = ok ? rt_host_create(NULL, setup) : NULL;
     ok = hb && rt_host_prepare(hb, g, &prog, setup);
@@ -312,12 +352,11 @@ static void summarize(FILE *out, const char *name, const Tensor *t) {
     fputc('\n', out);
 }
 
-bool rt_run_model(const Graph *g, const char *model_path, const RunOptions *opt, Tensor **outputs, Diag *d) {
+bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions *opt, RtModelData *md, Diag *d) {
     int nin = count_op(g, OP_INPUT), nparams = count_op(g, OP_PARAM), nsyms = dim_sym_count(g->dims);
     Tensor **inputs = calloc((size_t)nin + 1, sizeof(Tensor *));
     Tensor **params = calloc((size_t)nparams + 1, sizeof(Tensor *));
     Tensor **views = calloc((size_t)nparams + 1, sizeof(Tensor *)); /* not owned data */
-    Tensor **outs = calloc((size_t)g->noutputs + 1, sizeof(Tensor *));
     int64_t *syms = calloc((size_t)nsyms + 1, sizeof(int64_t));
     SafeTensors *st = NULL;
     char *wpath = NULL;
@@ -403,23 +442,60 @@ bool rt_run_model(const Graph *g, const char *model_path, const RunOptions *opt,
         }
         if (missing) goto done;
     }
-    if (!run_on_device(g, opt, inputs, nin, params, outs, d)) goto done;
-    /* Outputs. */
+    ok = true;
+done:
+    if (ok) {
+        *md = (RtModelData){.ninputs = nin, .nparams = nparams, .inputs = inputs, .params = params, .weights = st};
+    } else {
+        *md = (RtModelData){0};
+        for (int i = 0; i < nin; i++) rt_tensor_free(inputs[i]);
+        for (int i = 0; i < nparams; i++) rt_tensor_free(params[i]); /* views: frees only the struct */
+        st_close(st);
+        free(inputs);
+        free(params);
+    }
+    free(wpath);
+    free(views);
+    free(syms);
+    return ok;
+}
+
+void rt_model_data_free(RtModelData *md) {
+    if (!md) return;
+    for (int i = 0; i < md->ninputs; i++) rt_tensor_free(md->inputs[i]);
+    for (int i = 0; i < md->nparams; i++) rt_tensor_free(md->params[i]); /* views: frees only the struct */
+    st_close(md->weights);
+    free(md->inputs);
+    free(md->params);
+    *md = (RtModelData){0};
+}
+
+bool rt_model_outputs_write(const Graph *g, const RunOptions *opt, Tensor *const *outs, Diag *d) {
     if (opt->output_dir) {
         if (mkdir(opt->output_dir, 0777) != 0 && errno != EEXIST) {
             diag_error(d, loc_file(opt->output_dir), "cannot create directory: %s", strerror(errno));
-            goto done;
+            return false;
         }
         for (int i = 0; i < g->noutputs; i++) {
             char *p = NULL;
-            if (asprintf(&p, "%s/%s.npy", opt->output_dir, g->outputs[i].name) < 0) goto done;
+            if (asprintf(&p, "%s/%s.npy", opt->output_dir, g->outputs[i].name) < 0) return false;
             bool w = npy_write(p, outs[i], d);
             free(p);
-            if (!w) goto done;
+            if (!w) return false;
         }
     }
     if (opt->summary)
         for (int i = 0; i < g->noutputs; i++) summarize(opt->summary, g->outputs[i].name, outs[i]);
+    return true;
+}
+
+bool rt_run_model(const Graph *g, const char *model_path, const RunOptions *opt, Tensor **outputs, Diag *d) {
+    Tensor **outs = calloc((size_t)g->noutputs + 1, sizeof(Tensor *));
+    RtModelData md = {0};
+    bool ok = false;
+    if (!rt_model_data_load(g, model_path, opt, &md, d)) goto done;
+    if (!run_on_device(g, opt, md.inputs, md.ninputs, md.params, outs, d)) goto done;
+    if (!rt_model_outputs_write(g, opt, outs, d)) goto done;
     ok = true;
 done:
     for (int i = 0; i < g->noutputs; i++) {
@@ -428,14 +504,7 @@ done:
         else
             rt_tensor_free(outs[i]);
     }
-    for (int i = 0; i < nin; i++) rt_tensor_free(inputs[i]);
-    for (int i = 0; i < nparams; i++) rt_tensor_free(params[i]); /* views: frees only the struct */
-    st_close(st);
-    free(wpath);
-    free(inputs);
-    free(params);
-    free(views);
+    rt_model_data_free(&md);
     free(outs);
-    free(syms);
     return ok;
 }

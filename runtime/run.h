@@ -61,6 +61,29 @@ typedef struct {
  * g->noutputs new tensors the caller frees; otherwise they are freed here. */
 bool rt_run_model(const Graph *g, const char *model_path, const RunOptions *opt, Tensor **outputs, Diag *d);
 
+/* The inputs and params rt_run_model runs a graph on, resolved from the
+ * options exactly as it does (inputs from files, the others seeded random
+ * when random_inputs; params from the weights file, or all random when
+ * random_weights), for callers that run one model many times on the same
+ * data (dsc bench, runtime/bench.c).  Inputs are in the order of the graph's
+ * OP_INPUT nodes, params of its OP_PARAM nodes; params read from a file are
+ * views into it, kept open until rt_model_data_free. */
+typedef struct {
+    int ninputs, nparams;
+    Tensor **inputs;
+    Tensor **params;
+    struct SafeTensors *weights; /* the open weights file, or NULL */
+} RtModelData;
+
+/* On failure reports into d and leaves *md zeroed (safe to free). */
+bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions *opt, RtModelData *md, Diag *d);
+void rt_model_data_free(RtModelData *md);
+
+/* What rt_run_model does with the outputs of a run: writes each as
+ * opt->output_dir/NAME.npy (when set) and prints the summary lines to
+ * opt->summary (when set). */
+bool rt_model_outputs_write(const Graph *g, const RunOptions *opt, Tensor *const *outs, Diag *d);
+
 /* Seeded random tensors as used by --random-inputs and --random-weights:
  * floats uniform in [lo, hi), integers uniform in [lo, hi) truncated, bool
  * 0/1 with equal odds. */

@@ -16,6 +16,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "runtime/atomic_file.h"
+#include "runtime/bench.h"
 #include "runtime/hwdb.h"
 #include "runtime/nvrtc.h"
 #include "runtime/run.h"
@@ -33,6 +34,7 @@ static const char usage_main[] =
     "  check FILE         parse and type-check a .dsg model; report every error\n"
     "  compile FILE       optimize a model and write it as DSG or Graphviz\n"
     "  run FILE           run a model on inputs (.npy) and weights (safetensors)\n"
+    "  bench FILE         time a model: median and min latency, throughput\n"
     "  passes             list the optimization passes in pipeline order\n"
     "  hwdb               list the hardware database and what this machine selects\n"
     "  help [COMMAND]     show help for dsc or for one command\n"
@@ -125,12 +127,54 @@ static const char usage_run[] =
     "                             compiled kernels are cached in $DSC_CACHE_DIR, else\n"
     "                             $XDG_CACHE_HOME/dsc or ~/.cache/dsc; DSC_CACHE=0\n"
     "                             turns the cache off; DSC_THREADS=N sets the threads)\n"
-    "                       cuda  the GPU (not available in this build yet)\n"
+    "                       cuda  the GPU: kernels compiled by NVRTC for its exact architecture\n"
+    "                             (cached like cpu); needs the CUDA driver (libcuda.so.1)\n"
     "                       ref   the reference interpreter (slow, the oracle)\n"
     "                       auto  the GPU if usable, else cpu; without LLVM in the\n"
     "                             build, ref with a warning\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_bench[] =
+    "usage: dsc bench FILE [--device auto|cpu|ref] [--iters N] [--warmup N]\n"
+    "                 [--bind DIM=VALUE[,DIM=VALUE]...]... [--seed N]\n"
+    "                 [--input NAME=FILE.npy]... [--weights FILE] [--output-dir DIR]\n"
+    "                 [-O0|-O1|-O2] [--disable-pass=NAME]... [--no-cache]\n"
+    "                 [--profile] [--json]\n"
+    "\n"
+    "Times the model.  Everything is prepared once: the inputs and weights and,\n"
+    "for cpu, the lowering and JIT compilation (timed and reported apart); then\n"
+    "the model runs --warmup times untimed and --iters times timed on the same\n"
+    "data.  Prints the median, min, mean and max latency, the throughput\n"
+    "(inferences per second) and, from the kernels' estimates, GFLOP/s.  One\n"
+    "timed run is what 'dsc run' does per inference: bind the dims, run every\n"
+    "kernel, copy the outputs out.\n"
+    "\n"
+    "options:\n"
+    "  --device DEV       where to run (default auto): cpu (the host JIT; threads:\n"
+    "                     $DSC_THREADS, else every core), ref (the reference\n"
+    "                     interpreter), auto (cpu, else ref with a warning)\n"
+    "  --iters N          timed runs (default 20)\n"
+    "  --warmup N         untimed runs before them (default 3)\n"
+    "  --bind DIM=VALUE   the value of a dim for the random inputs (repeatable or\n"
+    "                     comma-separated); otherwise its <= bound, else 8\n"
+    "  --seed N           seed for the random inputs and weights (default 0)\n"
+    "  --input NAME=FILE  the input NAME from a .npy file; the others are random\n"
+    "  --weights FILE     read the params from FILE; otherwise they are random\n"
+    "  --output-dir DIR   write the outputs of the last run as DIR/NAME.npy\n"
+    "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
+    "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
+    "  --no-cache         compile every kernel (no disk cache): the cold compile time\n"
+    "  --profile          per kernel (cpu only): median time per inference, share,\n"
+    "                     GFLOP/s and GB/s from the kernel's estimates, and the\n"
+    "                     time spent outside the kernels\n"
+    "  --json             print one JSON object instead, with the keys model, file,\n"
+    "                     device, target, threads, dims, iters, warmup, load_ms,\n"
+    "                     data_ms, compile_ms, first_ms, median_ms, min_ms, mean_ms,\n"
+    "                     max_ms, throughput_per_s, flops, gflops_per_s, bytes,\n"
+    "                     kernels, kernels_compiled, kernels_cached, samples_ms (and\n"
+    "                     with --profile: profile, profile_other_ms)\n"
     "  -h, --help         show this help\n";
 
 static const char usage_passes[] =
@@ -591,6 +635,126 @@ done:
     return rc;
 }
 
+static int cmd_bench(int argc, char **argv) {
+    const char *file = NULL, *v;
+    char **names = calloc((size_t)argc + 1, sizeof(char *)), **files = calloc((size_t)argc + 1, sizeof(char *));
+    const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
+    Binds binds = {0};
+    BenchOptions bo = {.run = {.device = RT_DEVICE_AUTO, .random_inputs = true}, .iters = 20, .warmup = 3};
+    bool json = false;
+    int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char *n, *val;
+        int64_t x;
+        if (is_help(a)) {
+            fputs(usage_bench, stdout);
+            rc = EXIT_OK;
+            goto done;
+        } else if ((v = option_value(argc, argv, &i, "--device"))) {
+            if (!rt_device_from_name(v, &bo.run.device) || bo.run.device == RT_DEVICE_CUDA) {
+                rc = usage_error(usage_bench, "--device must be auto, cpu or ref, got '%s'", v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--iters"))) {
+            if (!parse_i64(v, &x) || x < 1 || x > 1000000) {
+                rc = usage_error(usage_bench, "--iters needs a positive integer, got '%s'", v);
+                goto done;
+            }
+            bo.iters = (int)x;
+        } else if ((v = option_value(argc, argv, &i, "--warmup"))) {
+            if (!parse_i64(v, &x) || x < 0 || x > 1000000) {
+                rc = usage_error(usage_bench, "--warmup needs a non-negative integer, got '%s'", v);
+                goto done;
+            }
+            bo.warmup = (int)x;
+        } else if ((v = option_value(argc, argv, &i, "--bind"))) {
+            if (!add_binds(&binds, (char *)v)) {
+                rc = usage_error(usage_bench, "--bind needs DIM=VALUE[,DIM=VALUE...] with non-negative integers, got '%s'",
+                                 v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--seed"))) {
+            if (!parse_i64(v, &x)) {
+                rc = usage_error(usage_bench, "--seed needs an integer, got '%s'", v);
+                goto done;
+            }
+            bo.run.seed = (uint64_t)x;
+        } else if ((v = option_value(argc, argv, &i, "--input"))) {
+            if (!split_eq((char *)v, &n, &val)) {
+                rc = usage_error(usage_bench, "--input needs NAME=FILE, got '%s'", v);
+                goto done;
+            }
+            names[bo.run.ninputs] = n;
+            files[bo.run.ninputs++] = val;
+        } else if ((v = option_value(argc, argv, &i, "--weights"))) {
+            bo.run.weights = v;
+        } else if ((v = option_value(argc, argv, &i, "--output-dir"))) {
+            bo.run.output_dir = v;
+        } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
+            if (!check_pass_name(v, "--disable-pass")) goto done;
+            disabled[ndisabled++] = v;
+        } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
+            opt = a[2] - '0';
+        } else if (strcmp(a, "--no-cache") == 0) {
+            bo.no_cache = true;
+        } else if (strcmp(a, "--profile") == 0) {
+            bo.profile = true;
+        } else if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (a[0] == '-' && a[1]) {
+            rc = usage_error(usage_bench, "unknown option or missing value: '%s'", a);
+            goto done;
+        } else if (file) {
+            rc = usage_error(usage_bench, "more than one file given ('%s')", a);
+            goto done;
+        } else {
+            file = a;
+        }
+    }
+    if (!file) {
+        rc = usage_error(usage_bench, "%s", "no input file");
+        goto done;
+    }
+    bo.run.input_names = (const char *const *)names;
+    bo.run.input_files = (const char *const *)files;
+    bo.run.nbinds = binds.n;
+    bo.run.bind_names = (const char *const *)binds.names;
+    bo.run.bind_values = binds.values;
+    bo.run.random_weights = !bo.run.weights;
+    Arena *arena = arena_create();
+    Diag *d = diag_create();
+    rc = EXIT_DIAG;
+    double t0 = rt_bench_now();
+    Graph *g = load(arena, d, file);
+    PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
+    bool ok = g && pass_run_pipeline(g, d, &po);
+    double load_ms = (rt_bench_now() - t0) * 1e3;
+    /* a second copy stays as written, for choosing random weight ranges */
+    bo.run.as_written = ok && bo.run.random_weights ? load(arena, d, file) : NULL;
+    if (ok) {
+        BenchResult res;
+        if (rt_bench_model(g, file, &bo, &res, d)) {
+            res.load_ms = load_ms;
+            diag_print(d, stderr, true); /* warnings (a fallback to ref) before the report */
+            diag_clear(d);
+            rt_bench_print(stdout, &res, file, json);
+            bo.run.summary = json ? NULL : stdout; /* text: one line per output of the last run */
+            if (rt_model_outputs_write(g, &bo.run, res.outputs, d)) rc = EXIT_OK;
+            fflush(stdout);
+        }
+        rt_bench_result_free(&res);
+    }
+    diag_print(d, stderr, true);
+    diag_destroy(d);
+    arena_destroy(arena);
+done:
+    free(disabled);
+    free(names);
+    free(files);
+    return rc;
+}
+
 static int cmd_passes(int argc, char **argv) {
     if (argc > 0 && is_help(argv[0])) {
         fputs(usage_passes, stdout);
@@ -678,6 +842,7 @@ static const Command commands[] = {
     {"check", cmd_check, usage_check},
     {"compile", cmd_compile, usage_compile},
     {"run", cmd_run, usage_run},
+    {"bench", cmd_bench, usage_bench},
     {"passes", cmd_passes, usage_passes},
     {"hwdb", cmd_hwdb, usage_hwdb},
 };
