@@ -56,23 +56,6 @@ static void fail(Ev *E, const char *fmt, ...) {
     diag_error(E->d, loc_file(E->g->file), "kernel %s: %s", E->k->name, buf);
 }
 
-static int64_t u2i(uint64_t u) { return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1; }
-
-static int64_t wrap(int64_t v, DType dt) {
-    switch (dt) {
-    case DT_I8: {
-        uint8_t u = (uint8_t)v;
-        return u < 128 ? (int64_t)u : (int64_t)u - 256;
-    }
-    case DT_I32: {
-        uint32_t u = (uint32_t)v;
-        return u <= (uint32_t)INT32_MAX ? (int64_t)u : (int64_t)u - ((int64_t)1 << 32);
-    }
-    case DT_BOOL: return v != 0;
-    default: return v;
-    }
-}
-
 static int64_t f2i(float f) {
     if (isnan(f)) return 0;
     if (f <= -9223372036854775808.0f) return INT64_MIN;
@@ -140,12 +123,12 @@ static void store(Ev *E, int buf, int64_t i, V v) {
         break;
     }
     case DT_I8: {
-        int8_t x = (int8_t)wrap(v.i, DT_I8);
+        int8_t x = (int8_t)ir_wrap_int(v.i, DT_I8);
         memcpy(p + i, &x, 1);
         break;
     }
     case DT_I32: {
-        int32_t x = (int32_t)wrap(v.i, DT_I32);
+        int32_t x = (int32_t)ir_wrap_int(v.i, DT_I32);
         memcpy(p + i * 4, &x, 4);
         break;
     }
@@ -170,7 +153,7 @@ static V un(Ev *E, const KExpr *e) {
         return r;
     }
     if (e->op == KO_WRAP) {
-        r.i = wrap(a.i, e->dt);
+        r.i = ir_wrap_int(a.i, e->dt);
         return r;
     }
     if (e->op == KO_NOT) {
@@ -202,8 +185,8 @@ static V un(Ev *E, const KExpr *e) {
     }
     uint64_t u = (uint64_t)a.i;
     switch (e->op) {
-    case KO_NEG: r.i = u2i(0 - u); break;
-    case KO_ABS: r.i = a.i < 0 ? u2i(0 - u) : a.i; break;
+    case KO_NEG: r.i = ir_u64_to_i64(0 - u); break;
+    case KO_ABS: r.i = a.i < 0 ? ir_u64_to_i64(0 - u) : a.i; break;
     case KO_RELU: r.i = a.i < 0 ? 0 : a.i; break;
     default: fail(E, "unary %s is not defined for %s", kir_op_name(e->op), kir_type_name(e->type));
     }
@@ -217,7 +200,7 @@ static int64_t ipow(int64_t b, int64_t e) {
         if (e & 1) r *= x;
         x *= x;
     }
-    return u2i(r);
+    return ir_u64_to_i64(r);
 }
 
 static V bin(Ev *E, const KExpr *e) {
@@ -255,9 +238,9 @@ static V bin(Ev *E, const KExpr *e) {
     }
     int64_t x = a.i, y = b.i;
     switch (e->op) {
-    case KO_ADD: r.i = u2i((uint64_t)x + (uint64_t)y); break;
-    case KO_SUB: r.i = u2i((uint64_t)x - (uint64_t)y); break;
-    case KO_MUL: r.i = u2i((uint64_t)x * (uint64_t)y); break;
+    case KO_ADD: r.i = ir_u64_to_i64((uint64_t)x + (uint64_t)y); break;
+    case KO_SUB: r.i = ir_u64_to_i64((uint64_t)x - (uint64_t)y); break;
+    case KO_MUL: r.i = ir_u64_to_i64((uint64_t)x * (uint64_t)y); break;
     case KO_DIV:
     case KO_MOD:
         if (y == 0) {
@@ -266,7 +249,7 @@ static V bin(Ev *E, const KExpr *e) {
             break;
         }
         if (y == -1)
-            r.i = e->op == KO_DIV ? u2i(0 - (uint64_t)x) : 0;
+            r.i = e->op == KO_DIV ? ir_u64_to_i64(0 - (uint64_t)x) : 0;
         else
             r.i = e->op == KO_DIV ? x / y : x % y;
         break;

@@ -189,20 +189,6 @@ static KBufRole role_of(const Graph *g, const Node *r) {
     return in_const_group(g, r) ? KB_CONSTANT : KB_PLANNED;
 }
 
-static int64_t wrap_to(int64_t v, DType dt) {
-    if (dt == DT_I8) {
-        uint8_t u = (uint8_t)v;
-        return u < 128 ? (int64_t)u : (int64_t)u - 256;
-    }
-    if (dt == DT_I32) {
-        uint32_t u = (uint32_t)v;
-        return u <= (uint32_t)INT32_MAX ? (int64_t)u : (int64_t)u - ((int64_t)1 << 32);
-    }
-    return v;
-}
-
-static int64_t u2i(uint64_t u) { return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1; }
-
 /* ---- expressions (with folding of constant index arithmetic) ------------------- */
 
 static KExpr *ci(Low *L, int64_t v) { return kir_const_i(L->g, v); }
@@ -226,9 +212,9 @@ static KExpr *ib(Low *L, KOp op, KExpr *a, KExpr *b) {
     if (a->type != KT_I64) return kir_bin(L->g, op, a, b);
     if (ca && cb) {
         switch (op) {
-        case KO_ADD: return ci(L, u2i((uint64_t)x + (uint64_t)y));
-        case KO_SUB: return ci(L, u2i((uint64_t)x - (uint64_t)y));
-        case KO_MUL: return ci(L, u2i((uint64_t)x * (uint64_t)y));
+        case KO_ADD: return ci(L, ir_u64_to_i64((uint64_t)x + (uint64_t)y));
+        case KO_SUB: return ci(L, ir_u64_to_i64((uint64_t)x - (uint64_t)y));
+        case KO_MUL: return ci(L, ir_u64_to_i64((uint64_t)x * (uint64_t)y));
         case KO_DIV:
             if (y != 0 && y != -1) return ci(L, x / y);
             break;
@@ -294,7 +280,7 @@ static KExpr *fcount(Low *L, DimId d) {
 static KExpr *wrapd(Low *L, DType dt, KExpr *e) {
     if (dt != DT_I8 && dt != DT_I32) return e;
     int64_t v;
-    if (kci(e, &v)) return ci(L, wrap_to(v, dt));
+    if (kci(e, &v)) return ci(L, ir_wrap_int(v, dt));
     return kir_wrap(L->g, dt, e);
 }
 
@@ -1722,9 +1708,9 @@ static int64_t keval(const KExpr *e, const int64_t *sample) {
     case KE_BIN: {
         int64_t a = keval(e->a, sample), b = keval(e->b, sample);
         switch (e->op) {
-        case KO_ADD: return u2i((uint64_t)a + (uint64_t)b);
-        case KO_SUB: return u2i((uint64_t)a - (uint64_t)b);
-        case KO_MUL: return u2i((uint64_t)a * (uint64_t)b);
+        case KO_ADD: return ir_u64_to_i64((uint64_t)a + (uint64_t)b);
+        case KO_SUB: return ir_u64_to_i64((uint64_t)a - (uint64_t)b);
+        case KO_MUL: return ir_u64_to_i64((uint64_t)a * (uint64_t)b);
         case KO_DIV: return b && b != -1 ? a / b : 0;
         case KO_MOD: return b && b != -1 ? a % b : 0;
         case KO_MIN: return a < b ? a : b;

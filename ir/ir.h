@@ -46,6 +46,11 @@ uint16_t ir_f32_to_bf16(float f);
 double ir_dtype_round(DType t, double v);
 /* The same for i64, exactly (a double cannot hold every i64). */
 int64_t ir_dtype_round_i64(double v);
+/* v wrapped to the width of integer dtype dt, two's complement (i8, i32; i64
+ * unchanged; bool: v != 0) -- the run-time semantics of integer overflow. */
+int64_t ir_wrap_int(int64_t v, DType dt);
+/* uint64 to int64 two's complement, without implementation-defined casts. */
+int64_t ir_u64_to_i64(uint64_t u);
 
 /* ---- operators ----------------------------------------------------------- */
 

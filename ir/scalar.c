@@ -87,3 +87,22 @@ double ir_dtype_round(DType t, double v) {
     default: return v;
     }
 }
+
+int64_t ir_u64_to_i64(uint64_t u) {
+    return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1;
+}
+
+int64_t ir_wrap_int(int64_t v, DType dt) {
+    switch (dt) {
+    case DT_I8: {
+        uint8_t u = (uint8_t)v;
+        return u < 128 ? (int64_t)u : (int64_t)u - 256;
+    }
+    case DT_I32: {
+        uint32_t u = (uint32_t)v;
+        return u <= (uint32_t)INT32_MAX ? (int64_t)u : (int64_t)u - ((int64_t)1 << 32);
+    }
+    case DT_BOOL: return v != 0;
+    default: return v;
+    }
+}

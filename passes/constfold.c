@@ -54,26 +54,6 @@ static bool intlike(DType t) { return dtype_is_int(t) || t == DT_BOOL; }
 /* v stored as dtype dt and read back, as the runtime stores it. */
 static double stored(DType dt, double v) { return ir_dtype_round(dt, v); }
 
-static int64_t u2i(uint64_t u) {
-    return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1;
-}
-
-/* Wraps v to the width of integer dtype dt (bool: v != 0). */
-static int64_t wrap(int64_t v, DType dt) {
-    switch (dt) {
-    case DT_I8: {
-        uint8_t u = (uint8_t)v;
-        return u < 128 ? (int64_t)u : (int64_t)u - 256;
-    }
-    case DT_I32: {
-        uint32_t u = (uint32_t)v;
-        return u <= (uint32_t)INT32_MAX ? (int64_t)u : (int64_t)u - ((int64_t)1 << 32);
-    }
-    case DT_BOOL: return v != 0;
-    default: return v;
-    }
-}
-
 /* A scalar operand: a CONST's dtype and literal, or a folded node's dtype and
  * stored value (storing again changes nothing). */
 typedef struct {
@@ -154,7 +134,7 @@ static int64_t ipow(int64_t b, int64_t e) {
         if (e & 1) r *= x;
         x *= x;
     }
-    return u2i(r);
+    return ir_u64_to_i64(r);
 }
 
 /* The integer domain (the caller wraps); false where the interpreter reports
@@ -162,9 +142,9 @@ static int64_t ipow(int64_t b, int64_t e) {
 static bool int_op(OpKind op, const int64_t *v, const bool *has, int64_t *r) {
     uint64_t a = (uint64_t)v[0], b = (uint64_t)v[1];
     switch (op) {
-    case OP_ADD: *r = u2i(a + b); return true;
-    case OP_SUB: *r = u2i(a - b); return true;
-    case OP_MUL: *r = u2i(a * b); return true;
+    case OP_ADD: *r = ir_u64_to_i64(a + b); return true;
+    case OP_SUB: *r = ir_u64_to_i64(a - b); return true;
+    case OP_MUL: *r = ir_u64_to_i64(a * b); return true;
     case OP_DIV:
         if (v[1] == 0) return false;
         *r = v[0] == INT64_MIN && v[1] == -1 ? INT64_MIN : v[0] / v[1];
@@ -179,8 +159,8 @@ static bool int_op(OpKind op, const int64_t *v, const bool *has, int64_t *r) {
         return true;
     case OP_MAXIMUM: *r = v[0] > v[1] ? v[0] : v[1]; return true;
     case OP_MINIMUM: *r = v[0] < v[1] ? v[0] : v[1]; return true;
-    case OP_NEG: *r = u2i(0 - a); return true;
-    case OP_ABS: *r = v[0] < 0 ? u2i(0 - a) : v[0]; return true;
+    case OP_NEG: *r = ir_u64_to_i64(0 - a); return true;
+    case OP_ABS: *r = v[0] < 0 ? ir_u64_to_i64(0 - a) : v[0]; return true;
     case OP_RELU: *r = v[0] < 0 ? 0 : v[0]; return true;
     case OP_CLIP:
         *r = v[0];
@@ -202,7 +182,7 @@ static bool evaluate(const Node *n, const Scalar *x, double *out) {
     if (n->nin < 1 || n->nin > MAXIN) return false;
     if (n->op == OP_CAST) {
         if (intlike(x[0].dt) && intlike(dt))
-            *out = (double)wrap(get_i(x[0]), dt);
+            *out = (double)ir_wrap_int(get_i(x[0]), dt);
         else if (intlike(x[0].dt))
             *out = stored(dt, (double)get_i(x[0]));
         else
@@ -220,7 +200,7 @@ static bool evaluate(const Node *n, const Scalar *x, double *out) {
         for (int k = 0; k < n->nin; k++)
             if (has[k]) v[k] = n->op == OP_WHERE && k == 0 ? get_f(x[0]) != 0 : get_i(x[k]);
         if (!int_op(n->op, v, has, &r)) return false;
-        *out = (double)wrap(r, dt);
+        *out = (double)ir_wrap_int(r, dt);
     } else {
         double v[MAXIN] = {0}, r;
         for (int k = 0; k < n->nin; k++)

@@ -53,27 +53,6 @@
 
 /* ---- integer helpers ---------------------------------------------------- */
 
-/* uint64 -> int64 two's complement, without implementation-defined casts. */
-static int64_t u2i(uint64_t u) {
-    return u <= (uint64_t)INT64_MAX ? (int64_t)u : -(int64_t)(UINT64_MAX - u) - 1;
-}
-
-/* Wraps v to the range of integer dtype `dt` (bool: v != 0). */
-static int64_t wrap_int(int64_t v, DType dt) {
-    switch (dt) {
-    case DT_I8: {
-        uint8_t u = (uint8_t)v;
-        return u < 128 ? (int64_t)u : (int64_t)u - 256;
-    }
-    case DT_I32: {
-        uint32_t u = (uint32_t)v;
-        return u <= (uint32_t)INT32_MAX ? (int64_t)u : (int64_t)u - ((int64_t)1 << 32);
-    }
-    case DT_BOOL: return v != 0;
-    default: return v;
-    }
-}
-
 static bool is_intlike(DType t) { return dtype_is_int(t) || t == DT_BOOL; }
 
 /* Exact integer read (floats are truncated toward zero and saturated). */
@@ -107,12 +86,12 @@ static void set_i(Tensor *t, int64_t i, int64_t v) {
     unsigned char *p = t->data;
     switch (t->dtype) {
     case DT_I8: {
-        int8_t x = (int8_t)wrap_int(v, DT_I8);
+        int8_t x = (int8_t)ir_wrap_int(v, DT_I8);
         memcpy(p + i, &x, 1);
         return;
     }
     case DT_I32: {
-        int32_t x = (int32_t)wrap_int(v, DT_I32);
+        int32_t x = (int32_t)ir_wrap_int(v, DT_I32);
         memcpy(p + i * 4, &x, 4);
         return;
     }
@@ -145,7 +124,7 @@ static void acc_madd(Acc *a, const Tensor *x, int64_t i, const Tensor *y, int64_
 }
 static void acc_store(Tensor *t, int64_t i, const Acc *a) {
     if (a->isint)
-        set_i(t, i, u2i(a->u));
+        set_i(t, i, ir_u64_to_i64(a->u));
     else
         rt_set(t, i, a->f);
 }
@@ -333,7 +312,7 @@ static int64_t ipow(int64_t b, int64_t e) {
         if (e & 1) r *= x;
         x *= x;
     }
-    return u2i(r);
+    return ir_u64_to_i64(r);
 }
 
 static bool int_capable(OpKind op) {
@@ -361,9 +340,9 @@ static bool int_capable(OpKind op) {
 static bool int_op(Ctx *c, const Node *n, const int64_t *v, const bool *has, int64_t *r) {
     uint64_t a = (uint64_t)v[0], b = (uint64_t)v[1];
     switch (n->op) {
-    case OP_ADD: *r = u2i(a + b); return true;
-    case OP_SUB: *r = u2i(a - b); return true;
-    case OP_MUL: *r = u2i(a * b); return true;
+    case OP_ADD: *r = ir_u64_to_i64(a + b); return true;
+    case OP_SUB: *r = ir_u64_to_i64(a - b); return true;
+    case OP_MUL: *r = ir_u64_to_i64(a * b); return true;
     case OP_DIV:
         CHECK(v[1] != 0, "integer division by zero (%lld / 0)", (long long)v[0]);
         *r = v[0] == INT64_MIN && v[1] == -1 ? INT64_MIN : v[0] / v[1];
@@ -378,8 +357,8 @@ static bool int_op(Ctx *c, const Node *n, const int64_t *v, const bool *has, int
         return true;
     case OP_MAXIMUM: *r = v[0] > v[1] ? v[0] : v[1]; return true;
     case OP_MINIMUM: *r = v[0] < v[1] ? v[0] : v[1]; return true;
-    case OP_NEG: *r = u2i(0 - a); return true;
-    case OP_ABS: *r = v[0] < 0 ? u2i(0 - a) : v[0]; return true;
+    case OP_NEG: *r = ir_u64_to_i64(0 - a); return true;
+    case OP_ABS: *r = v[0] < 0 ? ir_u64_to_i64(0 - a) : v[0]; return true;
     case OP_RELU: *r = v[0] < 0 ? 0 : v[0]; return true;
     case OP_CLIP:
         *r = v[0];
@@ -525,7 +504,7 @@ static bool k_reduce(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
         if (n->op == OP_REDUCE_MAX) {
             if (isint) {
                 int64_t v = get_i(x, i);
-                if (!seen[o] || v > u2i(ia[o])) ia[o] = (uint64_t)v;
+                if (!seen[o] || v > ir_u64_to_i64(ia[o])) ia[o] = (uint64_t)v;
             } else {
                 double v = rt_get(x, i);
                 fa[o] = !seen[o] ? v : fmax_nan(fa[o], v);
@@ -539,7 +518,7 @@ static bool k_reduce(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     }
     for (int64_t o = 0; o < nout; o++) {
         if (isint) {
-            int64_t v = u2i(ia[o]);
+            int64_t v = ir_u64_to_i64(ia[o]);
             if (n->op == OP_REDUCE_MEAN) v /= count;
             set_i(out, o, v);
         } else {
@@ -1050,7 +1029,7 @@ static bool k_pool(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
                         if (isint) {
                             int64_t v = get_i(x, off);
                             if (!cnt || v > im) im = v;
-                            is = u2i((uint64_t)is + (uint64_t)v);
+                            is = ir_u64_to_i64((uint64_t)is + (uint64_t)v);
                         } else {
                             double v = rt_get(x, off);
                             fm = cnt ? fmax_nan(fm, v) : v;
@@ -1081,7 +1060,7 @@ static bool k_global_avg_pool(Ctx *c, const Node *n, Tensor *const *in, Tensor *
         for (int64_t i = 0; i < sp; i++)
             acc_add(&acc, x, p * sp + i);
         if (isint)
-            set_i(out, p, u2i(acc.u) / sp);
+            set_i(out, p, ir_u64_to_i64(acc.u) / sp);
         else
             rt_set(out, p, acc.f / (double)sp);
     }
