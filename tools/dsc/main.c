@@ -32,7 +32,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  check FILE         parse and type-check a .dsg model; report every error\n"
-    "  compile FILE       optimize a model and write it as DSG or Graphviz\n"
+    "  compile FILE       optimize a model; write it as DSG or Graphviz, or its kernels (CUDA C, cubin)\n"
     "  run FILE           run a model on inputs (.npy) and weights (safetensors)\n"
     "  bench FILE         time a model: median and min latency, throughput\n"
     "  passes             list the optimization passes in pipeline order\n"
