@@ -49,39 +49,11 @@
 #include "runtime/run.h"
 
 #include "../randgraph.c"
+#include "../support.h"
 
 enum { MAX_PASSES = 32, DEFAULT_SEEDS = 1000 };
 
 /* ---- small utilities ------------------------------------------------------- */
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long env_long(const char *name, long dflt) {
-    const char *v = getenv(name);
-    return v && *v ? strtol(v, NULL, 10) : dflt;
-}
-
-static char *print_graph(const Graph *g) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ir_print_dsg(g, f);
-    fclose(f);
-    return buf;
-}
-
-static char *diag_text(const Diag *d) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    diag_print(d, f, true);
-    fclose(f);
-    return buf;
-}
 
 /* Tensors by name. */
 typedef struct {
@@ -216,7 +188,7 @@ static bool run_graph(const Graph *g, const TMap *ins, const TMap *prm, Tensor *
     if (ok) {
         Diag *d = diag_create();
         ok = rt_interp_run(g, iv, nin, pv, outs, d);
-        if (!ok) msg = diag_text(d);
+        if (!ok) msg = test_diag_text(d, true);
         diag_destroy(d);
     }
     free(iv);
@@ -386,7 +358,7 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
     int nref = 0;
     char *prev = NULL;
     if (!g) {
-        char *e = diag_text(d);
+        char *e = test_diag_text(d, true);
         fail(c, "does not compile (a generator or frontend bug):\n%s", e);
         free(e);
         goto done;
@@ -445,26 +417,26 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
                 goto done;
             }
     }
-    prev = print_graph(g);
+    prev = test_print_dsg(g);
     for (int pi = 0; pi < npasses; pi++) {
         const PassInfo *p = passes ? &passes[pi] : pass_get(pi);
         int before = ir_count_ops(g);
         diag_clear(d);
         crash_pass = p->name; /* the checks after it too */
         if (!p->run(g, d)) {
-            char *e = diag_text(d);
+            char *e = test_diag_text(d, true);
             fail(c, "pass %s fails:\n%s", p->name, e);
             free(e);
             break;
         }
         if (!ir_verify(g, d)) {
-            char *e = diag_text(d);
+            char *e = test_diag_text(d, true);
             fail(c, "the graph is invalid after pass %s:\n%s", p->name, e);
             free(e);
             break;
         }
         int after = ir_count_ops(g);
-        char *dump = print_graph(g);
+        char *dump = test_print_dsg(g);
         if (c->verbose)
             fprintf(stderr, "    %-16s %s, %d -> %d operations\n", p->name,
                     strcmp(dump, prev) ? "changed" : "unchanged", before, after);
@@ -479,11 +451,11 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
         Diag *d2 = diag_create();
         Graph *g2 = fe_compile_source(a, d2, "dump.dsg", dump, strlen(dump));
         if (!g2) {
-            char *e = diag_text(d2);
+            char *e = test_diag_text(d2, true);
             fail(c, "the dump after pass %s does not compile:\n%s\n%s", p->name, e, dump);
             free(e);
         } else {
-            char *again = print_graph(g2);
+            char *again = test_print_dsg(g2);
             if (strcmp(again, dump) != 0)
                 fail(c, "the dump after pass %s is not a fixed point; printed:\n%s\nreprinted:\n%s", p->name,
                      dump, again);
@@ -512,7 +484,7 @@ done:
 static int reports_left = -1;
 
 static void report(Check *c) {
-    if (reports_left < 0) reports_left = (int)env_long("DSC_EQUIV_MAX_REPORTS", 5);
+    if (reports_left < 0) reports_left = (int)test_env_long("DSC_EQUIV_MAX_REPORTS", 5);
     if (reports_left > 0) {
         reports_left--;
         fprintf(stderr, "==== %s FAILED\n%s---- the model:\n%s====\n", c->label, c->log.s ? c->log.s : "",
@@ -546,8 +518,8 @@ Test(equivalence, examples, .timeout = 600) {
     cr_assert_eq(glob("examples/*.dsg", 0, NULL, &gl), 0, "no examples/*.dsg (run from the repository root)");
     static const char *names[] = {"B", "S", "N"};
     static const int64_t values[] = {1, 3, 1};
-    bool verbose = env_long("DSC_EQUIV_VERBOSE", 0) != 0;
-    double t0 = now_s();
+    bool verbose = test_env_long("DSC_EQUIV_VERBOSE", 0) != 0;
+    double t0 = test_now_s();
     int failed = 0;
     catch_crashes();
     for (size_t i = 0; i < gl.gl_pathc; i++) {
@@ -563,7 +535,7 @@ Test(equivalence, examples, .timeout = 600) {
         free(c.log.s);
         free(src);
     }
-    fprintf(stderr, "equivalence: %zu examples, %d failed, %.1f s\n", gl.gl_pathc, failed, now_s() - t0);
+    fprintf(stderr, "equivalence: %zu examples, %d failed, %.1f s\n", gl.gl_pathc, failed, test_now_s() - t0);
     globfree(&gl);
 }
 
@@ -583,13 +555,13 @@ static void print_stats(const Stats *st, double secs) {
 }
 
 Test(equivalence, random_graphs, .timeout = 1800) {
-    long nseeds = env_long("DSC_EQUIV_SEEDS", DEFAULT_SEEDS), first = env_long("DSC_EQUIV_FIRST", 0);
-    long only = env_long("DSC_EQUIV_SEED", -1);
+    long nseeds = test_env_long("DSC_EQUIV_SEEDS", DEFAULT_SEEDS), first = test_env_long("DSC_EQUIV_FIRST", 0);
+    long only = test_env_long("DSC_EQUIV_SEED", -1);
     if (only >= 0) first = only, nseeds = 1;
     const char *dump_dir = getenv("DSC_EQUIV_DUMP");
-    bool verbose = env_long("DSC_EQUIV_VERBOSE", 0) != 0;
+    bool verbose = test_env_long("DSC_EQUIV_VERBOSE", 0) != 0;
     Stats *st = calloc(1, sizeof *st);
-    double t0 = now_s();
+    double t0 = test_now_s();
     catch_crashes();
     for (long s = first; s < first + nseeds; s++) {
         RandGraph rg;
@@ -614,7 +586,7 @@ Test(equivalence, random_graphs, .timeout = 1800) {
         free(c.log.s);
         randgraph_free(&rg);
     }
-    print_stats(st, now_s() - t0);
+    print_stats(st, test_now_s() - t0);
     if (nseeds >= 200 && only < 0) {
         for (int k = OP_ADD; k < OP_COUNT; k++)
             cr_expect_gt(st->op_models[k], 0, "operator %s was never generated in %ld models",

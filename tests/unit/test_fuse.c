@@ -14,6 +14,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "runtime/interp.h"
+#include "../support.h"
 
 static Arena *A;
 static Diag *D;
@@ -28,28 +29,10 @@ static void teardown(void) {
 }
 TestSuite(fuse, .init = setup, .fini = teardown);
 
-static char *diag_text(void) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    diag_print(D, f, true);
-    fclose(f);
-    return buf;
-}
-
-static char *print(const Graph *g) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ir_print_dsg(g, f);
-    fclose(f);
-    return buf;
-}
-
 static Graph *compile(const char *src) {
     Graph *g = fe_compile_source(A, D, "t.dsg", src, strlen(src));
     if (!g) {
-        char *e = diag_text();
+        char *e = test_diag_text(D, true);
         cr_assert_fail("does not compile:\n%s\n%s", src, e);
     }
     return g;
@@ -57,7 +40,7 @@ static Graph *compile(const char *src) {
 
 static void verify(Graph *g) {
     if (!ir_verify(g, D)) {
-        char *e = diag_text(), *p = print(g);
+        char *e = test_diag_text(D, true), *p = test_print_dsg(g);
         cr_assert_fail("verifier:\n%s\n%s", e, p);
     }
 }
@@ -110,10 +93,10 @@ static int kernels(const Graph *g) {
 /* The dump reparses to the same graph with the same groups, and printing it
  * again gives the same text. */
 static void check_reparse(Graph *g) {
-    char *p1 = print(g);
+    char *p1 = test_print_dsg(g);
     Graph *g2 = fe_compile_source(A, D, "printed.dsg", p1, strlen(p1));
     if (!g2) {
-        char *e = diag_text();
+        char *e = test_diag_text(D, true);
         cr_assert_fail("the dump does not compile:\n%s\n%s", p1, e);
     }
     verify(g2);
@@ -125,7 +108,7 @@ static void check_reparse(Graph *g) {
         for (int j = 0; j < g->groups[k]->nnodes; j++)
             cr_assert_eq(g2->groups[k]->nodes[j]->op, g->groups[k]->nodes[j]->op);
     }
-    char *p2 = print(g2);
+    char *p2 = test_print_dsg(g2);
     cr_assert_str_eq(p2, p1, "printing the reparsed dump differs");
     free(p1);
     free(p2);
@@ -169,7 +152,7 @@ static void check_same_results(const Graph *before, const Graph *after, const in
     bool ok1 = rt_interp_run(before, ins, nin, params, o1, D);
     bool ok2 = ok1 && rt_interp_run(after, ins, nin, params, o2, D);
     if (!ok2) {
-        char *e = diag_text();
+        char *e = test_diag_text(D, true);
         cr_assert_fail("interpreter failed:\n%s", e);
     }
     cr_assert_eq(before->noutputs, after->noutputs);
@@ -462,10 +445,10 @@ Test(fuse, conv_epilogue) {
 /* Fusing a fused graph again gives the same groups. */
 Test(fuse, idempotent) {
     Graph *g = fused(attention_src);
-    char *p1 = print(g);
+    char *p1 = test_print_dsg(g);
     cr_assert(pass_fuse(g, D));
     verify(g);
-    char *p2 = print(g);
+    char *p2 = test_print_dsg(g);
     cr_assert_str_eq(p1, p2);
     free(p1);
     free(p2);

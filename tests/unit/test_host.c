@@ -40,6 +40,7 @@
 #include "runtime/interp.h"
 #include "runtime/run.h"
 #include "runtime/threadpool.h"
+#include "../support.h"
 
 /* ---- thread pool ---------------------------------------------------------------- */
 
@@ -1060,12 +1061,6 @@ typedef struct {
     double t_ref, t_host;
 } EqStats;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char *diag_string(const Diag *d) {
     char *buf = NULL;
     size_t len = 0;
@@ -1222,26 +1217,26 @@ static bool check_host(const char *label, const char *src, int opt, const char *
     make_data(gr, syms, seed, ins, &nin, prm, &nprm);
     ref = calloc((size_t)gr->noutputs + 1, sizeof(Tensor *));
     got = calloc((size_t)gr->noutputs + 1, sizeof(Tensor *));
-    double t0 = now_s();
+    double t0 = test_now_s();
     if (!rt_interp_run(gr, ins, nin, prm, ref, d)) {
         ok = true; /* the reference itself fails (a generator matter, test_equivalence's business) */
         goto done;
     }
-    double t1 = now_s();
+    double t1 = test_now_s();
     KProgram p = {0};
     if (!cg_lower(gr, &p, d)) {
         snprintf(why, sizeof why, "lowering fails");
         goto done;
     }
     st->kernels += p.nkernels;
-    double t2 = now_s();
+    double t2 = test_now_s();
     if (!rt_host_prepare(eq_backend, gr, &p, d) ||
         !rt_exec_run(gr, &p, ins, nin, prm, got, rt_host_launch, eq_backend, d)) {
         snprintf(why, sizeof why, "the host backend fails");
         goto done;
     }
     st->t_ref += t1 - t0;
-    st->t_host += now_s() - t2;
+    st->t_host += test_now_s() - t2;
     ok = true;
     for (int i = 0; i < gr->noutputs; i++) {
         char w[256];

@@ -43,26 +43,7 @@
 #include "runtime/run.h"
 
 #include "../randgraph.c"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static long env_long(const char *name, long dflt) {
-    const char *v = getenv(name);
-    return v && *v ? strtol(v, NULL, 10) : dflt;
-}
-
-static char *diag_text(const Diag *d) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    diag_print(d, f, false);
-    fclose(f);
-    return buf;
-}
+#include "../support.h"
 
 /* ---- data by name ---------------------------------------------------------------- */
 
@@ -317,13 +298,13 @@ static void check_level(Check *c, Graph *g, int conf, const TMap *ins, const TMa
         goto done;
     }
     if (!rt_interp_run(g, iv, nin, pv, ref, d)) {
-        char *e = diag_text(d);
+        char *e = test_diag_text(d, false);
         fail(c, "%s: the interpreter fails:\n%s", configs[conf].name, e);
         free(e);
         goto done;
     }
     if (!cg_lower(g, &prog, d)) {
-        char *e = diag_text(d);
+        char *e = test_diag_text(d, false);
         fail(c, "%s: lowering fails:\n%s", configs[conf].name, e);
         free(e);
         goto done;
@@ -337,7 +318,7 @@ static void check_level(Check *c, Graph *g, int conf, const TMap *ins, const TMa
     }
     if (st) st->kernels[conf] += prog.nkernels;
     if (!rt_exec_run(g, &prog, iv, nin, pv, got, cg_kir_eval, NULL, d)) {
-        char *e = diag_text(d);
+        char *e = test_diag_text(d, false);
         fail(c, "%s: running the kernels fails:\n%s", configs[conf].name, e);
         free(e);
         dump_program(c, g, &prog);
@@ -375,7 +356,7 @@ static bool check_model(Check *c, const char *file, const char *const *bind_name
         Diag *d = diag_create();
         Graph *g = compile_at(a, d, file, c->src, conf);
         if (!g) {
-            char *e = diag_text(d);
+            char *e = test_diag_text(d, false);
             fail(c, "%s: does not compile:\n%s", configs[conf].name, e);
             free(e);
         } else {
@@ -443,12 +424,12 @@ Test(lower, examples, .timeout = 600) {
     static const char *names[] = {"B", "S", "N"};
     static const int64_t values[] = {1, 3, 1};
     Stats st = {0};
-    double t0 = now_s();
+    double t0 = test_now_s();
     for (size_t i = 0; i < gl.gl_pathc; i++) {
         char *src = read_file(gl.gl_pathv[i]);
         cr_assert_not_null(src, "cannot read %s", gl.gl_pathv[i]);
-        Check c = {.label = gl.gl_pathv[i], .src = src, .verbose = env_long("DSC_LOWER_VERBOSE", 0) != 0,
-                   .dump = env_long("DSC_LOWER_DUMP", 0) != 0};
+        Check c = {.label = gl.gl_pathv[i], .src = src, .verbose = test_env_long("DSC_LOWER_VERBOSE", 0) != 0,
+                   .dump = test_env_long("DSC_LOWER_DUMP", 0) != 0};
         if (c.verbose) fprintf(stderr, "%s\n", c.label);
         st.models++;
         if (!check_model(&c, gl.gl_pathv[i], names, values, 3, 1000 + i, &st, 3)) {
@@ -459,7 +440,7 @@ Test(lower, examples, .timeout = 600) {
         free(c.log);
         free(src);
     }
-    print_stats("examples", &st, now_s() - t0, 3);
+    print_stats("examples", &st, test_now_s() - t0, 3);
     globfree(&gl);
 }
 
@@ -487,7 +468,7 @@ Test(lower, examples_in_half_precision, .timeout = 600) {
     static const char *names[] = {"B", "S", "N"};
     static const int64_t values[] = {1, 3, 1};
     Stats st = {0};
-    double t0 = now_s();
+    double t0 = test_now_s();
     for (int h = 0; h < 2; h++)
         for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
             char *orig = read_file(files[i]);
@@ -496,7 +477,7 @@ Test(lower, examples_in_half_precision, .timeout = 600) {
             free(orig);
             char label[128];
             snprintf(label, sizeof label, "%s in %s", files[i], h ? "bf16" : "f16");
-            Check c = {.label = label, .src = src, .dump = env_long("DSC_LOWER_DUMP", 0) != 0};
+            Check c = {.label = label, .src = src, .dump = test_env_long("DSC_LOWER_DUMP", 0) != 0};
             st.models++;
             if (!check_model(&c, files[i], names, values, 3, 2000 + i, &st, 3)) {
                 st.failed++;
@@ -506,23 +487,23 @@ Test(lower, examples_in_half_precision, .timeout = 600) {
             free(c.log);
             free(src);
         }
-    print_stats("examples in f16/bf16", &st, now_s() - t0, 3);
+    print_stats("examples in f16/bf16", &st, test_now_s() - t0, 3);
 }
 
 Test(lower, random_graphs, .timeout = 1200) {
-    long nseeds = env_long("DSC_LOWER_SEEDS", 1000), first = env_long("DSC_LOWER_FIRST", 0);
-    long only = env_long("DSC_LOWER_SEED", -1);
+    long nseeds = test_env_long("DSC_LOWER_SEEDS", 1000), first = test_env_long("DSC_LOWER_FIRST", 0);
+    long only = test_env_long("DSC_LOWER_SEED", -1);
     if (only >= 0) first = only, nseeds = 1;
     Stats st = {0};
-    double t0 = now_s();
+    double t0 = test_now_s();
     for (long s = first; s < first + nseeds; s++) {
         RandGraph rg;
         randgraph_generate((uint64_t)s, &rg);
         char label[96], file[64];
         snprintf(label, sizeof label, "seed %ld (%s, %d ops)", s, rg.kind, rg.nops);
         snprintf(file, sizeof file, "seed_%ld.dsg", s);
-        Check c = {.label = label, .src = rg.text, .verbose = env_long("DSC_LOWER_VERBOSE", 0) != 0,
-                   .dump = env_long("DSC_LOWER_DUMP", 0) != 0};
+        Check c = {.label = label, .src = rg.text, .verbose = test_env_long("DSC_LOWER_VERBOSE", 0) != 0,
+                   .dump = test_env_long("DSC_LOWER_DUMP", 0) != 0};
         if (c.verbose) fprintf(stderr, "%s: %s\n", label, rg.motifs);
         st.models++;
         if (!check_model(&c, file, rg.bind_names, rg.bind_values, rg.nbinds, (uint64_t)s, &st, NCONF)) {
@@ -533,7 +514,7 @@ Test(lower, random_graphs, .timeout = 1200) {
         free(c.log);
         randgraph_free(&rg);
     }
-    print_stats("random models", &st, now_s() - t0, NCONF);
+    print_stats("random models", &st, test_now_s() - t0, NCONF);
 }
 
 /* ---- targeted cases -------------------------------------------------------------------- */
@@ -549,12 +530,12 @@ static Lowered lower_src(const char *src, int opt) {
     Lowered r = {arena_create(), diag_create(), NULL, {0}};
     r.g = compile_at(r.a, r.d, "t.dsg", src, opt);
     if (!r.g) {
-        char *e = diag_text(r.d);
+        char *e = test_diag_text(r.d, false);
         cr_assert_fail("does not compile:\n%s", e);
     }
     r.p.g = r.g;
     if (!cg_lower(r.g, &r.p, r.d)) {
-        char *e = diag_text(r.d);
+        char *e = test_diag_text(r.d, false);
         cr_assert_fail("lowering fails:\n%s", e);
     }
     return r;
@@ -587,7 +568,7 @@ static double run_both(const char *src, int opt, Tensor **inputs, int nin, Tenso
     bool ok1 = rt_interp_run(r.g, inputs, nin, pv, ref, r.d);
     bool ok2 = rt_exec_run(r.g, &r.p, inputs, nin, pv, got, cg_kir_eval, NULL, r.d);
     if (!ok1 || !ok2) {
-        char *e = diag_text(r.d);
+        char *e = test_diag_text(r.d, false);
         fprintf(stderr, "%s", e);
         free(e);
     }

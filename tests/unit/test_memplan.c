@@ -19,6 +19,7 @@
 
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "../support.h"
 
 enum { END = INT_MAX };
 
@@ -35,19 +36,10 @@ static void teardown(void) {
 }
 TestSuite(memplan, .init = setup, .fini = teardown);
 
-static char *diag_text(void) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    diag_print(D, f, true);
-    fclose(f);
-    return buf;
-}
-
 static Graph *compile(const char *src) {
     Graph *g = fe_compile_source(A, D, "t.dsg", src, strlen(src));
     if (!g) {
-        char *e = diag_text();
+        char *e = test_diag_text(D, true);
         cr_assert_fail("does not compile:\n%s\n%s", src, e);
     }
     return g;
@@ -74,15 +66,6 @@ static Node *node(Graph *g, const char *name) {
         if (g->nodes[i]->name && strcmp(g->nodes[i]->name, name) == 0) return g->nodes[i];
     cr_assert_fail("no node %s", name);
     return NULL;
-}
-
-static char *print(const Graph *g) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ir_print_dsg(g, f);
-    fclose(f);
-    return buf;
 }
 
 /* ---- the independent checker ---------------------------------------------- */
@@ -506,7 +489,7 @@ static void check_example(const char *path, int opt) {
     cr_assert_gt(g->nbuffers, 0, "%s: no buffers", path);
     check_plan(g);
     check_outputs_kept(g);
-    char *text = print(g);
+    char *text = test_print_dsg(g);
     Graph *g2 = fe_compile_source(A, D, "dump.dsg", text, strlen(text));
     cr_assert(g2, "%s: the dump does not compile:\n%s", path, text);
     cr_assert_eq(g2->nbuffers, g->nbuffers, "%s: buffer count differs after reparse", path);

@@ -27,6 +27,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "runtime/interp.h"
+#include "../support.h"
 
 static Arena *A;
 static Diag *D;
@@ -55,27 +56,9 @@ TestSuite(passes, .init = setup, .fini = teardown);
 
 /* ---- helpers --------------------------------------------------------------- */
 
-static char *diag_text(void) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    diag_print(D, f, true);
-    fclose(f);
-    return buf;
-}
-
-static char *print(const Graph *g) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ir_print_dsg(g, f);
-    fclose(f);
-    return buf;
-}
-
 static Graph *compile(const char *src) {
     Graph *g = fe_compile_source(A, D, "t.dsg", src, strlen(src));
-    if (!g) cr_assert_fail("model does not compile:\n%s\n%s", src, diag_text());
+    if (!g) cr_assert_fail("model does not compile:\n%s\n%s", src, test_diag_text(D, true));
     return g;
 }
 
@@ -144,7 +127,7 @@ static void run(const Graph *g, Tensor **outs) {
         if (n->op == OP_PARAM) params[np++] = lookup(value_key(n));
     }
     bool ok = rt_interp_run(g, ins, ni, params, outs, D);
-    cr_assert(ok, "interpreter failed:\n%s\n%s", print(g), diag_text());
+    cr_assert(ok, "interpreter failed:\n%s\n%s", test_print_dsg(g), test_diag_text(D, true));
 }
 
 static double rel_l2(const Tensor *a, const Tensor *b) {
@@ -169,10 +152,10 @@ static void compare(const Graph *g, Tensor **before, Tensor **after, double tol)
             cr_assert_eq(a->shape[k], b->shape[k], "output %s: shape changed", name);
         if (tol == 0 || !dtype_is_float(a->dtype)) {
             cr_assert(a->nbytes == b->nbytes && memcmp(a->data, b->data, a->nbytes) == 0,
-                      "output %s differs (expected bit-identical)\n%s", name, print(g));
+                      "output %s differs (expected bit-identical)\n%s", name, test_print_dsg(g));
         } else {
             double e = rel_l2(a, b);
-            cr_assert(e <= tol, "output %s: relative L2 error %g > %g\n%s", name, e, tol, print(g));
+            cr_assert(e <= tol, "output %s: relative L2 error %g > %g\n%s", name, e, tol, test_print_dsg(g));
         }
     }
 }
@@ -192,20 +175,20 @@ static Graph *check_pass(const char *src, PassFn pass, double tol) {
     Tensor *before[MAXOUT] = {0}, *after[MAXOUT] = {0};
     cr_assert(g->noutputs <= MAXOUT);
     run(g, before);
-    cr_assert(pass(g, D), "pass failed:\n%s", diag_text());
-    cr_assert(ir_verify(g, D), "graph invalid after the pass:\n%s\n%s", print(g), diag_text());
-    char *p1 = print(g);
+    cr_assert(pass(g, D), "pass failed:\n%s", test_diag_text(D, true));
+    cr_assert(ir_verify(g, D), "graph invalid after the pass:\n%s\n%s", test_print_dsg(g), test_diag_text(D, true));
+    char *p1 = test_print_dsg(g);
     Graph *again = fe_compile_source(A, D, "dump.dsg", p1, strlen(p1));
-    cr_assert(again, "the dump does not compile:\n%s\n%s", p1, diag_text());
-    char *p3 = print(again);
+    cr_assert(again, "the dump does not compile:\n%s\n%s", p1, test_diag_text(D, true));
+    char *p3 = test_print_dsg(again);
     cr_assert_str_eq(p3, p1, "the dump does not print back the same");
     free(p3);
     for (int i = 0; i < g->noutputs; i++)
         cr_assert_str_eq(ir_type_str(again, &again->outputs[i].node->type),
                          ir_type_str(g, &g->outputs[i].node->type), "output %s: the dump gives another type",
                          g->outputs[i].name);
-    cr_assert(pass(g, D) && ir_verify(g, D), "second run failed:\n%s", diag_text());
-    char *p2 = print(g);
+    cr_assert(pass(g, D) && ir_verify(g, D), "second run failed:\n%s", test_diag_text(D, true));
+    char *p2 = test_print_dsg(g);
     cr_assert_str_eq(p2, p1, "a second run changed the graph");
     run(g, after);
     compare(g, before, after, tol);
@@ -235,7 +218,7 @@ static bool is_named(const Node *n, OpKind op, const char *name) {
 }
 
 static bool printed_has(const Graph *g, const char *text) {
-    char *p = print(g);
+    char *p = test_print_dsg(g);
     bool r = strstr(p, text) != NULL;
     free(p);
     return r;
@@ -251,7 +234,7 @@ Test(passes, simplify_float_identities) {
                           "}\n",
                           pass_simplify, 0);
     cr_assert_eq(count(g, OP_MUL) + count(g, OP_ADD) + count(g, OP_SUB) + count(g, OP_DIV), 0, "%s",
-                 print(g));
+                 test_print_dsg(g));
     cr_assert(is_named(output(g, "y"), OP_INPUT, "x"));
     cr_assert(is_named(output(g, "z"), OP_INPUT, "x"));
     cr_assert(printed_has(g, "output y = x\n"));
@@ -265,7 +248,7 @@ Test(passes, simplify_int_identities) {
                           "  output z = 1 * (0 + b)\n"
                           "}\n",
                           pass_simplify, 0);
-    cr_assert_eq(ir_count_ops(g), 0, "%s", print(g));
+    cr_assert_eq(ir_count_ops(g), 0, "%s", test_print_dsg(g));
     cr_assert(is_named(output(g, "y"), OP_INPUT, "i"));
     cr_assert(is_named(output(g, "z"), OP_INPUT, "b"));
 }
@@ -300,7 +283,7 @@ Test(passes, simplify_non_identities_kept) {
                           "  output e = x * 2\n"
                           "}\n",
                           pass_simplify, 0);
-    cr_assert_eq(ir_count_ops(g), 5, "%s", print(g));
+    cr_assert_eq(ir_count_ops(g), 5, "%s", test_print_dsg(g));
 }
 
 Test(passes, simplify_double_negation) {
@@ -334,9 +317,9 @@ Test(passes, simplify_transpose_chains) {
     Node *b = output(g, "b"), *d = output(g, "d");
     cr_assert(b->op == OP_TRANSPOSE && is_named(b->in[0], OP_INPUT, "x"));
     cr_assert(d->op == OP_TRANSPOSE && is_named(d->in[0], OP_INPUT, "x"));
-    cr_assert_eq(count(g, OP_TRANSPOSE), 2, "%s", print(g));
-    cr_assert(printed_has(g, "transpose(x, perm=[1, 2, 0])"), "%s", print(g));
-    cr_assert(printed_has(g, "transpose(x, perm=[0, 2, 1])"), "%s", print(g)); /* d = x[2,1,0 of 1,2,0] */
+    cr_assert_eq(count(g, OP_TRANSPOSE), 2, "%s", test_print_dsg(g));
+    cr_assert(printed_has(g, "transpose(x, perm=[1, 2, 0])"), "%s", test_print_dsg(g));
+    cr_assert(printed_has(g, "transpose(x, perm=[0, 2, 1])"), "%s", test_print_dsg(g)); /* d = x[2,1,0 of 1,2,0] */
 }
 
 Test(passes, simplify_view_chains) {
@@ -363,11 +346,11 @@ Test(passes, simplify_view_chains) {
     const char *one_reshape[] = {"r1", "r5", "r8"};
     for (int i = 0; i < 3; i++) {
         Node *n = output(g, one_reshape[i]);
-        cr_assert(n->op == OP_RESHAPE && n->in[0]->op == OP_INPUT, "%s:\n%s", one_reshape[i], print(g));
+        cr_assert(n->op == OP_RESHAPE && n->in[0]->op == OP_INPUT, "%s:\n%s", one_reshape[i], test_print_dsg(g));
     }
     cr_assert(printed_has(g, "reshape(x, shape=[2, 12])"));
-    cr_assert(printed_has(g, "reshape(x, shape=[1, 6, 4])"), "%s", print(g));
-    cr_assert_eq(ir_count_ops(g), 3, "%s", print(g));
+    cr_assert(printed_has(g, "reshape(x, shape=[1, 6, 4])"), "%s", test_print_dsg(g));
+    cr_assert_eq(ir_count_ops(g), 3, "%s", test_print_dsg(g));
 }
 
 /* A squeeze/unsqueeze chain over a dim with min/max becomes a reshape that
@@ -382,8 +365,8 @@ Test(passes, simplify_view_chain_with_opaque_dim) {
                           "}\n",
                           pass_simplify, 0);
     Node *y = output(g, "y");
-    cr_assert(y->op == OP_RESHAPE && y->in[0]->op == OP_SLICE, "%s", print(g));
-    cr_assert(printed_has(g, "shape=[1, 1, -1, 4]"), "%s", print(g));
+    cr_assert(y->op == OP_RESHAPE && y->in[0]->op == OP_SLICE, "%s", test_print_dsg(g));
+    cr_assert(printed_has(g, "shape=[1, 1, -1, 4]"), "%s", test_print_dsg(g));
     cr_assert_eq(output(g, "z")->op, OP_SLICE);
 }
 
@@ -409,14 +392,14 @@ Test(passes, simplify_cast_chains) {
     const char *single[] = {"c", "g", "l"};
     for (int i = 0; i < 3; i++) {
         Node *n = output(g, single[i]);
-        cr_assert(n->op == OP_CAST && n->in[0]->op == OP_INPUT, "%s:\n%s", single[i], print(g));
+        cr_assert(n->op == OP_CAST && n->in[0]->op == OP_INPUT, "%s:\n%s", single[i], test_print_dsg(g));
     }
     const char *kept[] = {"d", "f", "m"};
     for (int i = 0; i < 3; i++) {
         Node *n = output(g, kept[i]);
-        cr_assert(n->op == OP_CAST && n->in[0]->op == OP_CAST, "%s:\n%s", kept[i], print(g));
+        cr_assert(n->op == OP_CAST && n->in[0]->op == OP_CAST, "%s:\n%s", kept[i], test_print_dsg(g));
     }
-    cr_assert_eq(count(g, OP_CAST), 9, "%s", print(g));
+    cr_assert_eq(count(g, OP_CAST), 9, "%s", test_print_dsg(g));
 }
 
 /* ---- canonicalize ------------------------------------------------------------ */
@@ -430,10 +413,10 @@ Test(passes, canonicalize_matmul_transpose_to_linear) {
                           "  output z = matmul(v, transpose(w))\n"
                           "}\n",
                           pass_canonicalize, 1e-6);
-    cr_assert_eq(count(g, OP_MATMUL), 0, "%s", print(g));
-    cr_assert_eq(count(g, OP_TRANSPOSE), 0, "%s", print(g));
+    cr_assert_eq(count(g, OP_MATMUL), 0, "%s", test_print_dsg(g));
+    cr_assert_eq(count(g, OP_TRANSPOSE), 0, "%s", test_print_dsg(g));
     cr_assert_eq(count(g, OP_LINEAR), 2);
-    cr_assert(printed_has(g, "let y = linear(x, w)\n"), "%s", print(g));
+    cr_assert(printed_has(g, "let y = linear(x, w)\n"), "%s", test_print_dsg(g));
 }
 
 Test(passes, canonicalize_bias_folded) {
@@ -445,10 +428,10 @@ Test(passes, canonicalize_bias_folded) {
                           "  output z = b + linear(x, w)\n"
                           "}\n",
                           pass_canonicalize, 1e-6);
-    cr_assert_eq(count(g, OP_ADD), 0, "%s", print(g));
+    cr_assert_eq(count(g, OP_ADD), 0, "%s", test_print_dsg(g));
     cr_assert_eq(count(g, OP_LINEAR), 2);
     cr_assert(is_named(output(g, "y")->in[2], OP_PARAM, "b"));
-    cr_assert(printed_has(g, "let y = linear(x, w, b)\n"), "%s", print(g));
+    cr_assert(printed_has(g, "let y = linear(x, w, b)\n"), "%s", test_print_dsg(g));
 }
 
 /* matmul against a 2-D param [in, out]: linear on its (load-time) transpose,
@@ -462,10 +445,10 @@ Test(passes, canonicalize_matmul_param_to_linear) {
                           "}\n",
                           pass_canonicalize, 1e-6);
     Node *y = output(g, "y");
-    cr_assert_eq(y->op, OP_LINEAR, "%s", print(g));
+    cr_assert_eq(y->op, OP_LINEAR, "%s", test_print_dsg(g));
     cr_assert(y->in[1]->op == OP_TRANSPOSE && is_named(y->in[1]->in[0], OP_PARAM, "w"));
     cr_assert(is_named(y->in[2], OP_PARAM, "b"));
-    cr_assert_eq(count(g, OP_MATMUL) + count(g, OP_ADD), 0, "%s", print(g));
+    cr_assert_eq(count(g, OP_MATMUL) + count(g, OP_ADD), 0, "%s", test_print_dsg(g));
 }
 
 Test(passes, canonicalize_negative_cases) {
@@ -525,7 +508,7 @@ Test(passes, fold_batchnorm_conv_with_bias) {
                                        "g, beta, mean, var, eps=1e-3))\n"
                                        "}\n"),
                           pass_fold_batchnorm, 1e-6);
-    cr_assert_eq(count(g, OP_BATCHNORM), 0, "%s", print(g));
+    cr_assert_eq(count(g, OP_BATCHNORM), 0, "%s", test_print_dsg(g));
     cr_assert_eq(count(g, OP_CONV2D), 1);
     Node *conv = output(g, "y")->in[0];
     cr_assert_eq(conv->op, OP_CONV2D);
@@ -545,7 +528,7 @@ Test(passes, fold_batchnorm_conv_without_bias_grouped) {
                                        "}\n"),
                           pass_fold_batchnorm, 1e-6);
     Node *y = output(g, "y");
-    cr_assert_eq(y->op, OP_CONV2D, "%s", print(g));
+    cr_assert_eq(y->op, OP_CONV2D, "%s", test_print_dsg(g));
     cr_assert(y->in[2], "the folded conv has a bias");
     cr_assert_eq(ir_attr_int(y, "groups", 0), 2);
     cr_assert_eq(count(g, OP_BATCHNORM), 0);
@@ -561,7 +544,7 @@ Test(passes, fold_batchnorm_linear) {
                                        "  output z = batchnorm(linear(x, w), g, beta, mean, var, eps=0.1)\n"
                                        "}\n"),
                           pass_fold_batchnorm, 1e-6);
-    cr_assert_eq(count(g, OP_BATCHNORM), 0, "%s", print(g));
+    cr_assert_eq(count(g, OP_BATCHNORM), 0, "%s", test_print_dsg(g));
     cr_assert_eq(output(g, "y")->op, OP_LINEAR);
     cr_assert_eq(output(g, "z")->op, OP_LINEAR);
 }
@@ -578,8 +561,8 @@ Test(passes, fold_batchnorm_f16) {
                           "}\n",
                           pass_fold_batchnorm, 4e-3);
     Node *y = output(g, "y");
-    cr_assert_eq(y->op, OP_CONV2D, "%s", print(g));
-    cr_assert(y->in[1]->op == OP_CAST && y->in[1]->in[0]->type.dtype == DT_F32, "%s", print(g));
+    cr_assert_eq(y->op, OP_CONV2D, "%s", test_print_dsg(g));
+    cr_assert(y->in[1]->op == OP_CAST && y->in[1]->in[0]->type.dtype == DT_F32, "%s", test_print_dsg(g));
 }
 
 Test(passes, fold_batchnorm_negative_cases) {
@@ -601,7 +584,7 @@ Test(passes, fold_batchnorm_negative_cases) {
             "  output seq = batchnorm(linear(x3, lw), g5, beta5, mean5, var5)\n" /* axis 1 is not out */
             "}\n"),
         pass_fold_batchnorm, 0);
-    cr_assert_eq(count(g, OP_BATCHNORM), 3, "%s", print(g));
+    cr_assert_eq(count(g, OP_BATCHNORM), 3, "%s", test_print_dsg(g));
 }
 
 /* matmul against an [in, out] param becomes a linear in canonicalize, and then
@@ -619,8 +602,8 @@ Test(passes, fold_batchnorm_after_canonical_gemm) {
                                        "}\n"),
                           canonicalize_then_fold, 1e-6);
     Node *y = output(g, "y");
-    cr_assert_eq(y->op, OP_LINEAR, "%s", print(g));
-    cr_assert_eq(count(g, OP_BATCHNORM) + count(g, OP_MATMUL), 0, "%s", print(g));
+    cr_assert_eq(y->op, OP_LINEAR, "%s", test_print_dsg(g));
+    cr_assert_eq(count(g, OP_BATCHNORM) + count(g, OP_MATMUL), 0, "%s", test_print_dsg(g));
 }
 
 /* ---- constfold ------------------------------------------------------------------ */
@@ -641,8 +624,8 @@ Test(passes, constfold_float) {
                    "}\n",
                    pass_constfold, 0);
     cr_assert_eq(count(g, OP_SQRT) + count(g, OP_EXP) + count(g, OP_TANH) + count(g, OP_GELU), 0, "%s",
-                 print(g));
-    cr_assert_eq(ir_count_ops(g), 3, "%s", print(g)); /* mul, add, sub */
+                 test_print_dsg(g));
+    cr_assert_eq(ir_count_ops(g), 3, "%s", test_print_dsg(g)); /* mul, add, sub */
     cr_assert_eq(output(g, "e")->op, OP_CONST);
     cr_assert_eq(output(g, "e")->fval, (double)(float)exp(0.5));
 }
@@ -656,7 +639,7 @@ Test(passes, constfold_f16_rounding) {
                           "  output w = k * cast(0.1, bf16)\n"
                           "}\n",
                           pass_constfold, 0);
-    cr_assert_eq(count(g, OP_CAST) + count(g, OP_DIV), 0, "%s", print(g));
+    cr_assert_eq(count(g, OP_CAST) + count(g, OP_DIV), 0, "%s", test_print_dsg(g));
     cr_assert_eq(const_operand(output(g, "y"))->fval, 0.0999755859375);
     cr_assert_eq(const_operand(output(g, "z"))->fval, (double)ir_f16_to_f32(ir_f32_to_f16(1.0f / 3.0f)));
     cr_assert_eq(const_operand(output(g, "w"))->fval, (double)ir_bf16_to_f32(ir_f32_to_bf16(0.1f)));
@@ -679,7 +662,7 @@ Test(passes, constfold_ints) {
     cr_assert_eq(const_operand(output(g, "w"))->fval, 81);
     cr_assert_eq(const_operand(output(g, "v"))->fval, 127);
     cr_assert_eq(const_operand(output(g, "u"))->fval, 1);
-    cr_assert_eq(ir_count_ops(g), 5, "%s", print(g));
+    cr_assert_eq(ir_count_ops(g), 5, "%s", test_print_dsg(g));
 }
 
 /* An integer division by zero stays, so the error happens when the model runs. */
@@ -689,9 +672,9 @@ Test(passes, constfold_keeps_runtime_errors) {
                        "  output y = i + cast(1, i32) / cast(0, i32)\n"
                        "  output z = i + pow(cast(0, i32), cast(-1, i32))\n"
                        "}\n");
-    cr_assert(pass_constfold(g, D) && ir_verify(g, D), "%s", diag_text());
-    cr_assert_eq(count(g, OP_DIV), 1, "%s", print(g));
-    cr_assert_eq(count(g, OP_POW), 1, "%s", print(g));
+    cr_assert(pass_constfold(g, D) && ir_verify(g, D), "%s", test_diag_text(D, true));
+    cr_assert_eq(count(g, OP_DIV), 1, "%s", test_print_dsg(g));
+    cr_assert_eq(count(g, OP_POW), 1, "%s", test_print_dsg(g));
 }
 
 /* A literal prints without a dtype: an i32 output cannot be a bare literal,
@@ -704,10 +687,10 @@ Test(passes, constfold_only_what_prints_back) {
                           "  output y1 = i + (maximum(cast(2, i32), 5) - 4)\n"
                           "}\n",
                           pass_constfold, 0);
-    cr_assert_eq(output(g, "y0")->op, OP_SUB, "%s", print(g));
-    cr_assert_eq(output(g, "y0")->in[0]->op, OP_MAXIMUM, "%s", print(g));
-    cr_assert_eq(const_operand(output(g, "y1"))->fval, 1, "%s", print(g));
-    cr_assert_eq(ir_count_ops(g), 4, "%s", print(g)); /* cast, maximum, sub, add */
+    cr_assert_eq(output(g, "y0")->op, OP_SUB, "%s", test_print_dsg(g));
+    cr_assert_eq(output(g, "y0")->in[0]->op, OP_MAXIMUM, "%s", test_print_dsg(g));
+    cr_assert_eq(const_operand(output(g, "y1"))->fval, 1, "%s", test_print_dsg(g));
+    cr_assert_eq(ir_count_ops(g), 4, "%s", test_print_dsg(g)); /* cast, maximum, sub, add */
 }
 
 Test(passes, constfold_negative_cases) {
@@ -722,9 +705,9 @@ Test(passes, constfold_negative_cases) {
                           "  output w = where(less(1.0, 2.0), x, x * 2)\n"
                           "}\n",
                           pass_constfold, 0);
-    cr_assert_eq(count(g, OP_SQRT), 2, "%s", print(g));
+    cr_assert_eq(count(g, OP_SQRT), 2, "%s", test_print_dsg(g));
     cr_assert_eq(output(g, "h")->op, OP_CAST);
-    cr_assert_eq(count(g, OP_LESS), 0, "%s", print(g));
+    cr_assert_eq(count(g, OP_LESS), 0, "%s", test_print_dsg(g));
     cr_assert_eq(output(g, "w")->op, OP_WHERE);
 }
 
@@ -738,7 +721,7 @@ Test(passes, cse_merges_duplicates) {
                           "  output y = a - b\n"
                           "}\n",
                           pass_cse, 0);
-    cr_assert_eq(count(g, OP_EXP), 1, "%s", print(g));
+    cr_assert_eq(count(g, OP_EXP), 1, "%s", test_print_dsg(g));
     cr_assert_eq(count(g, OP_MUL), 1);
     cr_assert_eq(count(g, OP_CONST), 1);
     Node *y = output(g, "y");
@@ -755,9 +738,9 @@ Test(passes, cse_commutative_only_where_exact) {
                           "  output m = maximum(x, z) + maximum(z, x)\n"
                           "}\n",
                           pass_cse, 0);
-    cr_assert_eq(count(g, OP_MUL), 2, "%s", print(g)); /* x*z and the product of the sums */
-    cr_assert_eq(count(g, OP_SUB), 3, "%s", print(g));
-    cr_assert_eq(count(g, OP_MAXIMUM), 2, "%s", print(g));
+    cr_assert_eq(count(g, OP_MUL), 2, "%s", test_print_dsg(g)); /* x*z and the product of the sums */
+    cr_assert_eq(count(g, OP_SUB), 3, "%s", test_print_dsg(g));
+    cr_assert_eq(count(g, OP_MAXIMUM), 2, "%s", test_print_dsg(g));
     Node *s = output(g, "s");
     cr_assert_eq(s->in[0], s->in[1]);
 }
@@ -777,11 +760,11 @@ Test(passes, cse_compares_attributes_types_and_constants) {
                           "  output k = cast(v, bf16)\n"
                           "}\n",
                           pass_cse, 0);
-    cr_assert_eq(count(g, OP_TRANSPOSE), 2, "%s", print(g));
-    cr_assert_eq(count(g, OP_REDUCE_SUM), 2, "%s", print(g));
-    cr_assert_eq(count(g, OP_MUL), 4, "%s", print(g));   /* c, v*2, v*3, i*2 */
-    cr_assert_eq(count(g, OP_CONST), 3, "%s", print(g)); /* 2 (f32), 3 (f32), 2 (i32) */
-    cr_assert_eq(count(g, OP_CAST), 2, "%s", print(g));
+    cr_assert_eq(count(g, OP_TRANSPOSE), 2, "%s", test_print_dsg(g));
+    cr_assert_eq(count(g, OP_REDUCE_SUM), 2, "%s", test_print_dsg(g));
+    cr_assert_eq(count(g, OP_MUL), 4, "%s", test_print_dsg(g));   /* c, v*2, v*3, i*2 */
+    cr_assert_eq(count(g, OP_CONST), 3, "%s", test_print_dsg(g)); /* 2 (f32), 3 (f32), 2 (i32) */
+    cr_assert_eq(count(g, OP_CAST), 2, "%s", test_print_dsg(g));
 }
 
 Test(passes, cse_outputs_keep_their_names) {
@@ -793,7 +776,7 @@ Test(passes, cse_outputs_keep_their_names) {
                           pass_cse, 0);
     cr_assert_eq(output(g, "a"), output(g, "b"));
     cr_assert_str_eq(g->outputs[1].name, "b");
-    cr_assert(printed_has(g, "output b = a\n"), "%s", print(g));
+    cr_assert(printed_has(g, "output b = a\n"), "%s", test_print_dsg(g));
 }
 
 /* ---- the whole -O1 pipeline on the examples ------------------------------------- */
@@ -803,12 +786,12 @@ Test(passes, pipeline_O1_on_examples) {
     cr_assert_eq(glob("examples/*.dsg", 0, NULL, &gl), 0, "no examples (run from the source root)");
     for (size_t f = 0; f < gl.gl_pathc; f++) {
         Graph *g = fe_compile_file(A, D, gl.gl_pathv[f]);
-        cr_assert(g, "%s:\n%s", gl.gl_pathv[f], diag_text());
+        cr_assert(g, "%s:\n%s", gl.gl_pathv[f], test_diag_text(D, true));
         make_values(g, 2);
         Tensor *before[16] = {0}, *after[16] = {0};
         run(g, before);
         PipelineOptions po = {.opt_level = 1};
-        cr_assert(pass_run_pipeline(g, D, &po), "%s:\n%s", gl.gl_pathv[f], diag_text());
+        cr_assert(pass_run_pipeline(g, D, &po), "%s:\n%s", gl.gl_pathv[f], test_diag_text(D, true));
         run(g, after);
         compare(g, before, after, 1e-5);
         free_outputs(before, g->noutputs);

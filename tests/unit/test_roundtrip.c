@@ -9,40 +9,23 @@
 
 #include "frontend/frontend.h"
 #include "passes/passes.h"
-
-static char *print(const Graph *g) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    ir_print_dsg(g, f);
-    fclose(f);
-    return buf;
-}
-
-static char *diag_text(Diag *d) {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    diag_print(d, f, true);
-    fclose(f);
-    return buf;
-}
+#include "../support.h"
 
 static void roundtrip_file(const char *path, int opt) {
     Arena *a = arena_create();
     Diag *d = diag_create();
     Graph *g = fe_compile_file(a, d, path);
-    char *errs = diag_text(d);
+    char *errs = test_diag_text(d, true);
     cr_assert(g, "%s does not compile:\n%s", path, errs);
     free(errs);
     PipelineOptions po = {.opt_level = opt};
     cr_assert(pass_run_pipeline(g, d, &po), "%s: pipeline failed", path);
-    char *p1 = print(g);
+    char *p1 = test_print_dsg(g);
     Graph *g2 = fe_compile_source(a, d, "printed.dsg", p1, strlen(p1));
-    errs = diag_text(d);
+    errs = test_diag_text(d, true);
     cr_assert(g2, "printed %s does not compile:\n%s\n%s", path, p1, errs);
     free(errs);
-    char *p2 = print(g2);
+    char *p2 = test_print_dsg(g2);
     cr_assert_str_eq(p2, p1, "%s: printing is not a fixed point", path);
     /* the reparsed graph has the same interface */
     cr_assert_eq(g2->noutputs, g->noutputs);
@@ -87,7 +70,7 @@ Test(roundtrip, printed_text) {
     Diag *d = diag_create();
     Graph *g = fe_compile_source(a, d, "t.dsg", src, strlen(src));
     cr_assert(g);
-    char *p = print(g);
+    char *p = test_print_dsg(g);
     const char *expect = "model m {\n"
                          "  weights \"w.safetensors\"\n"
                          "  dim B\n"

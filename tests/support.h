@@ -1,0 +1,46 @@
+/* Small helpers shared by the test suites (included directly, like
+ * randgraph.c: CMake builds each tests/unit/test_*.c on its own). */
+#ifndef DSC_TESTS_SUPPORT_H
+#define DSC_TESTS_SUPPORT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "ir/ir.h"
+
+/* Seconds on the monotonic clock. */
+static inline double test_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* An integer from the environment, or dflt when unset or empty. */
+static inline long test_env_long(const char *name, long dflt) {
+    const char *v = getenv(name);
+    return v && *v ? strtol(v, NULL, 10) : dflt;
+}
+
+/* The diagnostics as text (malloc'd; the caller frees). */
+static inline char *test_diag_text(const Diag *d, bool show_source) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    diag_print(d, f, show_source);
+    fclose(f);
+    return buf;
+}
+
+/* The graph printed as DSG (malloc'd; the caller frees). */
+static inline char *test_print_dsg(const Graph *g) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    ir_print_dsg(g, f);
+    fclose(f);
+    return buf;
+}
+
+#endif
