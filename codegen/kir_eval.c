@@ -27,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ir/trap.h"
+
 typedef union {
     float f;
     int64_t i; /* KT_I64, and KT_BOOL as 0/1 */
@@ -42,6 +44,7 @@ typedef struct {
     V *loc;
     Diag *d;
     bool bad;
+    KTrapRecord trap; /* the first run-time error (ir/trap.h) */
 } Ev;
 
 static void fail(Ev *E, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -307,6 +310,13 @@ static void exec(Ev *E, const KStmt *s) {
         case KS_IF:
             if (ev(E, s->value).i) exec(E, s->body);
             break;
+        case KS_TRAP:
+            if (E->trap.code != KTRAP_NONE) break;
+            E->trap.code = s->id;
+            E->trap.node = s->node;
+            for (int i = 0; i < KTRAP_NARGS; i++)
+                E->trap.arg[i] = s->arg[i] ? ev(E, s->arg[i]).i : 0;
+            break;
         }
     }
 }
@@ -316,7 +326,7 @@ bool cg_kir_eval(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, 
     int64_t *nelem = calloc((size_t)k->nbufs + 1, sizeof *nelem);
     int64_t *vars = calloc((size_t)k->nvars + 1, sizeof *vars);
     V *loc = calloc((size_t)k->nlocals + 1, sizeof *loc);
-    Ev E = {g, k, (unsigned char *const *)bufs, nelem, dims, vars, loc, d, false};
+    Ev E = {g, k, (unsigned char *const *)bufs, nelem, dims, vars, loc, d, false, {0}};
     if (!nelem || !vars || !loc) {
         diag_error(d, loc_file(g->file), "kernel %s: out of memory", k->name);
         E.bad = true;
@@ -358,5 +368,6 @@ bool cg_kir_eval(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, 
     free(nelem);
     free(vars);
     free(loc);
+    if (!E.bad && !ir_trap_report(g, &E.trap, d)) E.bad = true;
     return !E.bad;
 }

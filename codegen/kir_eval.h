@@ -8,7 +8,9 @@
  * i8/i32 wrap, bool is != 0).  Every load and store is bounds-checked against
  * the element count of the buffer's node at the bound dims, and an i64
  * division or remainder by zero is reported: both are lowering bugs, which is
- * what this evaluator exists to catch in CI without LLVM or a GPU. */
+ * what this evaluator exists to catch in CI without LLVM or a GPU.  A KS_TRAP
+ * (a run-time error of the model, ir/trap.h) is recorded once, the points go
+ * on, and the launch then fails with the interpreter's message. */
 #ifndef DSC_CODEGEN_KIR_EVAL_H
 #define DSC_CODEGEN_KIR_EVAL_H
 

@@ -64,10 +64,18 @@
  *
  * Integers follow the interpreter exactly: i64 arithmetic that wraps, KO_WRAP
  * to i8/i32 after every operation that can leave the dtype's range, truncating
- * division guarded so that a division by zero gives 0 (the interpreter reports
- * an error; a kernel cannot) and INT64_MIN / -1 does not trap, integer pow by
- * square-and-multiply, float -> int casts that saturate.  Out-of-range gather
- * indices read 0 where the interpreter reports an error. */
+ * division guarded so that INT64_MIN / -1 does not trap, integer pow by
+ * square-and-multiply, float -> int casts that saturate.
+ *
+ * Run-time errors.  Where the interpreter reports an error (an integer
+ * division by zero, integer 0 to a negative power, a gather index out of
+ * range), the kernel gets `if (cond) trap(code, node, operands)` (KS_TRAP,
+ * ir/trap.h) placed like a computed value, and the guarded value is 0: the
+ * backend records the first trap of the run and the launcher fails the run
+ * with the interpreter's message.  A check runs for the elements a kernel
+ * computes: an element that fusion never computes (a slice or gather of a
+ * fused value drops it) is not checked, where the interpreter, computing
+ * every node whole, reports it. */
 #include "lower.h"
 
 #include <ctype.h>
@@ -75,6 +83,7 @@
 #include <string.h>
 
 #include "../ir/assert.h"
+#include "../ir/trap.h"
 
 enum {
     MAX_UNROLL = 256, /* attention: most output channels kept in separate locals */
@@ -474,6 +483,19 @@ static KExpr *mat(Low *L, KExpr *e) {
     return lref(L, t);
 }
 
+/* A run-time error check (ir/trap.h): when cond holds, the run fails with
+ * error `code` of node n and the operand values a0..a2 (NULL: none).  Placed
+ * like a computed value, in the outermost scope where cond and the operands
+ * are defined (never past an `if`), and emitted once per remembered value. */
+static void trap_if(Low *L, KExpr *cond, KTrapCode code, const Node *n, KExpr *a0, KExpr *a1, KExpr *a2) {
+    int64_t always;
+    bool known = kci(cond, &always);
+    if (known && !always) return;
+    KExpr *es[4] = {cond, a0, a1, a2};
+    KStmt *t = kir_trap(L->g, (int)code, n, a0, a1, a2);
+    sappend(place(L, es, 4), known ? t : kir_if(L->g, cond, t));
+}
+
 static bool visible(const Low *L, const Scope *s) {
     for (const Scope *c = L->cur; c; c = c->parent)
         if (c == s) return true;
@@ -774,20 +796,23 @@ static KExpr *ext(Low *L, const Node *n, const Ix *ix) {
     return kir_load(L->g, L->k, b, lin);
 }
 
-/* i64 a / b truncating toward zero; 0 when b == 0, and no trap for INT64_MIN / -1. */
-static KExpr *idiv(Low *L, KExpr *a, KExpr *b) {
+/* i64 a / b truncating toward zero, no hardware trap for INT64_MIN / -1; b == 0
+ * is node n's run-time error (the value is then 0). */
+static KExpr *idiv(Low *L, const Node *n, KExpr *a, KExpr *b) {
     int64_t y;
     if (kci(b, &y) && y != 0 && y != -1) return ib(L, KO_DIV, a, b);
     a = mat(L, a);
     b = mat(L, b);
     KExpr *z = ib(L, KO_EQ, b, ci(L, 0)), *m1 = ib(L, KO_EQ, b, ci(L, -1));
+    trap_if(L, z, KTRAP_DIV_ZERO, n, a, NULL, NULL);
     KExpr *q = kir_bin(L->g, KO_DIV, a, sel(L, ib(L, KO_OR, z, m1), ci(L, 1), b));
     return sel(L, z, ci(L, 0), sel(L, m1, ib(L, KO_SUB, ci(L, 0), a), q));
 }
 
 /* i64 b^e like the interpreter: square-and-multiply with wrap-around for
- * e >= 0; for e < 0 the truncated 1/b^|e| (1, -1 or 0; 0 for b == 0). */
-static KExpr *ipow(Low *L, KExpr *b, KExpr *e) {
+ * e >= 0; for e < 0 the truncated 1/b^|e| (1, -1 or 0); 0 to a negative power
+ * is node n's run-time error (the value is then 0). */
+static KExpr *ipow(Low *L, const Node *n, KExpr *b, KExpr *e) {
     int64_t ev;
     if (kci(e, &ev) && ev >= 0 && ev <= 64) {
         KExpr *r = ci(L, 1), *x = mat(L, b);
@@ -799,6 +824,8 @@ static KExpr *ipow(Low *L, KExpr *b, KExpr *e) {
     }
     b = mat(L, b);
     e = mat(L, e);
+    trap_if(L, ib(L, KO_AND, ib(L, KO_EQ, b, ci(L, 0)), ib(L, KO_LT, e, ci(L, 0))), KTRAP_POW_ZERO_NEG, n, e,
+            NULL, NULL);
     KExpr *keys[2] = {b, e};
     Scope *saved = red_begin(L, keys, 2);
     int r = acc_new(L, ci(L, 1)), x = acc_new(L, b), k = acc_new(L, sel(L, ib(L, KO_LT, e, ci(L, 0)), ci(L, 0), e));
@@ -848,8 +875,8 @@ static KExpr *elementwise(Low *L, const Node *n, const Ix *ix) {
     case OP_ADD: return isf ? kir_bin(g, KO_ADD, v[0], v[1]) : wrapd(L, dt, ib(L, KO_ADD, v[0], v[1]));
     case OP_SUB: return isf ? kir_bin(g, KO_SUB, v[0], v[1]) : wrapd(L, dt, ib(L, KO_SUB, v[0], v[1]));
     case OP_MUL: return isf ? kir_bin(g, KO_MUL, v[0], v[1]) : wrapd(L, dt, ib(L, KO_MUL, v[0], v[1]));
-    case OP_DIV: return isf ? kir_bin(g, KO_DIV, v[0], v[1]) : wrapd(L, dt, idiv(L, v[0], v[1]));
-    case OP_POW: return isf ? kir_bin(g, KO_POW, v[0], v[1]) : wrapd(L, dt, ipow(L, v[0], v[1]));
+    case OP_DIV: return isf ? kir_bin(g, KO_DIV, v[0], v[1]) : wrapd(L, dt, idiv(L, n, v[0], v[1]));
+    case OP_POW: return isf ? kir_bin(g, KO_POW, v[0], v[1]) : wrapd(L, dt, ipow(L, n, v[0], v[1]));
     case OP_MAXIMUM: return kir_bin(g, KO_MAX, v[0], v[1]);
     case OP_MINIMUM: return kir_bin(g, KO_MIN, v[0], v[1]);
     case OP_NEG: return isf ? kir_un(g, KO_NEG, v[0]) : wrapd(L, dt, kir_un(g, KO_NEG, v[0]));
@@ -1451,6 +1478,8 @@ static KExpr *lower_gather(Low *L, const Node *n, const Ix *ix) {
     canon(L, &ii, &ind->type);
     KExpr *v = mat(L, val(L, ind, &ii)), *d = kdim(L, x->type.dim[a]);
     KExpr *r = mat(L, sel(L, ib(L, KO_LT, v, ci(L, 0)), ib(L, KO_ADD, v, d), v));
+    trap_if(L, ib(L, KO_OR, ib(L, KO_LT, r, ci(L, 0)), ib(L, KO_GE, r, d)), KTRAP_GATHER_INDEX, n, v,
+            ci(L, a), d);
     int res = acc_new(L, zero_of(L, t));
     if_open(L, in_bounds(L, r, x->type.dim[a]));
     Ix xi = {rx, {0}, NULL};
@@ -1750,6 +1779,7 @@ static double block_cost(const Low *L, const KStmt *s) {
         case KS_SET:
         case KS_STORE: c += 1 + nops(s->value); break;
         case KS_IF: c += 1 + nops(s->value) + block_cost(L, s->body); break;
+        case KS_TRAP: c += 1; break;
         }
     }
     return c;
@@ -1788,6 +1818,7 @@ static DimId block_flops(const Low *L, const KStmt *s, DimId mul) {
         case KS_SET:
         case KS_STORE: sum = dadd(t, sum, dmul(t, mul, dim_const(t, arith(s->value)))); break;
         case KS_IF: sum = dadd(t, sum, block_flops(L, s->body, mul)); break;
+        case KS_TRAP: break;
         }
     }
     return sum;

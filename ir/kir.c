@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "assert.h"
+#include "trap.h"
 
 static const char *type_names[KT_COUNT] = {"bool", "i64", "f32"};
 
@@ -235,6 +236,23 @@ KStmt *kir_if(Graph *g, KExpr *cond, KStmt *body) {
     return s;
 }
 
+KStmt *kir_trap(Graph *g, int code, const Node *node, KExpr *a0, KExpr *a1, KExpr *a2) {
+    KStmt *s = stmt(g, KS_TRAP);
+    s->id = code;
+    s->node = node->id;
+    s->arg[0] = a0;
+    s->arg[1] = a1;
+    s->arg[2] = a2;
+    return s;
+}
+
+bool kir_has_trap(const KStmt *s) {
+    for (; s; s = s->next)
+        if (s->kind == KS_TRAP || ((s->kind == KS_FOR || s->kind == KS_IF) && kir_has_trap(s->body)))
+            return true;
+    return false;
+}
+
 void kir_append(KStmt **head, KStmt *s) {
     while (*head) head = &(*head)->next;
     *head = s;
@@ -328,6 +346,15 @@ static void check_block(Check *c, const KStmt *s) {
             check_expr(c, s->value);
             if (s->value && s->value->type != KT_BOOL) bad(c, "if condition is not bool");
             check_block(c, s->body);
+            break;
+        case KS_TRAP:
+            if (s->id <= KTRAP_NONE || s->id >= KTRAP_COUNT || s->node < 0 || s->node >= c->g->nnodes)
+                bad(c, "bad trap");
+            for (int i = 0; i < KTRAP_NARGS; i++) {
+                if (!s->arg[i]) continue;
+                check_expr(c, s->arg[i]);
+                if (s->arg[i]->type != KT_I64) bad(c, "trap operand is not i64");
+            }
             break;
         }
     }
@@ -433,6 +460,14 @@ static void print_block(const Graph *g, const Kernel *k, const KStmt *s, int dep
             fputs(" {\n", out);
             print_block(g, k, s->body, depth + 1, out);
             fprintf(out, "%*s}\n", 2 * depth, "");
+            break;
+        case KS_TRAP:
+            fprintf(out, "trap %d node %d (", s->id, s->node);
+            for (int i = 0; i < KTRAP_NARGS && s->arg[i]; i++) {
+                if (i) fputs(", ", out);
+                print_expr(g, k, s->arg[i], out);
+            }
+            fputs(")\n", out);
             break;
         }
     }

@@ -85,7 +85,10 @@ typedef enum {
     KS_FOR,   /* for (var = 0; var < extent; var++) body */
     KS_SET,   /* local = value */
     KS_STORE, /* buffer[index] = value (converted to the buffer's dtype) */
-    KS_IF     /* if (value) body */
+    KS_IF,    /* if (value) body */
+    KS_TRAP   /* record run-time error `id` (a KTrapCode, ir/trap.h) of graph node `node` with the
+                 KT_I64 operand values arg[] (NULL: 0) in the run's trap record, unless an earlier
+                 point recorded one; then go on (lowering guards it with KS_IF) */
 } KStmtKind;
 
 typedef struct KStmt KStmt;
@@ -96,6 +99,8 @@ struct KStmt {
     KExpr *index;  /* KS_STORE */
     KExpr *value;  /* KS_SET, KS_STORE, KS_IF */
     KStmt *body;   /* KS_FOR, KS_IF: first statement of the block */
+    int node;      /* KS_TRAP */
+    KExpr *arg[3]; /* KS_TRAP (KTRAP_NARGS) */
     KStmt *next;   /* next statement in the same block */
 };
 
@@ -164,6 +169,10 @@ KStmt *kir_for(Graph *g, int var, KExpr *extent, KStmt *body);
 KStmt *kir_set(Graph *g, int local, KExpr *value);
 KStmt *kir_store(Graph *g, int buf, KExpr *index, KExpr *value);
 KStmt *kir_if(Graph *g, KExpr *cond, KStmt *body);
+/* A KS_TRAP statement; args[] (up to three, NULL for fewer) are KT_I64. */
+KStmt *kir_trap(Graph *g, int code, const Node *node, KExpr *a0, KExpr *a1, KExpr *a2);
+/* Whether the statements of block s contain a KS_TRAP (at any depth). */
+bool kir_has_trap(const KStmt *s);
 /* Appends s (and the statements linked after it) to the block starting at *head. */
 void kir_append(KStmt **head, KStmt *s);
 

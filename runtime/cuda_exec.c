@@ -43,6 +43,7 @@
 #include <time.h>
 
 #include "../codegen/cuda/render.h"
+#include "../ir/trap.h"
 #include "cuda_driver.h"
 #include "exec.h"
 #include "hwdb.h"
@@ -72,6 +73,8 @@ struct CudaModel {
     Tensor **param_ptrs; /* pointers to param_hdr[i] (what rt_check_params_bound takes) */
     size_t *param_off;   /* in the weights block */
     size_t const_base;   /* where the constant block starts in the weights block */
+    size_t trap_off;     /* the KTrapRecord (ir/trap.h) at the end of the weights block */
+    KTrapRecord trap;    /* its copy on the host */
     RtCuDevptr weights;
     size_t weights_bytes;
     RtExecLayout cl; /* the load-time layout: constant homes */
@@ -326,6 +329,9 @@ static bool launch(CudaModel *m, int ki, const RtExecLayout *L, const int64_t *s
             }
             m->ptrs[a] = dev_addr(m, h);
             m->args[a] = &m->ptrs[a];
+        } else if (arg->kind == CA_TRAP) {
+            m->ptrs[a] = m->weights + m->trap_off;
+            m->args[a] = &m->ptrs[a];
         } else {
             m->dimv[a] = (long long)syms[arg->index];
             m->args[a] = &m->dimv[a];
@@ -353,6 +359,26 @@ static bool launch(CudaModel *m, int ki, const RtExecLayout *L, const int64_t *s
     if (m->since_sync < 0) m->since_sync = ki;
     m->last_launched = ki;
     return !sync_each_kernel() || sync_stream(m, d);
+}
+
+/* Queues the copy of the trap record to the host (read after the stream is
+ * synchronised, by trap_check). */
+static bool trap_fetch(CudaModel *m, Diag *d) {
+    if (rt_cuda_memcpy_dtoh_async(&m->trap, m->weights + m->trap_off, sizeof m->trap, m->stream, m->tmp))
+        return true;
+    return relay(m->tmp, d, "the run-time error record");
+}
+
+/* After the synchronisation: a kernel's run-time error (ir/trap.h) is reported
+ * as the interpreter reports it, and the device record is cleared for the next
+ * run. */
+static bool trap_check(CudaModel *m, Diag *d) {
+    if (m->trap.code == KTRAP_NONE) return true;
+    ir_trap_report(m->g, &m->trap, d);
+    memset(&m->trap, 0, sizeof m->trap);
+    if (!rt_cuda_memset_d8(m->weights + m->trap_off, 0, sizeof m->trap, d)) return false;
+    rt_cuda_context_synchronize(d);
+    return false;
 }
 
 /* ---- loading -------------------------------------------------------------------- */
@@ -396,7 +422,7 @@ bool rt_cuda_model_load(const Graph *g, const KProgram *p, Tensor *const *params
     m->funcs = calloc((size_t)p->nkernels + 1, sizeof *m->funcs);
     m->maxargs = 1;
     for (int i = 0; i < p->nkernels; i++)
-        if (p->kernels[i]->nbufs + m->nsym > m->maxargs) m->maxargs = p->kernels[i]->nbufs + m->nsym;
+        if (p->kernels[i]->nbufs + m->nsym + 1 > m->maxargs) m->maxargs = p->kernels[i]->nbufs + m->nsym + 1;
     m->args = calloc((size_t)m->maxargs, sizeof *m->args);
     m->ptrs = calloc((size_t)m->maxargs, sizeof *m->ptrs);
     m->dimv = calloc((size_t)m->maxargs, sizeof *m->dimv);
@@ -429,7 +455,8 @@ bool rt_cuda_model_load(const Graph *g, const KProgram *p, Tensor *const *params
     }
     ok = ok && rt_exec_layout(g, p, NULL, &m->cl, d);
     m->const_base = wbytes;
-    m->weights_bytes = wbytes + (ok ? m->cl.constant_bytes : 0);
+    m->trap_off = wbytes + (ok ? m->cl.constant_bytes : 0);
+    m->weights_bytes = m->trap_off + align_up(sizeof(KTrapRecord), DEV_ALIGN);
     if (!ok) goto fail;
 
     /* the device, its context and a stream */
@@ -494,7 +521,7 @@ bool rt_cuda_model_load(const Graph *g, const KProgram *p, Tensor *const *params
     m->stats.upload_ms = t4 - t3;
     for (int i = 0; i < p->nkernels; i++)
         if (p->kernels[i]->load_time && !launch(m, i, &m->cl, m->syms, d)) goto fail;
-    if (!sync_stream(m, d)) goto fail;
+    if (!trap_fetch(m, d) || !sync_stream(m, d) || !trap_check(m, d)) goto fail;
     double t5 = now_ms();
     m->stats.constants_ms = t5 - t4;
     m->stats.total_ms = t5 - t0;
@@ -613,7 +640,9 @@ bool rt_cuda_model_run(CudaModel *m, Tensor *const *inputs, int ninputs, Tensor 
                                        m->tmp))
             ok = relay(m->tmp, d, "output '%s'", g->outputs[i].name);
     }
-    ok = finish(m, ok, d);
+    bool fetched = !m->fault_reported && trap_fetch(m, d);
+    ok = finish(m, ok && fetched, d);
+    if (fetched && !m->fault_reported) ok = trap_check(m, d) && ok;
     leave(m, d);
     if (!ok || diag_error_count(d) != errs) {
         for (int i = 0; i < g->noutputs; i++) {
@@ -726,7 +755,9 @@ bool rt_cuda_model_bench(CudaModel *m, Tensor *const *inputs, int ninputs, int i
             ok = time_it(m, e0, e1, enqueue_one, i, &t[it], d);
         if (ok) kt->ms = median(t, iterations);
     }
-    ok = finish(m, ok, d);
+    bool fetched = !m->fault_reported && trap_fetch(m, d);
+    ok = finish(m, ok && fetched, d);
+    if (fetched && !m->fault_reported) ok = trap_check(m, d) && ok; /* timings of a failing model are void */
     if (have0) rt_cuda_event_destroy(e0, sink(m, d));
     if (have1) rt_cuda_event_destroy(e1, sink(m, d));
     leave(m, d);

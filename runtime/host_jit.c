@@ -51,6 +51,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../ir/trap.h"
 #include "kcache.h"
 
 #ifdef DSC_WITH_LLVM
@@ -67,13 +68,14 @@
 #include "../codegen/llvm/render.h"
 
 enum {
-    HOST_FORMAT = 1,           /* bump when the ABI or the way objects are made changes */
-    GRAIN_WORK = 1 << 16,      /* flops + bytes per chunk */
+    HOST_FORMAT = 2,      /* bump when the ABI or the way objects are made changes */
+    GRAIN_WORK = 1 << 16, /* flops + bytes per chunk */
 };
 static const char PIPELINE[] = "default<O3>";
 static const char CODEGEN[] = "O3 pic small elf-object"; /* what target_machine() and the emitter use */
 
-typedef void (*KernelFn)(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end);
+typedef void (*KernelFn)(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end,
+                         KTrapRecord *trap);
 
 /* ---- hashing and a small hash table -------------------------------------------- */
 
@@ -123,6 +125,11 @@ static void hash_stmts(Hash *h, const KStmt *s) {
         if (s->kind == KS_STORE) hash_expr(h, s->index);
         if (s->kind != KS_FOR) hash_expr(h, s->value);
         if (s->kind == KS_FOR || s->kind == KS_IF) hash_stmts(h, s->body);
+        if (s->kind == KS_TRAP) {
+            mix(h, (uint64_t)s->node);
+            for (int i = 0; i < KTRAP_NARGS; i++)
+                hash_expr(h, s->arg[i]);
+        }
     }
     mix(h, 0xb10c);
 }
@@ -668,11 +675,12 @@ typedef struct {
     KernelFn fn;
     void *const *bufs;
     const int64_t *dims;
+    KTrapRecord *trap;
 } RunCtx;
 
 static void run_range(void *ctx, int64_t b, int64_t e) {
     RunCtx *c = ctx;
-    c->fn(c->bufs, c->dims, b, e);
+    c->fn(c->bufs, c->dims, b, e, c->trap);
 }
 
 bool rt_host_launch(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, const int64_t *dims, Diag *d) {
@@ -702,9 +710,10 @@ bool rt_host_launch(void *ctx, const Graph *g, const Kernel *k, void *const *buf
     if (k->flops != DIM_INVALID && dim_eval(g->dims, k->flops, dims, &x, NULL, 0) && x > 0) work += x;
     if (k->bytes != DIM_INVALID && dim_eval(g->dims, k->bytes, dims, &x, NULL, 0) && x > 0) work += x;
     int64_t per_point = work / total + 1, grain = GRAIN_WORK / per_point;
-    RunCtx rc = {fn, bufs, dims};
+    KTrapRecord trap = {0};
+    RunCtx rc = {fn, bufs, dims, &trap};
     rt_parallel_for(hb->pool, total, grain < 1 ? 1 : grain, run_range, &rc);
-    return true;
+    return ir_trap_report(g, &trap, d); /* a run-time error of the model (ir/trap.h) */
 }
 
 /* ---- ahead of time -------------------------------------------------------------------- */

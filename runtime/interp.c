@@ -51,6 +51,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ir/trap.h"
+
 /* ---- integer helpers ---------------------------------------------------- */
 
 static bool is_intlike(DType t) { return dtype_is_int(t) || t == DT_BOOL; }
@@ -220,6 +222,13 @@ static bool fail(Ctx *c, const Node *n, const char *fmt, ...) {
     return false;
 }
 
+/* A run-time error that generated kernels report too (ir/trap.h): one text. */
+static bool trap(Ctx *c, const Node *n, KTrapCode code, int64_t a0, int64_t a1, int64_t a2) {
+    char buf[512];
+    ir_trap_message(n, code, (const int64_t[KTRAP_NARGS]){a0, a1, a2}, buf, sizeof buf);
+    return fail(c, n, "%s", buf);
+}
+
 /* For the kernels' consistency checks: inference and this file disagree. */
 #define CHECK(cond, ...)                                                                                     \
     do {                                                                                                     \
@@ -344,14 +353,14 @@ static bool int_op(Ctx *c, const Node *n, const int64_t *v, const bool *has, int
     case OP_SUB: *r = ir_u64_to_i64(a - b); return true;
     case OP_MUL: *r = ir_u64_to_i64(a * b); return true;
     case OP_DIV:
-        CHECK(v[1] != 0, "integer division by zero (%lld / 0)", (long long)v[0]);
+        if (v[1] == 0) return trap(c, n, KTRAP_DIV_ZERO, v[0], 0, 0);
         *r = v[0] == INT64_MIN && v[1] == -1 ? INT64_MIN : v[0] / v[1];
         return true;
     case OP_POW:
         if (v[1] >= 0)
             *r = ipow(v[0], v[1]);
         else {
-            CHECK(v[0] != 0, "integer 0 raised to the negative power %lld", (long long)v[1]);
+            if (v[0] == 0) return trap(c, n, KTRAP_POW_ZERO_NEG, v[1], 0, 0);
             *r = v[0] == 1 ? 1 : v[0] == -1 ? ((v[1] & 1) ? -1 : 1) : 0;
         }
         return true;
@@ -910,16 +919,9 @@ static bool k_gather(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
           tstr(out, b1, sizeof b1), tstr(x, b2, sizeof b2), tstr(ind, b3, sizeof b3));
     int64_t outer = prod(x->shape, 0, ax), d = x->shape[ax], inner = prod(x->shape, ax + 1, x->rank),
             ni = numel(ind);
-    const char *iname = n->in[1] && n->in[1]->name ? n->in[1]->name : NULL;
     for (int64_t j = 0; j < ni; j++) {
         int64_t v = get_i(ind, j), r = v < 0 ? v + d : v;
-        if (r < 0 || r >= d) {
-            if (iname)
-                return fail(c, n, "index %lld out of range for axis %d of size %lld (tensor '%s')",
-                            (long long)v, ax, (long long)d, iname);
-            return fail(c, n, "index %lld out of range for axis %d of size %lld", (long long)v, ax,
-                        (long long)d);
-        }
+        if (r < 0 || r >= d) return trap(c, n, KTRAP_GATHER_INDEX, v, ax, d);
     }
     size_t es = (size_t)dtype_size(out->dtype), blk = (size_t)inner * es;
     for (int64_t o = 0; o < outer; o++)

@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "../../ir/assert.h"
+#include "../../ir/trap.h"
 
 /* ---- the dialect table ------------------------------------------------------ */
 
@@ -502,6 +503,23 @@ static void emit_block(R *r, const KStmt *s, int depth) {
             indent(r, depth);
             s_puts(&r->body, "}\n");
             break;
+        case KS_TRAP: /* the first trap of the run wins (ir/trap.h) */
+            s_printf(&r->body, "if (atomicCAS((unsigned long long *)dsc_trap, 0ull, %dull) == 0ull) {\n",
+                     s->id);
+            indent(r, depth + 1);
+            s_printf(&r->body, "dsc_trap[1] = %d;\n", s->node);
+            for (int i = 0; i < KTRAP_NARGS; i++) {
+                indent(r, depth + 1);
+                s_printf(&r->body, "dsc_trap[%d] = ", 2 + i);
+                if (s->arg[i])
+                    emit_expr(r, s->arg[i]);
+                else
+                    s_puts(&r->body, "0");
+                s_puts(&r->body, ";\n");
+            }
+            indent(r, depth);
+            s_puts(&r->body, "}\n");
+            break;
         }
     }
 }
@@ -592,7 +610,7 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     /* parallel extents, then the kernel around the body */
     Str head = {0};
     bool alias = buffers_may_alias(k);
-    CudaArg *args = arena_alloc(g->arena, sizeof(CudaArg) * (size_t)(k->nbufs + dim_sym_count(g->dims) + 1));
+    CudaArg *args = arena_alloc(g->arena, sizeof(CudaArg) * (size_t)(k->nbufs + dim_sym_count(g->dims) + 2));
     int nargs = 0;
     s_printf(&head, dl->kernel_prefix, block);
     s_printf(&head, "\n%s(", k->name);
@@ -614,7 +632,8 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
         comment(&head, dim_sym_name(g->dims, s));
         s_puts(&head, " */");
     }
-    s_puts(&head, ") {\n");
+    args[nargs++] = (CudaArg){CA_TRAP, 0, DT_I64, true, "long long *dsc_trap"};
+    s_printf(&head, "%slong long *dsc_trap /* the run's KTrapRecord */) {\n", nargs > 1 ? ",\n    " : "");
     /* extents are rendered into r.body (reused) */
     for (int i = 0; i < k->npar && r.ok; i++) {
         s_printf(&r.body, "    const %s e%d = ", dl->index_type, i);

@@ -10,13 +10,16 @@
  * Kernel ABI (what a launcher passes; docs/cuda.md has the same text):
  *
  *   extern "C" __global__ void __launch_bounds__(BLOCK)
- *   NAME(T0 *b0, const T1 *b1, ..., long long d0, long long d1, ...)
+ *   NAME(T0 *b0, const T1 *b1, ..., long long d0, long long d1, ..., long long *dsc_trap)
  *
  *   - Parameters: first one pointer per kernel buffer, in the order of
  *     Kernel.bufs (b<i> is k->bufs[i]); then one `long long` per dim symbol
  *     of the graph, in symbol order (d<s> is the value of symbol s), whether
- *     the kernel uses it or not.  So the argument list of every kernel is
- *     "buffers, then the dims array": a launcher needs no per-kernel table.
+ *     the kernel uses it or not; last a pointer to the run's KTrapRecord
+ *     (ir/trap.h: five long long, zero until a KS_TRAP fires; the first one
+ *     sets the code with atomicCAS, then node and operands).  So the argument
+ *     list of every kernel is "buffers, then the dims array, then the trap
+ *     record": a launcher needs no per-kernel table.
  *   - Pointer types by storage dtype: f32 float, f16 and bf16 unsigned short
  *     (the raw IEEE-half / bfloat16 bits), i8 signed char, i32 int, i64 long
  *     long, bool unsigned char (0 or 1).  Buffers the kernel only reads are
@@ -43,7 +46,7 @@
 /* Threads per block when the hardware database gives none. */
 enum { CG_CUDA_DEFAULT_BLOCK = 256 };
 
-typedef enum { CA_BUFFER, CA_DIM } CudaArgKind;
+typedef enum { CA_BUFFER, CA_DIM, CA_TRAP } CudaArgKind;
 
 /* One kernel parameter, in ABI order. */
 typedef struct {
@@ -61,7 +64,7 @@ typedef struct {
     size_t source_len;
     int block;           /* threads per block (blockDim.x) */
     int nargs;
-    CudaArg *args;       /* buffers (k->nbufs) then dims (every symbol) */
+    CudaArg *args;       /* buffers (k->nbufs), dims (every symbol), the trap record */
     DimId flops, bytes;  /* per-run estimates, from the kernel IR */
 } CudaKernel;
 

@@ -86,6 +86,8 @@
 
 #include <llvm-c/DebugInfo.h>
 
+#include "../../ir/trap.h"
+
 typedef struct {
     LLVMContextRef C;
     LLVMModuleRef M;
@@ -98,6 +100,7 @@ typedef struct {
     LLVMValueRef fn;     /* the body function */
     LLVMValueRef *bufp;  /* per buffer: its pointer (its class's parameter) */
     LLVMValueRef dimsp;  /* const int64_t *dims */
+    LLVMValueRef trapp;  /* KTrapRecord *trap (ir/trap.h) */
     LLVMValueRef *dimv;  /* loaded on first use */
     LLVMValueRef *vars;  /* allocas of the loop variables */
     LLVMValueRef *locals; /* allocas of the locals, per lane: [lane * nlocals + local] */
@@ -797,6 +800,27 @@ static void mark_vectorize(R *r, LLVMValueRef latch_br) {
 
 static LLVMBasicBlockRef block(R *r, const char *name) { return LLVMAppendBasicBlockInContext(r->C, r->fn, name); }
 
+/* KS_TRAP for the current lane: the first trap of the run wins the
+ * compare-and-swap of the code from 0 and writes node and operands. */
+static void trap_stmt(R *r, const KStmt *s) {
+    LLVMBuilderRef b = r->B;
+    LLVMValueRef v[1 + KTRAP_NARGS] = {ci64(r, s->node)};
+    for (int i = 0; i < KTRAP_NARGS; i++)
+        v[1 + i] = s->arg[i] ? expr(r, s->arg[i], true) : ci64(r, 0);
+    if (r->failed) return;
+    LLVMValueRef x = LLVMBuildAtomicCmpXchg(b, r->trapp, ci64(r, 0), ci64(r, s->id),
+                                            LLVMAtomicOrderingMonotonic, LLVMAtomicOrderingMonotonic, false);
+    LLVMBasicBlockRef won = block(r, "trap.first"), join = block(r, "trap.end");
+    LLVMBuildCondBr(b, LLVMBuildExtractValue(b, x, 1, ""), won, join);
+    LLVMPositionBuilderAtEnd(b, won);
+    for (int i = 0; i < 1 + KTRAP_NARGS; i++) {
+        LLVMValueRef idx = ci64(r, 1 + i);
+        LLVMBuildStore(b, v[i], LLVMBuildInBoundsGEP2(b, r->t64, r->trapp, &idx, 1, ""));
+    }
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, join);
+}
+
 static void stmts(R *r, const KStmt *s) {
     LLVMBuilderRef b = r->B;
     for (; s && !r->failed; s = s->next) {
@@ -857,6 +881,11 @@ static void stmts(R *r, const KStmt *s) {
             LLVMPositionBuilderAtEnd(b, join);
             break;
         }
+        case KS_TRAP:
+            for (r->lane = 0; r->lane < r->nlanes && !r->failed; r->lane++)
+                trap_stmt(r, s);
+            r->lane = 0;
+            break;
         }
     }
 }
@@ -1104,10 +1133,11 @@ LLVMValueRef cg_llvm_render(LLVMModuleRef m, const Graph *g, const Kernel *k, co
     }
 
     /* the body function */
-    int nparams = nrep + 3;
+    int nparams = nrep + 4;
     LLVMTypeRef *pt = calloc((size_t)nparams, sizeof *pt);
     for (int i = 0; i < nrep + 1; i++) pt[i] = r.tp;
     pt[nrep + 1] = pt[nrep + 2] = r.t64;
+    pt[nrep + 3] = r.tp;
     char *bname = malloc(strlen(name) + 8);
     sprintf(bname, "%s.body", name);
     LLVMValueRef bf = LLVMAddFunction(m, bname, LLVMFunctionType(r.tv, pt, (unsigned)nparams, 0));
@@ -1121,10 +1151,13 @@ LLVMValueRef cg_llvm_render(LLVMModuleRef m, const Graph *g, const Kernel *k, co
         add_attr(&r, bf, (LLVMAttributeIndex)(i + 1), "nocapture");
     }
     add_attr(&r, bf, (LLVMAttributeIndex)(nrep + 1), "readonly");
+    add_attr(&r, bf, (LLVMAttributeIndex)(nrep + 4), "noalias");
+    add_attr(&r, bf, (LLVMAttributeIndex)(nrep + 4), "nocapture");
     r.fn = bf;
     r.bufp = calloc((size_t)nb + 1, sizeof(LLVMValueRef));
     for (int i = 0; i < nb; i++) r.bufp[i] = LLVMGetParam(bf, (unsigned)param[rep[i]]);
     r.dimsp = LLVMGetParam(bf, (unsigned)nrep);
+    r.trapp = LLVMGetParam(bf, (unsigned)nrep + 3);
     r.dimv = calloc((size_t)r.ndims + 1, sizeof(LLVMValueRef));
     r.vars = calloc((size_t)k->nvars + 1, sizeof(LLVMValueRef));
     r.locals = calloc((size_t)k->nlocals * JAM_LANES + 1, sizeof(LLVMValueRef));
@@ -1144,8 +1177,8 @@ LLVMValueRef cg_llvm_render(LLVMModuleRef m, const Graph *g, const Kernel *k, co
     /* the exported wrapper */
     LLVMValueRef f = NULL;
     if (!r.failed) {
-        LLVMTypeRef wt[4] = {r.tp, r.tp, r.t64, r.t64};
-        f = LLVMAddFunction(m, name, LLVMFunctionType(r.tv, wt, 4, 0));
+        LLVMTypeRef wt[5] = {r.tp, r.tp, r.t64, r.t64, r.tp};
+        f = LLVMAddFunction(m, name, LLVMFunctionType(r.tv, wt, 5, 0));
         add_attr(&r, f, LLVMAttributeFunctionIndex, "nounwind");
         for (unsigned i = 1; i <= 2; i++) {
             add_attr(&r, f, i, "noalias");
@@ -1165,6 +1198,7 @@ LLVMValueRef cg_llvm_render(LLVMModuleRef m, const Graph *g, const Kernel *k, co
         args[j++] = LLVMGetParam(f, 1);
         args[j++] = LLVMGetParam(f, 2);
         args[j++] = LLVMGetParam(f, 3);
+        args[j++] = LLVMGetParam(f, 4);
         call(b, bf, args, (unsigned)nparams);
         LLVMBuildRetVoid(b);
         free(args);

@@ -2,9 +2,12 @@
  *
  * cg_llvm_render adds one function per kernel to a module:
  *
- *     void NAME(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end)
+ *     void NAME(void *const *bufs, const int64_t *dims, int64_t begin, int64_t end, KTrapRecord *trap)
  *
- * bufs[i] is the memory of k->bufs[i], dims[s] the value of dim symbol s; the
+ * bufs[i] is the memory of k->bufs[i], dims[s] the value of dim symbol s,
+ * trap the run's record of run-time errors (ir/trap.h: a KS_TRAP that fires
+ * sets it by an atomic compare-and-swap of the code, so concurrent calls may
+ * share it; the caller zeroes it and reads it after the calls return); the
  * function runs the kernel body for the flattened parallel points
  * [begin, end) (row-major over par_extent[]), so a thread pool hands chunks
  * of one launch to its threads.  See render.c for how the loops are laid out

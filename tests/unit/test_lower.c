@@ -666,8 +666,9 @@ Test(lower, rounding_cast_in_a_group) {
     rt_tensor_free(x);
 }
 
-/* Integer division by zero: the interpreter reports it; kernels give 0. */
-Test(lower, int_division_by_zero_gives_zero) {
+/* Integer division: truncation, INT32_MIN / -1 wraps like the interpreter, and
+ * a zero divisor fails the run with the interpreter's error (ir/trap.h). */
+Test(lower, int_division_by_zero_is_an_error) {
     const char *src = "model m {\n"
                       "  input a : i32[4]\n"
                       "  input b : i32[4]\n"
@@ -675,7 +676,7 @@ Test(lower, int_division_by_zero_gives_zero) {
                       "}\n";
     int64_t shape[1] = {4};
     Tensor *a = rt_tensor_new(DT_I32, 1, shape), *b = rt_tensor_new(DT_I32, 1, shape);
-    int32_t av[4] = {7, -7, INT32_MIN, 5}, bv[4] = {2, 0, -1, -3};
+    int32_t av[4] = {7, -7, INT32_MIN, 5}, bv[4] = {2, 3, -1, -3};
     memcpy(a->data, av, sizeof av);
     memcpy(b->data, bv, sizeof bv);
     Tensor *in[2] = {a, b}, *out[1] = {NULL};
@@ -683,10 +684,17 @@ Test(lower, int_division_by_zero_gives_zero) {
     cr_assert(rt_exec_run(r.g, &r.p, in, 2, NULL, out, cg_kir_eval, NULL, r.d));
     const int32_t *q = out[0]->data;
     cr_expect_eq(q[0], 3);
-    cr_expect_eq(q[1], 0);
+    cr_expect_eq(q[1], -2);
     cr_expect_eq(q[2], INT32_MIN); /* wraps like the interpreter */
     cr_expect_eq(q[3], -1);
     rt_tensor_free(out[0]);
+    out[0] = NULL;
+    ((int32_t *)b->data)[1] = 0;
+    cr_assert_not(rt_exec_run(r.g, &r.p, in, 2, NULL, out, cg_kir_eval, NULL, r.d));
+    cr_assert_null(out[0]);
+    char *t = test_diag_text(r.d, false);
+    cr_expect(strstr(t, "error: div: integer division by zero (-7 / 0)"), "%s", t);
+    free(t);
     lowered_free(&r);
     rt_tensor_free(a);
     rt_tensor_free(b);
