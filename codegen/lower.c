@@ -951,6 +951,7 @@ static KExpr *lower_reduce(Low *L, const Node *n, const Ix *ix) {
             xi.e[a] = ix->e[o++];
         }
     }
+    if (ismax) trap_if(L, ib(L, KO_EQ, kdim(L, count), ci(L, 0)), KTRAP_EMPTY_MAX, n, NULL, NULL, NULL);
     pin(L, acc);
     KExpr *v = val(L, x, &xi);
     upd(L, acc, kir_bin(L->g, ismax ? KO_MAX : KO_ADD, lref(L, acc), v));

@@ -4,15 +4,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-int ir_trap_nargs(KTrapCode code) {
-    switch (code) {
-    case KTRAP_DIV_ZERO:
-    case KTRAP_POW_ZERO_NEG: return 1;
-    case KTRAP_GATHER_INDEX: return 3;
-    default: return 0;
-    }
-}
-
 void ir_trap_message(const Node *n, KTrapCode code, const int64_t *arg, char *buf, size_t size) {
     switch (code) {
     case KTRAP_DIV_ZERO: snprintf(buf, size, "integer division by zero (%" PRId64 " / 0)", arg[0]); return;
@@ -27,6 +18,7 @@ void ir_trap_message(const Node *n, KTrapCode code, const int64_t *arg, char *bu
             snprintf(buf + len, size - (size_t)len, " (tensor '%s')", iname);
         return;
     }
+    case KTRAP_EMPTY_MAX: snprintf(buf, size, "reducing over zero elements"); return;
     default: snprintf(buf, size, "unknown run-time error %d", (int)code); return;
     }
 }

@@ -488,7 +488,7 @@ static bool k_reduce(Ctx *c, const Node *n, Tensor *const *in, Tensor *out) {
     int64_t nout = prod(kept, 0, x->rank);
     CHECK(nout == numel(out), "result has %lld elements, expected %lld", (long long)numel(out),
           (long long)nout);
-    if (n->op == OP_REDUCE_MAX) CHECK(count > 0, "reducing over zero elements");
+    if (n->op == OP_REDUCE_MAX && count == 0) return trap(c, n, KTRAP_EMPTY_MAX, 0, 0, 0);
     bool isint = is_intlike(out->dtype);
     if (n->op == OP_REDUCE_MEAN && isint) CHECK(count > 0, "mean of zero elements");
     double *fa = calloc((size_t)nout + 1, sizeof *fa);

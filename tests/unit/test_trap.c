@@ -60,7 +60,8 @@ typedef struct {
     const char *name;
     const char *src;
     Fill fill[MAXIN];
-    const char *want; /* the interpreter's message, checked too (without the location) */
+    const char *want;          /* the interpreter's message, checked too (without the location) */
+    int64_t dim_bad, dim_good; /* the value of every dim symbol in the bad and the good run */
 } Case;
 
 static Tensor **make_inputs(const Graph *g, const Case *c, bool bad, uint64_t seed, int *nin) {
@@ -71,9 +72,12 @@ static Tensor **make_inputs(const Graph *g, const Case *c, bool bad, uint64_t se
         const Node *n = g->nodes[i];
         if (n->op != OP_INPUT) continue;
         cr_assert_lt(k, MAXIN);
-        int64_t shape[IR_MAX_RANK];
+        int64_t shape[IR_MAX_RANK], syms[8];
+        cr_assert_leq(dim_sym_count(g->dims), 8);
+        for (int i = 0; i < 8; i++)
+            syms[i] = bad ? c->dim_bad : c->dim_good;
         for (int d = 0; d < n->type.rank; d++)
-            cr_assert(dim_is_const(g->dims, n->type.dim[d], &shape[d]));
+            cr_assert(dim_eval(g->dims, n->type.dim[d], syms, &shape[d], NULL, 0));
         Tensor *t = rt_tensor_new(n->type.dtype, n->type.rank, shape);
         cr_assert_not_null(t);
         const Fill *f = &c->fill[k];
@@ -228,34 +232,48 @@ static const Case cases[] = {
     {"gather_high",
      "model gather_high {\n  input x : f32[4, 3]\n  input i : i64[5]\n  output y = gather(x, i, axis=0)\n}\n",
      {FLT, IDX(0, 4, 7, 2)},
-     "gather: index 7 out of range for axis 0 of size 4 (tensor 'i')"},
+     "gather: index 7 out of range for axis 0 of size 4 (tensor 'i')",
+     0,
+     0},
     {"gather_negative",
      "model gather_negative {\n  input x : f32[4, 3]\n  input i : i32[2, 3]\n  output y = gather(x, i, "
      "axis=1)\n}\n",
      {FLT, IDX(-3, 3, -4, -3)},
-     "gather: index -4 out of range for axis 1 of size 3 (tensor 'i')"},
+     "gather: index -4 out of range for axis 1 of size 3 (tensor 'i')",
+     0,
+     0},
     {"gather_fused",
-     "model gather_fused {\n  input x : f32[6, 5]\n  input i : i64[4]\n  input z : f32[4, 5]\n"
+     "model gather_fused {\n  dim M\n  input x : f32[M, 5]\n  input i : i64[4]\n  input z : f32[4, 5]\n"
      "  output y = relu(gather(exp(x) * 2.0, i, axis=0) + z) - 1.0\n}\n",
      {FLT, IDX(-6, 6, 6, 5), FLT},
-     "gather: index 6 out of range for axis 0 of size 6 (tensor 'i')"},
+     "gather: index 6 out of range for axis 0 of size 6 (tensor 'i')",
+     6,
+     6},
     {"div_i32",
      "model div_i32 {\n  input a : i32[3, 4]\n  input b : i32[3, 4]\n  output y = a / b\n}\n",
      {{-50, 50, false, 0, 0}, NONZERO(1, 9)},
-     "div: integer division by zero ("},
+     "div: integer division by zero (",
+     0,
+     0},
     {"div_i64_fused",
      "model div_i64_fused {\n  input a : i64[16]\n  input b : i64[16]\n  input c : i64[16]\n"
      "  output y = (a * 3) / (b - c) + a\n}\n",
      {{-99, 99, false, 0, 0}, NONZERO(5, 9), {0, 1, false, 0, 0}},
-     "div: integer division by zero ("},
+     "div: integer division by zero (",
+     0,
+     0},
     {"div_i8_bcast",
      "model div_i8_bcast {\n  input a : i8[5, 7]\n  input b : i8[7]\n  output y = a / b\n}\n",
      {{-100, 100, false, 0, 0}, NONZERO(1, 20)},
-     "div: integer division by zero ("},
+     "div: integer division by zero (",
+     0,
+     0},
     {"pow_zero_negative",
      "model pow_zero_negative {\n  input a : i32[9]\n  input e : i32[9]\n  output y = pow(a * a, e)\n}\n",
      {NONZERO(1, 4), {-3, 0, false, 0, 0}},
-     "pow: integer 0 raised to the negative power -"},
+     "pow: integer 0 raised to the negative power -",
+     0,
+     0},
 };
 
 Test(trap, gather_high) { check_case(&cases[0]); }
@@ -265,6 +283,18 @@ Test(trap, div_i32) { check_case(&cases[3]); }
 Test(trap, div_i64_fused) { check_case(&cases[4]); }
 Test(trap, div_i8_bcast) { check_case(&cases[5]); }
 Test(trap, pow_zero_negative) { check_case(&cases[6]); }
+
+/* A maximum of nothing: the bad run binds N = 0. */
+Test(trap, reduce_max_of_nothing) {
+    const Case c = {"reduce_max_of_nothing",
+                    "model reduce_max_of_nothing {\n  dim N\n  input x : f32[N, 3]\n  input z : f32[3]\n"
+                    "  output y = reduce_max(x * 2.0, axes=[0], keepdims=false) + z\n}\n",
+                    {FLT, FLT},
+                    "reduce_max: reducing over zero elements",
+                    0,
+                    5};
+    check_case(&c);
+}
 
 /* The shared text: the interpreter's messages come from ir_trap_message. */
 Test(trap, messages) {
