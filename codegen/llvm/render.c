@@ -52,6 +52,13 @@
  * with branches, as C's ?: would evaluate it, so a guarded out-of-range index
  * is never dereferenced.
  *
+ * Run-time errors.  Every kernel takes the run's KTrapRecord pointer last
+ * (ir/trap.h); a KS_TRAP (always behind lowering's `if`) is a monotonic
+ * cmpxchg of the code from 0 and, by the one point that wins it, plain stores
+ * of the node and the operand values; then the point goes on.  The launcher
+ * reads the record after the thread pool has joined.  A kernel without traps
+ * never touches the pointer, so its code is what it was.
+ *
  * Math.  exp, log, tanh and erf are internal helpers in plain f32 arithmetic
  * (always inlined, so they vectorize like everything else; libm calls would
  * not):
@@ -806,7 +813,7 @@ static void trap_stmt(R *r, const KStmt *s) {
     LLVMBuilderRef b = r->B;
     LLVMValueRef v[1 + KTRAP_NARGS] = {ci64(r, s->node)};
     for (int i = 0; i < KTRAP_NARGS; i++)
-        v[1 + i] = s->arg[i] ? expr(r, s->arg[i], true) : ci64(r, 0);
+        v[1 + i] = s->arg[i] ? expr(r, s->arg[i], false) : ci64(r, 0); /* data: no nsw */
     if (r->failed) return;
     LLVMValueRef x = LLVMBuildAtomicCmpXchg(b, r->trapp, ci64(r, 0), ci64(r, s->id),
                                             LLVMAtomicOrderingMonotonic, LLVMAtomicOrderingMonotonic, false);
