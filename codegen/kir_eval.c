@@ -27,8 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../ir/trap.h"
-
 typedef union {
     float f;
     int64_t i; /* KT_I64, and KT_BOOL as 0/1 */
@@ -44,7 +42,7 @@ typedef struct {
     V *loc;
     Diag *d;
     bool bad;
-    KTrapRecord trap; /* the first run-time error (ir/trap.h) */
+    KTrapRecord *trap; /* the run's record of run-time errors (ir/trap.h) */
 } Ev;
 
 static void fail(Ev *E, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -311,11 +309,11 @@ static void exec(Ev *E, const KStmt *s) {
             if (ev(E, s->value).i) exec(E, s->body);
             break;
         case KS_TRAP:
-            if (E->trap.code != KTRAP_NONE) break;
-            E->trap.code = s->id;
-            E->trap.node = s->node;
+            if (E->trap->code != KTRAP_NONE) break;
+            E->trap->code = s->id;
+            E->trap->node = s->node;
             for (int i = 0; i < KTRAP_NARGS; i++)
-                E->trap.arg[i] = s->arg[i] ? ev(E, s->arg[i]).i : 0;
+                E->trap->arg[i] = s->arg[i] ? ev(E, s->arg[i]).i : 0;
             break;
         }
     }
@@ -323,10 +321,16 @@ static void exec(Ev *E, const KStmt *s) {
 
 bool cg_kir_eval(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, const int64_t *dims, Diag *d) {
     (void)ctx;
+    KTrapRecord trap = {0};
+    return cg_kir_eval_into(g, k, bufs, dims, &trap, d) && ir_trap_report(g, &trap, d);
+}
+
+bool cg_kir_eval_into(const Graph *g, const Kernel *k, void *const *bufs, const int64_t *dims,
+                      KTrapRecord *trap, Diag *d) {
     int64_t *nelem = calloc((size_t)k->nbufs + 1, sizeof *nelem);
     int64_t *vars = calloc((size_t)k->nvars + 1, sizeof *vars);
     V *loc = calloc((size_t)k->nlocals + 1, sizeof *loc);
-    Ev E = {g, k, (unsigned char *const *)bufs, nelem, dims, vars, loc, d, false, {0}};
+    Ev E = {g, k, (unsigned char *const *)bufs, nelem, dims, vars, loc, d, false, trap};
     if (!nelem || !vars || !loc) {
         diag_error(d, loc_file(g->file), "kernel %s: out of memory", k->name);
         E.bad = true;
@@ -368,6 +372,5 @@ bool cg_kir_eval(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, 
     free(nelem);
     free(vars);
     free(loc);
-    if (!E.bad && !ir_trap_report(g, &E.trap, d)) E.bad = true;
     return !E.bad;
 }

@@ -18,8 +18,16 @@
 #include <stdint.h>
 
 #include "../ir/kir.h"
+#include "../ir/trap.h"
 
 /* A KernelLauncher (runtime/exec.h); ctx is unused (pass NULL). */
 bool cg_kir_eval(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, const int64_t *dims, Diag *d);
+
+/* The kernel as a device runs it: a KS_TRAP goes into *trap (unless it holds
+ * one already) instead of failing the launch; false only for the evaluator's
+ * own errors (lowering bugs).  The CUDA executor's tests run kernels this way
+ * on their fake device memory. */
+bool cg_kir_eval_into(const Graph *g, const Kernel *k, void *const *bufs, const int64_t *dims,
+                      KTrapRecord *trap, Diag *d);
 
 #endif

@@ -16,8 +16,9 @@
  *   FAKE_CUDA_FAULT=NAME       NAME "faults": the next synchronisation fails
  *                              and the context stays broken until released.
  * A launch calls a hook the test installs: it decodes the kernel ABI
- * (device pointers, then the dims) and runs the kernel with the kernel-IR
- * evaluator (codegen/kir_eval.c) on the "device" memory.  So the whole
+ * (device pointers, then the dims, then the trap record) and runs the kernel
+ * with the kernel-IR evaluator (codegen/kir_eval.c) on the "device" memory,
+ * run-time errors going into the device's trap record as a GPU's would.  So the whole
  * device path -- kernels really built by NVRTC for sm_90 through the cache,
  * modules, the weights block, load-time constants, the run block, uploads,
  * launches with the record's argument list, downloads -- runs here, and its
@@ -567,8 +568,9 @@ static int run_kernel(void *user, const char *name, unsigned grid, unsigned bloc
         bufs[i] = (void *)(uintptr_t) * (unsigned long long *)params[i];
     for (int s = 0; s < nsym; s++)
         dims[s] = *(long long *)params[k->nbufs + s];
+    KTrapRecord *trap = (KTrapRecord *)(uintptr_t) * (unsigned long long *)params[k->nbufs + nsym];
     Diag *d = diag_create();
-    bool ok = cg_kir_eval(NULL, h->g, k, bufs, dims, d);
+    bool ok = cg_kir_eval_into(h->g, k, bufs, dims, trap, d);
     if (!ok)
         snprintf(h->err, sizeof h->err, "kernel %s: %s", name,
                  diag_count(d) ? diag_message(d, 0, NULL, NULL) : "?");
@@ -646,13 +648,31 @@ typedef struct {
     int64_t syms[16];
 } Model;
 
-/* Compiles (a file under the source tree, or EDGE for "edge") at -O`opt` and lowers. */
+/* Run-time errors (ir/trap.h): a gather and an integer division per run, and
+ * an integer division of params, computed once at load. */
+static const char TRAPS[] = "model traps {\n"
+                            "  dim B <= 16\n"
+                            "  input x : f32[B, 4]\n"
+                            "  input i : i64[3]\n"
+                            "  input a : i32[B]\n"
+                            "  input b : i32[B]\n"
+                            "  param p : i32[4]\n"
+                            "  param q : i32[4]\n"
+                            "  output y = gather(x, i, axis=0) * 2.0\n"
+                            "  output z = a / b + 1\n"
+                            "  output c = p / q\n"
+                            "}\n";
+
+/* Compiles (a file under the source tree, EDGE for "edge" or TRAPS for
+ * "traps") at -O`opt` and lowers. */
 static void model_open(Model *m, const char *file, int opt) {
     memset(m, 0, sizeof *m);
     m->a = arena_create();
     m->d = diag_create();
     if (strcmp(file, "edge") == 0) {
         m->g = fe_compile_source(m->a, m->d, "edge.dsg", EDGE, strlen(EDGE));
+    } else if (strcmp(file, "traps") == 0) {
+        m->g = fe_compile_source(m->a, m->d, "traps.dsg", TRAPS, strlen(TRAPS));
     } else {
         char path[512];
         snprintf(path, sizeof path, "%s/%s", DSC_SOURCE_DIR, file);
@@ -923,6 +943,78 @@ Test(cuda_exec, runs_like_the_host_corners) {
     need_nvrtc();
     check_model("edge", 2, 3, 16);
     check_model("edge", 0, 0, 2); /* a dim bound to 0: empty inputs and outputs */
+}
+
+/* The interpreter's diagnostics for m's data, as text (malloc'd). */
+static char *interp_messages(Model *m) {
+    Tensor *out[8] = {0};
+    Diag *d = diag_create();
+    cr_assert_not(rt_interp_run(m->g, m->in, m->nin, m->prm, out, d), "the interpreter accepts the bad data");
+    char *s = all_messages(d);
+    diag_destroy(d);
+    return s;
+}
+
+/* The CUDA run fails with exactly the interpreter's diagnostics, returns no
+ * output, and the next good run is not affected (the record was cleared). */
+static void expect_trap(Model *m, CudaModel *cm, const char *label) {
+    char *want = interp_messages(m);
+    Tensor *got[8] = {(Tensor *)1, (Tensor *)1, (Tensor *)1};
+    diag_clear(m->d);
+    cr_expect_not(rt_cuda_model_run(cm, m->in, m->nin, got, m->d), "%s: the CUDA run succeeds", label);
+    for (int i = 0; i < m->g->noutputs; i++)
+        cr_expect_null(got[i], "%s: output %d", label, i);
+    char *s = all_messages(m->d);
+    cr_expect_str_eq(s, want, "%s", label);
+    free(s);
+    free(want);
+    diag_clear(m->d);
+}
+
+Test(cuda_exec, run_time_errors_like_the_interpreter) {
+    need_nvrtc();
+    Model m;
+    model_open(&m, "traps", 2);
+    model_data(&m, 4, 11); /* x, i, a, b; params p, q */
+    int64_t *iv = m.in[1]->data;
+    int32_t *bv = m.in[3]->data, *qv = m.prm[1]->data;
+    for (int j = 0; j < 3; j++)
+        iv[j] = 3 - j;
+    for (int j = 0; j < 4; j++)
+        bv[j] = qv[j] = j + 1;
+    Hook h = {.g = m.g, .p = &m.p};
+    install_hook(&h);
+    CudaModel *cm = NULL;
+    cr_assert(rt_cuda_model_load(m.g, &m.p, m.prm, NULL, &cm, m.d), "%s", all_messages(m.d));
+    expect_same_as_host(&m, cm, "good data");
+
+    iv[1] = 4; /* B = 4 */
+    expect_trap(&m, cm, "gather index 4");
+    iv[1] = -5;
+    expect_trap(&m, cm, "gather index -5");
+    iv[1] = -4;
+    expect_same_as_host(&m, cm, "gather index -4, after the errors");
+    bv[2] = 0;
+    expect_trap(&m, cm, "division by zero");
+    bv[2] = -1;
+    expect_same_as_host(&m, cm, "division by -1, after the error");
+    cr_expect_str_eq(h.err, "");
+    rt_cuda_model_free(cm, m.d);
+    cr_expect_eq(diag_error_count(m.d), 0);
+    expect_nothing_live("run-time errors");
+
+    /* an error of a load-time kernel fails the load */
+    qv[3] = 0;
+    char *want = interp_messages(&m);
+    cm = NULL;
+    cr_expect_not(rt_cuda_model_load(m.g, &m.p, m.prm, NULL, &cm, m.d));
+    cr_expect_null(cm);
+    char *s = all_messages(m.d);
+    cr_expect_str_eq(s, want);
+    free(s);
+    free(want);
+    expect_nothing_live("a load-time error");
+    model_close(&m);
 }
 
 /* rt_run_model through the run.c hook (random data, as `dsc run` makes it)
