@@ -143,7 +143,8 @@ static void *thread_main(void *arg) {
     }
     for (int round = 0; round < THREAD_ROUNDS; round++)
         for (int i = 0; i < t->ncases; i++) {
-            const Case *c = &t->cases[(i + t->id) % t->ncases]; /* the threads take the lengths in different orders */
+            const Case *c =
+                &t->cases[(i + t->id) % t->ncases]; /* the threads take the lengths in different orders */
             double err;
             dsc_status st = run_case(s, c, &err);
             if (st != DSC_OK || !(err <= TOLERANCE)) {
@@ -214,8 +215,9 @@ int main(int argc, char **argv) {
     }
     dsc_stats stats;
     dsc_session_stats(s, &stats);
-    printf("session: %llu runs, arena %zu bytes (peak %zu), grown %llu times\n", (unsigned long long)stats.runs,
-           stats.arena_bytes, stats.peak_arena_bytes, (unsigned long long)stats.arena_grows);
+    printf("session: %llu runs, arena %zu bytes (peak %zu), grown %llu times\n",
+           (unsigned long long)stats.runs, stats.arena_bytes, stats.peak_arena_bytes,
+           (unsigned long long)stats.arena_grows);
     dsc_session_destroy(s);
 
     /* two sessions on two threads, one model */
@@ -223,7 +225,8 @@ int main(int argc, char **argv) {
     pthread_t tid[2];
     for (int i = 0; i < 2; i++)
         if (pthread_create(&tid[i], NULL, thread_main, &th[i]) != 0) return 1;
-    for (int i = 0; i < 2; i++) pthread_join(tid[i], NULL);
+    for (int i = 0; i < 2; i++)
+        pthread_join(tid[i], NULL);
     for (int i = 0; i < 2; i++) {
         printf("%s thread %d: %d runs, worst rel L2 error %.2e\n", th[i].failures ? "FAIL" : "ok  ", i,
                THREAD_ROUNDS * ncases, th[i].worst);
