@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "../ir/arena.h"
 #include "../ir/diag.h"
@@ -34,15 +35,15 @@ enum { RT_DSM_FORMAT_VERSION = 1 };
  * valid until rt_dsm_close; the graph lives in the arena given to
  * rt_dsm_open. */
 typedef struct {
-    Graph *graph;              /* its `weights` names the .dsm itself (see rt_dsm_open) */
-    struct SafeTensors *file;  /* the open file; its tensors are the params, by param key */
+    Graph *graph;             /* its `weights` names the .dsm itself (see rt_dsm_open) */
+    struct SafeTensors *file; /* the open file; its tensors are the params, by param key */
     int format_version;
-    const char *dsc_version;   /* of the dsc that wrote the file */
-    const char *model;         /* model name */
-    const char *graph_text;    /* the optimized graph, DSG */
-    const char *plan_json;     /* groups, buffers and kernels, JSON (docs/formats.md) */
-    const char *kernel_ir;     /* kir_print of every kernel */
-    const char *checksum;      /* "sha256:<64 hex digits>", verified */
+    const char *dsc_version; /* of the dsc that wrote the file */
+    const char *model;       /* model name */
+    const char *graph_text;  /* the optimized graph, DSG */
+    const char *plan_json;   /* groups, buffers and kernels, JSON (docs/formats.md) */
+    const char *kernel_ir;   /* kir_print of every kernel */
+    const char *checksum;    /* "sha256:<64 hex digits>", verified */
 } RtDsm;
 
 /* Whether `path` must be loaded as a compiled model: its content starts like
@@ -62,7 +63,8 @@ bool rt_dsm_is(const char *path);
  * --random-inputs --random-weights` with the same seed and binds.  Only
  * weights, random_weights, seed, the binds and as_written are used.  The
  * graph's arena gets the lowered kernels (as rt_run_model does). */
-bool rt_dsm_write(const Graph *g, const char *model_path, const RunOptions *opt, const char *out_path, Diag *d);
+bool rt_dsm_write(const Graph *g, const char *model_path, const RunOptions *opt, const char *out_path,
+                  Diag *d);
 
 /* Opens and checks `path`; on success fills *out (rt_dsm_close frees it) and
  * returns true.  out->graph->weights is set to the file's base name, so
@@ -76,5 +78,13 @@ bool rt_dsm_open(const char *path, Arena *a, RtDsm *out, Diag *d);
 bool rt_dsm_open_mem(const void *buf, size_t len, const char *name, Arena *a, RtDsm *out, Diag *d);
 /* Closes the file; *m is zeroed.  Safe on a zeroed RtDsm. */
 void rt_dsm_close(RtDsm *m);
+
+/* What `dsc inspect` prints about a loaded model (runtime/dsm_inspect.c):
+ * format and dsc version, model, checksum status, inputs and outputs with
+ * their shapes, dims, a weights summary (count and bytes per dtype, total),
+ * the kernels (name, group, kind), the memory plan and the graph as DSG;
+ * with `kernel_ir` also the kernel IR.  `json`: one JSON object instead
+ * (keys in docs/formats.md).  False on an output error. */
+bool rt_dsm_print(const RtDsm *m, const char *path, FILE *out, bool json, bool kernel_ir);
 
 #endif
