@@ -17,6 +17,7 @@
 #include "passes/passes.h"
 #include "runtime/atomic_file.h"
 #include "runtime/bench.h"
+#include "runtime/dsm.h"
 #include "runtime/hwdb.h"
 #include "runtime/nvrtc.h"
 #include "runtime/run.h"
@@ -32,9 +33,11 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  check FILE         parse and type-check a .dsg model; report every error\n"
-    "  compile FILE       optimize a model; write it as DSG or Graphviz, or its kernels (CUDA C, cubin)\n"
-    "  run FILE           run a model on inputs (.npy) and weights (safetensors)\n"
-    "  bench FILE         time a model: median and min latency, throughput\n"
+    "  compile FILE       optimize a model; write it as DSG or Graphviz, its kernels (CUDA C,\n"
+    "                     cubin), or a compiled model with its weights (-o MODEL.dsm)\n"
+    "  run FILE           run a model (.dsg or .dsm) on inputs (.npy) and weights (safetensors)\n"
+    "  bench FILE         time a model (.dsg or .dsm): median and min latency, throughput\n"
+    "  inspect FILE.dsm   show a compiled model: version, graph, kernels, weights, checksum\n"
     "  passes             list the optimization passes in pipeline order\n"
     "  hwdb               list the hardware database and what this machine selects\n"
     "  help [COMMAND]     show help for dsc or for one command\n"
@@ -58,14 +61,14 @@ static const char usage_check[] =
     "  -h, --help         show this help\n";
 
 static const char usage_compile[] =
-    "usage: dsc compile FILE [-o OUT] [--emit=dsg|dot|cuda|cubin] [--target=sm_XX]\n"
-    "                   [-O0|-O1|-O2]\n"
+    "usage: dsc compile FILE [-o OUT] [--emit=dsg|dot|cuda|cubin|dsm] [--target=sm_XX]\n"
+    "                   [-O0|-O1|-O2] [--weights FILE | --random-weights [--seed N]]\n"
     "                   [--disable-pass=NAME] [--dump-before=PASS|all]\n"
     "                   [--dump-after=PASS|all] [--dump-dir DIR]\n"
     "                   [--stats[=text|json]] [--bind DIM=VALUE[,DIM=VALUE]...]\n"
     "\n"
     "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
-    "file is never needed.\n"
+    "file is needed only for a compiled model (--emit=dsm).\n"
     "\n"
     "options:\n"
     "  -o OUT             write to OUT ('-' or no -o: standard output); the file\n"
@@ -79,6 +82,17 @@ static const char usage_compile[] =
     "                     shared memory, stack and spill bytes; uses the kernel cache\n"
     "                     ($DSC_CACHE_DIR, else $XDG_CACHE_HOME/dsc or ~/.cache/dsc;\n"
     "                     DSC_CACHE=0 turns it off; see docs/cuda.md)\n"
+    "  --emit=dsm         a compiled model (the default when OUT ends in .dsm): one\n"
+    "                     self-contained file (safetensors) with the optimized graph,\n"
+    "                     fusion groups, memory plan, kernel IR and the weights the\n"
+    "                     optimized graph uses; 'dsc run' and 'dsc bench' run it,\n"
+    "                     'dsc inspect' shows it (docs/formats.md); needs -o FILE\n"
+    "  --weights FILE     for dsm: the weights (default: the model's 'weights' file,\n"
+    "                     found relative to the model file)\n"
+    "  --random-weights   for dsm: seeded random weights instead, the same values as\n"
+    "                     'dsc run --random-inputs --random-weights' with the same\n"
+    "                     --seed and --bind\n"
+    "  --seed N           for dsm with --random-weights: the seed (default 0)\n"
     "  --target=sm_XX     the GPU architecture for cuda/cubin (sm_75, sm_90, ...;\n"
     "                     default for cubin: the first GPU's)\n"
     "  -O0, -O1, -O2      optimization level (default -O2; -O0 runs no passes)\n"
@@ -97,8 +111,8 @@ static const char usage_compile[] =
     "                     output.  json: one object with keys ops, kernels,\n"
     "                     bytes_unfused, bytes_fused, weight_bytes, peak_bytes_planned,\n"
     "                     peak_bytes_naive, dims and passes\n"
-    "  --bind DIM=VALUE   dim values for --stats (repeatable or comma-separated);\n"
-    "                     otherwise a dim's <= bound, else 8\n"
+    "  --bind DIM=VALUE   dim values for --stats and --random-weights (repeatable or\n"
+    "                     comma-separated); otherwise a dim's <= bound, else 8\n"
     "  -h, --help         show this help\n";
 
 static const char usage_run[] =
@@ -108,7 +122,10 @@ static const char usage_run[] =
     "               [-O0|-O1|-O2] [--disable-pass=NAME]...\n"
     "\n"
     "Runs the model and prints one line per output: name, dtype and shape, min,\n"
-    "max and mean (and the count of non-finite values, if any).\n"
+    "max and mean (and the count of non-finite values, if any).  FILE is DSG\n"
+    "source or a compiled model (dsc compile -o MODEL.dsm; told apart by content),\n"
+    "which is run as compiled (no -O or --disable-pass) with its own weights\n"
+    "unless --weights or --random-weights is given.\n"
     "\n"
     "options:\n"
     "  --input NAME=FILE  the input NAME from a .npy file (repeat for each input)\n"
@@ -132,8 +149,8 @@ static const char usage_run[] =
     "                       ref   the reference interpreter (slow, the oracle)\n"
     "                       auto  the GPU if usable, else cpu; without LLVM in the\n"
     "                             build, ref with a warning\n"
-    "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
-    "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
+    "  -O0, -O1, -O2      optimization level, as for 'dsc compile' (.dsg only)\n"
+    "  --disable-pass=NAME  skip one pass, as for 'dsc compile' (.dsg only)\n"
     "  -h, --help         show this help\n";
 
 static const char usage_bench[] =
@@ -149,7 +166,9 @@ static const char usage_bench[] =
     "data.  Prints the median, min, mean and max latency, the throughput\n"
     "(inferences per second) and, from the kernels' estimates, GFLOP/s.  One\n"
     "timed run is what 'dsc run' does per inference: bind the dims, run every\n"
-    "kernel, copy the outputs out.\n"
+    "kernel, copy the outputs out.  FILE is DSG source or a compiled model (.dsm,\n"
+    "told apart by content), whose own weights are used unless --weights is given;\n"
+    "-O and --disable-pass apply to DSG source only.\n"
     "\n"
     "options:\n"
     "  --device DEV       where to run (default auto): cpu (the host JIT; threads:\n"
@@ -161,7 +180,8 @@ static const char usage_bench[] =
     "                     comma-separated); otherwise its <= bound, else 8\n"
     "  --seed N           seed for the random inputs and weights (default 0)\n"
     "  --input NAME=FILE  the input NAME from a .npy file; the others are random\n"
-    "  --weights FILE     read the params from FILE; otherwise they are random\n"
+    "  --weights FILE     read the params from FILE; otherwise they are random (for\n"
+    "                     a .dsm: its own)\n"
     "  --output-dir DIR   write the outputs of the last run as DIR/NAME.npy\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
@@ -175,6 +195,21 @@ static const char usage_bench[] =
     "                     max_ms, throughput_per_s, flops, gflops_per_s, bytes,\n"
     "                     kernels, kernels_compiled, kernels_cached, samples_ms (and\n"
     "                     with --profile: profile, profile_other_ms)\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_inspect[] =
+    "usage: dsc inspect FILE.dsm [--json] [--kernel-ir]\n"
+    "\n"
+    "Checks a compiled model (dsc compile -o FILE.dsm) completely -- container,\n"
+    "format version, checksum, graph, weights -- and prints its format and dsc\n"
+    "version, model, checksum status, dims, inputs and outputs with their shapes,\n"
+    "a weights summary (tensors and bytes per dtype, total), the kernels (name,\n"
+    "fusion group, kind), the memory plan and the optimized graph (DSG).  A damaged\n"
+    "or foreign file is an error (exit status 1) saying what is wrong.\n"
+    "\n"
+    "options:\n"
+    "  --json             one JSON object instead (keys in docs/formats.md)\n"
+    "  --kernel-ir        also print the stored kernel IR\n"
     "  -h, --help         show this help\n";
 
 static const char usage_passes[] =
@@ -231,6 +266,26 @@ static Graph *load(Arena *a, Diag *d, const char *path) {
     return g;
 }
 
+/* DSG source, or a compiled model (checked; *dsm filled): told apart by
+ * content, or by the .dsm extension for a file too damaged to tell. */
+static Graph *load_model(Arena *a, Diag *d, const char *path, RtDsm *dsm) {
+    size_t n = strlen(path);
+    if (!rt_dsm_is(path) && !(n > 4 && strcmp(path + n - 4, ".dsm") == 0)) return load(a, d, path);
+    bool ok = rt_dsm_open(path, a, dsm, d);
+    diag_print(d, stderr, true);
+    diag_clear(d);
+    return ok ? dsm->graph : NULL;
+}
+
+/* -O and --disable-pass with a compiled model: a usage error. */
+static bool passes_for_dsm(const RtDsm *dsm, bool given, const char *file, const char *usage) {
+    if (!dsm->graph || !given) return false;
+    usage_error(usage,
+                "-O and --disable-pass apply to DSG source; '%s' is a compiled model (already optimized)",
+                file);
+    return true;
+}
+
 static int cmd_check(int argc, char **argv) {
     const char *file = NULL;
     bool verbose = false;
@@ -260,7 +315,7 @@ static int cmd_check(int argc, char **argv) {
     return g ? EXIT_OK : EXIT_DIAG;
 }
 
-typedef enum { EMIT_DSG, EMIT_DOT, EMIT_CUDA, EMIT_CUBIN } Emit;
+typedef enum { EMIT_DSG, EMIT_DOT, EMIT_CUDA, EMIT_CUBIN, EMIT_DSM } Emit;
 
 typedef struct {
     const char *dir;
@@ -396,6 +451,9 @@ static bool check_pass_name(const char *name, const char *option) {
 static int cmd_compile(int argc, char **argv) {
     const char *file = NULL, *out = NULL, *v;
     Emit emit = EMIT_DSG;
+    bool emit_given = false;
+    RunOptions wo = {0}; /* weights for --emit=dsm */
+    bool weights_given = false;
     int target = 0; /* --target=sm_XX */
     Dumps dm = {.dir = "."};
     Binds binds = {0};
@@ -423,10 +481,27 @@ static int cmd_compile(int argc, char **argv) {
                 emit = EMIT_CUDA;
             } else if (strcmp(v, "cubin") == 0) {
                 emit = EMIT_CUBIN;
+            } else if (strcmp(v, "dsm") == 0) {
+                emit = EMIT_DSM;
             } else {
-                rc = usage_error(usage_compile, "unknown --emit kind '%s' (expected dsg, dot, cuda or cubin)", v);
+                rc = usage_error(usage_compile,
+                                 "unknown --emit kind '%s' (expected dsg, dot, cuda, cubin or dsm)", v);
                 goto done;
             }
+            emit_given = true;
+        } else if ((v = option_value(argc, argv, &i, "--weights"))) {
+            wo.weights = v;
+            weights_given = true;
+        } else if (strcmp(a, "--random-weights") == 0) {
+            wo.random_weights = weights_given = true;
+        } else if ((v = option_value(argc, argv, &i, "--seed"))) {
+            int64_t seed;
+            if (!parse_i64(v, &seed)) {
+                rc = usage_error(usage_compile, "--seed needs an integer, got '%s'", v);
+                goto done;
+            }
+            wo.seed = (uint64_t)seed;
+            weights_given = true;
         } else if ((v = option_value(argc, argv, &i, "--target"))) {
             if ((target = rt_nvrtc_parse_arch(v)) < 0) {
                 rc = usage_error(usage_compile, "--target needs a GPU architecture like sm_90, got '%s'", v);
@@ -468,6 +543,21 @@ static int cmd_compile(int argc, char **argv) {
         rc = usage_error(usage_compile, "%s", "no input file");
         goto done;
     }
+    size_t outlen = out ? strlen(out) : 0;
+    if (!emit_given && outlen > 4 && strcmp(out + outlen - 4, ".dsm") == 0) emit = EMIT_DSM;
+    if (emit == EMIT_DSM && (!out || strcmp(out, "-") == 0)) {
+        rc = usage_error(usage_compile, "%s", "--emit=dsm needs -o FILE (a compiled model is binary)");
+        goto done;
+    }
+    if (weights_given && emit != EMIT_DSM) {
+        rc = usage_error(usage_compile, "%s",
+                         "--weights, --random-weights and --seed apply to --emit=dsm (-o FILE.dsm)");
+        goto done;
+    }
+    if (wo.weights && wo.random_weights) {
+        rc = usage_error(usage_compile, "%s", "--weights and --random-weights exclude each other");
+        goto done;
+    }
     bool kernels = emit == EMIT_CUDA || emit == EMIT_CUBIN;
     if (kernels && (!out || strcmp(out, "-") == 0)) {
         rc = usage_error(usage_compile, "%s", "--emit=cuda and --emit=cubin need -o DIR");
@@ -500,7 +590,14 @@ static int cmd_compile(int argc, char **argv) {
             free(syms);
         }
         free(records);
-        if (ok && kernels) {
+        if (ok && emit == EMIT_DSM) {
+            wo.nbinds = binds.n;
+            wo.bind_names = (const char *const *)binds.names;
+            wo.bind_values = binds.values;
+            /* a copy as written, for choosing random weight ranges (as dsc run does) */
+            wo.as_written = wo.random_weights ? fe_compile_file(arena, d, file) : NULL;
+            if (rt_dsm_write(g, file, &wo, out, d)) rc = EXIT_OK;
+        } else if (ok && kernels) {
             CudaEmitOptions eo = {.cubin = emit == EMIT_CUBIN, .sm = target, .dir = out, .report = stdout};
             if (rt_cuda_emit(g, &eo, d)) rc = EXIT_OK;
         } else if (ok) {
@@ -550,6 +647,7 @@ static int cmd_run(int argc, char **argv) {
     RunOptions ro = {.summary = stdout, .device = RT_DEVICE_AUTO};
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
+    bool passopts = false; /* -O or --disable-pass given */
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         char *n, *val;
@@ -589,12 +687,14 @@ static int cmd_run(int argc, char **argv) {
         } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
             if (!check_pass_name(v, "--disable-pass")) goto done;
             disabled[ndisabled++] = v;
+            passopts = true;
         } else if (strcmp(a, "--random-inputs") == 0) {
             ro.random_inputs = true;
         } else if (strcmp(a, "--random-weights") == 0) {
             ro.random_weights = true;
         } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
             opt = a[2] - '0';
+            passopts = true;
         } else if (a[0] == '-' && a[1]) {
             rc = usage_error(usage_run, "unknown option or missing value: '%s'", a);
             goto done;
@@ -616,14 +716,18 @@ static int cmd_run(int argc, char **argv) {
     Arena *arena = arena_create();
     Diag *d = diag_create();
     rc = EXIT_DIAG;
-    Graph *g = load(arena, d, file);
+    RtDsm dsm = {0};
+    Graph *g = load_model(arena, d, file, &dsm);
     /* a second copy stays as written, for choosing random weight ranges */
-    ro.as_written = g && ro.random_weights ? load(arena, d, file) : NULL;
-    if (g) {
+    ro.as_written = g && ro.random_weights && !dsm.graph ? load(arena, d, file) : NULL;
+    if (passes_for_dsm(&dsm, passopts, file, usage_run)) {
+        rc = EXIT_USAGE;
+    } else if (g) {
         PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
-        if (pass_run_pipeline(g, d, &po) && rt_run_model(g, file, &ro, NULL, d)) rc = EXIT_OK;
+        if ((dsm.graph || pass_run_pipeline(g, d, &po)) && rt_run_model(g, file, &ro, NULL, d)) rc = EXIT_OK;
         diag_print(d, stderr, true);
     }
+    rt_dsm_close(&dsm);
     diag_destroy(d);
     arena_destroy(arena);
 done:
@@ -641,7 +745,7 @@ static int cmd_bench(int argc, char **argv) {
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     Binds binds = {0};
     BenchOptions bo = {.run = {.device = RT_DEVICE_AUTO, .random_inputs = true}, .iters = 20, .warmup = 3};
-    bool json = false;
+    bool json = false, passopts = false; /* -O or --disable-pass given */
     int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -694,8 +798,10 @@ static int cmd_bench(int argc, char **argv) {
         } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
             if (!check_pass_name(v, "--disable-pass")) goto done;
             disabled[ndisabled++] = v;
+            passopts = true;
         } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
             opt = a[2] - '0';
+            passopts = true;
         } else if (strcmp(a, "--no-cache") == 0) {
             bo.no_cache = true;
         } else if (strcmp(a, "--profile") == 0) {
@@ -721,14 +827,17 @@ static int cmd_bench(int argc, char **argv) {
     bo.run.nbinds = binds.n;
     bo.run.bind_names = (const char *const *)binds.names;
     bo.run.bind_values = binds.values;
-    bo.run.random_weights = !bo.run.weights;
     Arena *arena = arena_create();
     Diag *d = diag_create();
     rc = EXIT_DIAG;
     double t0 = rt_bench_now();
-    Graph *g = load(arena, d, file);
+    RtDsm dsm = {0};
+    Graph *g = load_model(arena, d, file, &dsm);
+    bo.run.random_weights = !bo.run.weights && !dsm.graph; /* a .dsm has its own */
     PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
-    bool ok = g && pass_run_pipeline(g, d, &po);
+    bool ok = g && !passes_for_dsm(&dsm, passopts, file, usage_bench) &&
+              (dsm.graph || pass_run_pipeline(g, d, &po));
+    if (g && dsm.graph && passopts) rc = EXIT_USAGE;
     double load_ms = (rt_bench_now() - t0) * 1e3;
     /* a second copy stays as written, for choosing random weight ranges */
     bo.run.as_written = ok && bo.run.random_weights ? load(arena, d, file) : NULL;
@@ -746,6 +855,7 @@ static int cmd_bench(int argc, char **argv) {
         rt_bench_result_free(&res);
     }
     diag_print(d, stderr, true);
+    rt_dsm_close(&dsm);
     diag_destroy(d);
     arena_destroy(arena);
 done:
@@ -753,6 +863,37 @@ done:
     free(names);
     free(files);
     return rc;
+}
+
+static int cmd_inspect(int argc, char **argv) {
+    const char *file = NULL;
+    bool json = false, kir = false;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(usage_inspect, stdout);
+            return EXIT_OK;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--kernel-ir") == 0) {
+            kir = true;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return usage_error(usage_inspect, "unknown option '%s'", argv[i]);
+        } else if (file) {
+            return usage_error(usage_inspect, "more than one file given ('%s')", argv[i]);
+        } else {
+            file = argv[i];
+        }
+    }
+    if (!file) return usage_error(usage_inspect, "%s", "no input file");
+    Arena *a = arena_create();
+    Diag *d = diag_create();
+    RtDsm dsm = {0};
+    bool ok = rt_dsm_open(file, a, &dsm, d) && rt_dsm_print(&dsm, file, stdout, json, kir);
+    diag_print(d, stderr, true);
+    rt_dsm_close(&dsm);
+    diag_destroy(d);
+    arena_destroy(a);
+    return ok ? EXIT_OK : EXIT_DIAG;
 }
 
 static int cmd_passes(int argc, char **argv) {
@@ -843,6 +984,7 @@ static const Command commands[] = {
     {"compile", cmd_compile, usage_compile},
     {"run", cmd_run, usage_run},
     {"bench", cmd_bench, usage_bench},
+    {"inspect", cmd_inspect, usage_inspect},
     {"passes", cmd_passes, usage_passes},
     {"hwdb", cmd_hwdb, usage_hwdb},
 };
