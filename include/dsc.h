@@ -151,22 +151,27 @@ DSC_API const char *dsc_context_errmsg(const dsc_context *ctx);
 
 /* A zeroed struct is the defaults. */
 typedef struct {
-    const char *weights; /* a safetensors file; NULL: the model's own `weights` file, relative to the model */
+    const char *weights; /* a safetensors file; NULL: the model's own `weights` file, relative to the model
+                            (a .dsm: its own tensors; give neither this nor random_weights) */
     int random_weights;  /* non-zero: no weights file; every param seeded random (for demos and tests) */
     uint64_t seed;       /* the seed of random_weights */
 } dsc_model_options;
 
 typedef struct dsc_model dsc_model;
 
-/* Loads the model at `path` (a DSG file) through ctx: parsed and checked,
- * optimized, lowered to kernels and compiled for the context's device
- * (through the kernel cache; the pass pipeline of `dsc -O2`), weights read and checked, load-time constants
- * computed.  opts may be NULL.  [out] *model on success.  On failure *model is
- * NULL, nothing is left behind, and dsc_context_errmsg(ctx) says why (for a
- * model with errors: every diagnostic, "file:line:col: error: ...").
+/* Loads the model at `path` through ctx: DSG source (parsed and checked,
+ * then optimized by the pass pipeline of `dsc -O2`) or a compiled model
+ * (`dsc compile -o MODEL.dsm`: already optimized, weights inside; told apart
+ * by content), lowered to kernels and compiled for the context's device
+ * (through the kernel cache), weights read and checked, load-time constants
+ * computed.  opts may be NULL.  [out] *model on success.  On failure *model
+ * is NULL, nothing is left behind, and dsc_context_errmsg(ctx) says why (for
+ * a model with errors: every diagnostic, "file:line:col: error: ...").
  * Statuses: DSC_ERR_IO (no such file), DSC_ERR_DIAGNOSTICS (the model has
- * errors), DSC_ERR_FORMAT (a bad weights file), DSC_ERR_NO_DEVICE (device cuda
- * without a usable GPU, cpu without the host backend), DSC_ERR_NO_MEMORY. */
+ * errors), DSC_ERR_FORMAT (a bad weights file; a truncated, corrupt, foreign
+ * or future-version .dsm), DSC_ERR_NO_DEVICE (device cuda without a usable
+ * GPU, cpu without the host backend), DSC_ERR_INVALID_ARGUMENT (weights or
+ * random_weights given for a .dsm), DSC_ERR_NO_MEMORY. */
 DSC_API dsc_status dsc_model_load(dsc_context *ctx, const char *path, const dsc_model_options *opts,
                                   dsc_model **model);
 DSC_API void dsc_model_destroy(dsc_model *model);

@@ -1,8 +1,10 @@
 /* The public C API (include/dsc.h) on the runtime.
  *
- * A model is loaded once: the DSG file through the frontend and the -O2 pass
- * pipeline, its params through rt_model_data_load (the weights file mapped,
- * or seeded random values), then, by device:
+ * A model is loaded once: a DSG file through the frontend and the -O2 pass
+ * pipeline, or a compiled model (.dsm, runtime/dsm.h: told apart by content,
+ * or by the extension for a file too damaged to tell) as it is; its params
+ * through rt_model_data_load (the weights file mapped -- a .dsm holds its
+ * own -- or seeded random values); then, by device:
  *   cpu:  lowered to kernel IR (cg_lower), every kernel compiled ahead of
  *         time by the host JIT (rt_host_prepare, through the kernel cache) and
  *         the load-time constants computed once (rt_exec_constants);
@@ -46,6 +48,7 @@
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "cuda_exec.h"
+#include "dsm.h"
 #include "dsc.h"
 #include "exec.h"
 #include "host_jit.h"
@@ -74,6 +77,7 @@ struct dsc_model {
     dsc_context *ctx;
     Arena *arena; /* the graph, its kernel IR, the info strings */
     Graph *g;
+    RtDsm dsm;      /* a compiled model: the open file (its metadata holds the graph text) */
     RtModelData md; /* the params (views into the mapped weights file, or random) */
     KProgram prog;
     dsc_device device;
@@ -218,6 +222,7 @@ static void model_free(dsc_model *m) {
     free(m->constants);
     rt_host_destroy(m->hb);
     rt_model_data_free(&m->md);
+    rt_dsm_close(&m->dsm);
     free(m->inputs);
     free(m->outputs);
     pthread_mutex_destroy(&m->cuda_mu);
@@ -281,7 +286,7 @@ static bool load_cuda(dsc_model *m, Diag *d) {
 static dsc_status load_model(dsc_model *m, const char *path, const dsc_model_options *opts, Diag *d) {
     dsc_context *ctx = m->ctx;
     PipelineOptions po = {.opt_level = 2};
-    if (!pass_run_pipeline(m->g, d, &po))
+    if (!m->dsm.graph && !pass_run_pipeline(m->g, d, &po)) /* a .dsm is optimized already */
         return ctx_fail(ctx, DSC_ERR_DIAGNOSTICS, diag_text(d, "the passes failed"));
 
     /* params */
@@ -352,10 +357,21 @@ dsc_status dsc_model_load(dsc_context *ctx, const char *path, const dsc_model_op
     pthread_mutex_init(&m->cuda_mu, NULL);
     atomic_fetch_add(&ctx->refs, 1);
     m->ctx = ctx;
-    if (!(m->g = fe_compile_file(m->arena, d, path)))
+    size_t n = strlen(path);
+    if (rt_dsm_is(path) || (n > 4 && strcmp(path + n - 4, ".dsm") == 0)) { /* a compiled model */
+        if (opts->weights || opts->random_weights)
+            st = ctx_failf(ctx, DSC_ERR_INVALID_ARGUMENT,
+                           "%s: a compiled model (.dsm) carries its weights: give neither weights nor "
+                           "random_weights",
+                           path);
+        else if (!rt_dsm_open(path, m->arena, &m->dsm, d))
+            st = ctx_fail(ctx, DSC_ERR_FORMAT, diag_text(d, "not a usable compiled model"));
+        else
+            m->g = m->dsm.graph;
+    } else if (!(m->g = fe_compile_file(m->arena, d, path))) {
         st = ctx_fail(ctx, DSC_ERR_DIAGNOSTICS, diag_text(d, "cannot compile the model"));
-    else
-        st = load_model(m, path, opts, d);
+    }
+    if (st == DSC_OK) st = load_model(m, path, opts, d);
     diag_destroy(d);
     if (st != DSC_OK) {
         model_free(m);

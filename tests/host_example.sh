@@ -4,9 +4,10 @@
 # (the public header only, libdsc.so with its SONAME exporting dsc_* symbols
 # only, libdsc.a, dsc.pc, dscConfig.cmake), builds examples/host against the
 # INSTALLED library twice -- with CMake find_package(dsc) and with pkg-config
-# -- and runs both: examples/bert_layer.dsg at several sequence lengths
-# checked against numpy (examples/host/make_data.py), then two sessions on two
-# threads sharing the model.  Fails (never skips) without numpy.
+# -- and runs both: examples/bert_layer.dsg (and, with the CMake build, the
+# same model compiled to a .dsm) at several sequence lengths checked against
+# numpy (examples/host/make_data.py), then two sessions on two threads
+# sharing the model.  Fails (never skips) without numpy.
 set -u
 dsc=$1
 build=$(cd "$(dirname "$dsc")" && pwd)
@@ -53,15 +54,20 @@ nm -D --defined-only "$libdir/libdsc.so" | grep -q ' T dsc_session_run$' || { ec
 # data: weights, inputs and numpy's outputs
 "$py" examples/host/make_data.py "$tmp/data" $lengths >"$tmp/log" 2>&1 || { echo "FAIL make_data.py:"; cat "$tmp/log"; exit 1; }
 
-run_host() { # HOW BINARY
-  local how=$1 bin=$2
+# the same model compiled (.dsm: the optimized graph and the weights in one file)
+if ! "$dsc" compile examples/bert_layer.dsg --weights "$tmp/data/bert_layer.safetensors" -o "$tmp/bert_layer.dsm" \
+     >"$tmp/log" 2>&1; then
+  echo "FAIL dsc compile -o bert_layer.dsm:"; cat "$tmp/log"; exit 1
+fi
+
+run_host() { # HOW BINARY [MODEL WEIGHTS]
+  local how=$1 bin=$2 model=${3:-examples/bert_layer.dsg} weights=${4:-$tmp/data/bert_layer.safetensors}
   local used
   used=$(ldd "$bin" | awk '/libdsc/ {print $3}')
   if [ -z "$used" ] || [ "$(realpath "$used")" != "$(realpath "$libdir/$soname")" ]; then
     echo "FAIL host ($how) does not use the installed library:"; ldd "$bin" | grep dsc; fail=1; return
   fi
-  if ! DSC_DEVICE=cpu DSC_CACHE_DIR="$tmp/cache" "$bin" examples/bert_layer.dsg "$tmp/data/bert_layer.safetensors" \
-       "$tmp/data" $lengths >"$tmp/$how.out" 2>&1; then
+  if ! DSC_DEVICE=cpu DSC_CACHE_DIR="$tmp/cache" "$bin" "$model" "$weights" "$tmp/data" $lengths >"$tmp/$how.out" 2>&1; then
     echo "FAIL host ($how) exited non-zero:"; head -c 3000 "$tmp/$how.out"; fail=1; return
   fi
   local n
@@ -78,6 +84,7 @@ if cmake -S examples/host -B "$tmp/cmake-build" -DCMAKE_PREFIX_PATH="$prefix" -D
      -DCMAKE_EXE_LINKER_FLAGS="${LDFLAGS:-}" >"$tmp/log" 2>&1 &&
    cmake --build "$tmp/cmake-build" >>"$tmp/log" 2>&1; then
   run_host cmake "$tmp/cmake-build/host"
+  run_host cmake-dsm "$tmp/cmake-build/host" "$tmp/bert_layer.dsm" -
 else
   echo "FAIL building examples/host with find_package(dsc):"; tail -c 3000 "$tmp/log"; fail=1
 fi

@@ -4,8 +4,10 @@
  *
  *   host MODEL WEIGHTS DATA S...
  *
- * MODEL is examples/bert_layer.dsg (or any model with inputs x [B, S, D] and
- * mask [B, 1, 1, S] and one output y); WEIGHTS its safetensors file; DATA a
+ * MODEL is examples/bert_layer.dsg, or the compiled model made from it
+ * (dsc compile examples/bert_layer.dsg --weights W -o bert.dsm), or any model
+ * with inputs x [B, S, D] and mask [B, 1, 1, S] and one output y; WEIGHTS its
+ * safetensors file ("-" for a .dsm, which holds its weights); DATA a
  * directory holding, for each S, x_S.npy, mask_S.npy and the expected
  * y_S.npy (make_data.py writes them with numpy).  DSC_DEVICE=cpu|cuda|ref
  * picks the device (default: auto).  Exit status 0 when every result is
@@ -180,7 +182,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     dsc_model *model;
-    dsc_model_options mopts = {.weights = weights};
+    dsc_model_options mopts = {.weights = strcmp(weights, "-") == 0 ? NULL : weights};
     double t0 = now_ms();
     st = dsc_model_load(ctx, model_path, &mopts, &model);
     if (st != DSC_OK) {

@@ -31,6 +31,8 @@
 
 #include "dsc.h"
 #include "frontend/frontend.h"
+#include "passes/passes.h"
+#include "runtime/dsm.h"
 #include "runtime/interp.h"
 #include "runtime/run.h"
 #include "runtime/safetensors.h"
@@ -469,15 +471,33 @@ static Graph *reference_model(Arena *a, const char *path, const char *weights, R
     return g;
 }
 
-static void check_example(dsc_device dev, const char *path) {
-    char weights[512];
+/* Writes the compiled model of `path` with `weights` to `out` (as dsc compile -o does). */
+static void write_dsm(const char *path, const char *weights, const char *out) {
+    Arena *a = arena_create();
+    Diag *d = diag_create();
+    Graph *g = fe_compile_file(a, d, path);
+    PipelineOptions po = {.opt_level = 2};
+    cr_assert(g && pass_run_pipeline(g, d, &po));
+    RunOptions ro = {.weights = weights};
+    cr_assert(rt_dsm_write(g, path, &ro, out, d), "%s", path);
+    diag_destroy(d);
+    arena_destroy(a);
+}
+
+/* Loads `path` through the API on `dev` (as DSG source, or compiled to a .dsm
+ * first) and checks it against the interpreter on the graph as written. */
+static void check_example(dsc_device dev, const char *path, bool via_dsm) {
+    char weights[512], dsm[512];
     snprintf(weights, sizeof weights, TMP "/%s-%s.safetensors", strrchr(path, '/') + 1, dsc_device_name(dev));
+    snprintf(dsm, sizeof dsm, TMP "/%s-%s.dsm", strrchr(path, '/') + 1, dsc_device_name(dev));
     Arena *a = arena_create();
     RtModelData md;
     Graph *g = reference_model(a, path, weights, &md);
+    if (via_dsm) write_dsm(path, weights, dsm);
     dsc_context *c = new_context(dev);
     dsc_model *m = NULL;
-    dsc_status st = dsc_model_load(c, path, &(dsc_model_options){.weights = weights}, &m);
+    dsc_status st = via_dsm ? dsc_model_load(c, dsm, NULL, &m)
+                            : dsc_model_load(c, path, &(dsc_model_options){.weights = weights}, &m);
     cr_assert_eq(st, DSC_OK, "%s: %s", path, dsc_context_errmsg(c));
     cr_assert_eq(dsc_model_device(m), dev);
     dsc_session *s;
@@ -519,12 +539,74 @@ static void check_example(dsc_device dev, const char *path) {
 
 Test(api, examples_on_cpu, .timeout = 600) {
     for (size_t i = 0; i < sizeof examples / sizeof *examples; i++)
-        check_example(DSC_DEVICE_CPU, examples[i]);
+        check_example(DSC_DEVICE_CPU, examples[i], false);
+}
+
+Test(api, compiled_examples_on_cpu, .timeout = 600) {
+    for (size_t i = 0; i < sizeof examples / sizeof *examples; i++)
+        check_example(DSC_DEVICE_CPU, examples[i], true);
 }
 
 Test(api, examples_on_ref, .timeout = 600) {
     for (size_t i = 0; i < 2; i++)
-        check_example(DSC_DEVICE_REF, examples[i]); /* the interpreter is slow */
+        check_example(DSC_DEVICE_REF, examples[i], i == 1); /* the interpreter is slow */
+}
+
+/* Damaged compiled models: each a format error naming the file; nothing leaks. */
+Test(api, damaged_dsm) {
+    mkdir(TMP, 0777);
+    Arena *a = arena_create();
+    RtModelData md;
+    reference_model(a, "examples/mlp.dsg", TMP "/dmg.safetensors", &md);
+    write_dsm("examples/mlp.dsg", TMP "/dmg.safetensors", TMP "/good.dsm");
+    FILE *f = fopen(TMP "/good.dsm", "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    unsigned char *buf = malloc((size_t)n);
+    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    struct {
+        const char *name;
+        long len;
+        long flip; /* a byte to change, or -1 */
+    } cases[] = {{TMP "/truncated.dsm", n / 2, -1},
+                 {TMP "/header-only.dsm", 8, -1},
+                 {TMP "/flipped-data.dsm", n, n - 100},
+                 {TMP "/flipped-header.dsm", n, 40}};
+    dsc_context *c = new_context(DSC_DEVICE_CPU);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        f = fopen(cases[i].name, "wb");
+        cr_assert_not_null(f);
+        if (cases[i].flip >= 0) buf[cases[i].flip] ^= 0x5a;
+        fwrite(buf, 1, (size_t)cases[i].len, f);
+        if (cases[i].flip >= 0) buf[cases[i].flip] ^= 0x5a;
+        fclose(f);
+        dsc_model *m = (dsc_model *)1;
+        dsc_status st = dsc_model_load(c, cases[i].name, NULL, &m);
+        cr_expect_eq(st, DSC_ERR_FORMAT, "%s: %s (%s)", cases[i].name, dsc_status_str(st),
+                     dsc_context_errmsg(c));
+        cr_expect_null(m);
+        cr_expect(strstr(dsc_context_errmsg(c), cases[i].name), "%s: %s", cases[i].name,
+                  dsc_context_errmsg(c));
+    }
+    /* a plain weights file is not a compiled model */
+    dsc_model *m = NULL;
+    cr_assert_eq(dsc_model_load(c, TMP "/dmg.safetensors", NULL, &m), DSC_ERR_FORMAT);
+    cr_assert(strstr(dsc_context_errmsg(c), "dmg.safetensors"), "%s", dsc_context_errmsg(c));
+    /* a compiled model carries its weights */
+    cr_assert_eq(
+        dsc_model_load(c, TMP "/good.dsm", &(dsc_model_options){.weights = TMP "/dmg.safetensors"}, &m),
+        DSC_ERR_INVALID_ARGUMENT);
+    cr_assert(strstr(dsc_context_errmsg(c), "carries its weights"), "%s", dsc_context_errmsg(c));
+    cr_assert_eq(dsc_model_load(c, TMP "/good.dsm", NULL, &m), DSC_OK, "%s", dsc_context_errmsg(c));
+    cr_assert_eq(dsc_model_input_count(m), 1);
+    dsc_model_destroy(m);
+    dsc_context_destroy(c);
+    free(buf);
+    rt_model_data_free(&md);
+    arena_destroy(a);
 }
 
 /* ---- many sessions on many threads, one model --------------------------------------------------------- */
