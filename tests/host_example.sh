@@ -3,8 +3,8 @@
 # build (cmake --install) into a temporary prefix, checks what was installed
 # (the public header only, libdsc.so with its SONAME exporting dsc_* symbols
 # only, libdsc.a, dsc.pc, dscConfig.cmake), builds examples/host against the
-# INSTALLED library twice -- with CMake find_package(dsc) and with pkg-config
-# -- and runs both: examples/bert_layer.dsg (and, with the CMake build, the
+# INSTALLED library -- with CMake find_package(dsc) (dsc::dsc, and
+# dsc::dsc_static) and with pkg-config -- and runs each: examples/bert_layer.dsg (and, with the CMake build, the
 # same model compiled to a .dsm) at several sequence lengths checked against
 # numpy (examples/host/make_data.py), then two sessions on two threads
 # sharing the model.  Fails (never skips) without numpy.
@@ -64,7 +64,9 @@ run_host() { # HOW BINARY [MODEL WEIGHTS]
   local how=$1 bin=$2 model=${3:-examples/bert_layer.dsg} weights=${4:-$tmp/data/bert_layer.safetensors}
   local used
   used=$(ldd "$bin" | awk '/libdsc/ {print $3}')
-  if [ -z "$used" ] || [ "$(realpath "$used")" != "$(realpath "$libdir/$soname")" ]; then
+  if [ "$how" = cmake-static ]; then
+    [ -z "$used" ] || { echo "FAIL host ($how) uses $used"; fail=1; return; }
+  elif [ -z "$used" ] || [ "$(realpath "$used")" != "$(realpath "$libdir/$soname")" ]; then
     echo "FAIL host ($how) does not use the installed library:"; ldd "$bin" | grep dsc; fail=1; return
   fi
   if ! DSC_DEVICE=cpu DSC_CACHE_DIR="$tmp/cache" "$bin" "$model" "$weights" "$tmp/data" $lengths >"$tmp/$how.out" 2>&1; then
@@ -89,7 +91,16 @@ else
   echo "FAIL building examples/host with find_package(dsc):"; tail -c 3000 "$tmp/log"; fail=1
 fi
 
-# 2. pkg-config (the Makefile)
+# 2. CMake, dsc::dsc_static
+if cmake -S examples/host -B "$tmp/cmake-static" -DHOST_STATIC=ON -DCMAKE_PREFIX_PATH="$prefix" \
+     -DCMAKE_C_FLAGS="$cflags" -DCMAKE_EXE_LINKER_FLAGS="${LDFLAGS:-}" >"$tmp/log" 2>&1 &&
+   cmake --build "$tmp/cmake-static" >>"$tmp/log" 2>&1; then
+  run_host cmake-static "$tmp/cmake-static/host"
+else
+  echo "FAIL building examples/host with dsc::dsc_static:"; tail -c 3000 "$tmp/log"; fail=1
+fi
+
+# 3. pkg-config (the Makefile)
 mkdir -p "$tmp/pc-build"
 if PKG_CONFIG_PATH="$libdir/pkgconfig" make -s -C examples/host OUT="$tmp/pc-build" CFLAGS="$cflags" \
      >"$tmp/log" 2>&1; then
