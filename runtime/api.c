@@ -137,39 +137,31 @@ static char *vformat(const char *fmt, va_list ap) {
     return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
 }
 
-static dsc_status ctx_fail(dsc_context *ctx, dsc_status st, char *msg /* taken */) {
-    pthread_mutex_lock(&ctx->mu);
-    free(ctx->errmsg);
-    ctx->errmsg = msg;
-    pthread_mutex_unlock(&ctx->mu);
+/* Replaces the message in *slot (under mu when given) with msg (taken). */
+static dsc_status fail_msg(char **slot, pthread_mutex_t *mu, dsc_status st, char *msg) {
+    if (mu) pthread_mutex_lock(mu);
+    free(*slot);
+    *slot = msg;
+    if (mu) pthread_mutex_unlock(mu);
     return st;
 }
 
-static dsc_status ctx_failf(dsc_context *ctx, dsc_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static dsc_status ctx_failf(dsc_context *ctx, dsc_status st, const char *fmt, ...) {
+static dsc_status fail_fmt(char **slot, pthread_mutex_t *mu, dsc_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static dsc_status fail_fmt(char **slot, pthread_mutex_t *mu, dsc_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char *m = vformat(fmt, ap);
     va_end(ap);
-    return ctx_fail(ctx, st, m);
+    return fail_msg(slot, mu, st, m);
 }
 
-static dsc_status sess_fail(dsc_session *s, dsc_status st, char *msg /* taken */) {
-    free(s->errmsg);
-    s->errmsg = msg;
-    return st;
-}
-
-static dsc_status sess_failf(dsc_session *s, dsc_status st, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static dsc_status sess_failf(dsc_session *s, dsc_status st, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char *m = vformat(fmt, ap);
-    va_end(ap);
-    return sess_fail(s, st, m);
-}
+/* A context's message is under its mutex (loads may run on several threads);
+ * a session belongs to one thread. */
+#define ctx_fail(c, st, msg) fail_msg(&(c)->errmsg, &(c)->mu, st, msg)
+#define ctx_failf(c, st, ...) fail_fmt(&(c)->errmsg, &(c)->mu, st, __VA_ARGS__)
+#define sess_fail(s, st, msg) fail_msg(&(s)->errmsg, NULL, st, msg)
+#define sess_failf(s, st, ...) fail_fmt(&(s)->errmsg, NULL, st, __VA_ARGS__)
 
 /* ---- contexts ------------------------------------------------------------------- */
 

@@ -64,6 +64,26 @@ static dsc_model *load_random(dsc_context *c, const char *path, uint64_t seed) {
     return m;
 }
 
+/* A context on `dev`, a model of `path` with random weights, a session. */
+typedef struct {
+    dsc_context *c;
+    dsc_model *m;
+    dsc_session *s;
+} Fixture;
+
+static Fixture open_random(dsc_device dev, const char *path, uint64_t seed) {
+    Fixture f = {new_context(dev), NULL, NULL};
+    f.m = load_random(f.c, path, seed);
+    cr_assert_eq(dsc_session_create(f.m, &f.s), DSC_OK);
+    return f;
+}
+
+static void close_fixture(Fixture *f) {
+    dsc_session_destroy(f->s);
+    dsc_model_destroy(f->m);
+    dsc_context_destroy(f->c);
+}
+
 static void write_file(const char *path, const char *text) {
     mkdir(TMP, 0777);
     FILE *f = fopen(path, "w");
@@ -125,7 +145,7 @@ static double rel_l2(const Tensor *want, const dsc_tensor *got) {
     return sqrt(num) / (den > 0 ? sqrt(den) : 1);
 }
 
-/* ---- statuses and names ------------------------------------------------------------ */
+/* ---- statuses and names -------------------------------------------------------------------------------- */
 
 Test(api, status_and_names) {
     for (int s = 0; s < DSC_STATUS_COUNT; s++)
@@ -141,7 +161,7 @@ Test(api, status_and_names) {
     cr_assert_not_null(strchr(dsc_version(), '.'));
 }
 
-/* ---- NULL and out-of-range arguments ------------------------------------------------ */
+/* ---- NULL and out-of-range arguments ------------------------------------------------------------------- */
 
 Test(api, null_arguments) {
     dsc_context *c = (dsc_context *)1;
@@ -207,7 +227,7 @@ Test(api, null_arguments) {
     dsc_context_destroy(c);
 }
 
-/* ---- loading ------------------------------------------------------------------------- */
+/* ---- loading ------------------------------------------------------------------------------------------- */
 
 Test(api, missing_model_file) {
     dsc_context *c = new_context(DSC_DEVICE_CPU);
@@ -282,7 +302,7 @@ Test(api, cuda_without_gpu) {
     dsc_context_destroy(c);
 }
 
-/* ---- introspection --------------------------------------------------------------------- */
+/* ---- introspection ------------------------------------------------------------------------------------- */
 
 Test(api, introspection) {
     dsc_context *c = new_context(DSC_DEVICE_REF);
@@ -320,7 +340,7 @@ Test(api, introspection) {
     dsc_context_destroy(c);
 }
 
-/* ---- bad inputs and outputs --------------------------------------------------------------- */
+/* ---- bad inputs and outputs ---------------------------------------------------------------------------- */
 
 static void expect_run(dsc_session *s, dsc_tensor *in, int nin, dsc_tensor *out, int nout, dsc_status want,
                        const char *msg) {
@@ -331,10 +351,9 @@ static void expect_run(dsc_session *s, dsc_tensor *in, int nin, dsc_tensor *out,
 }
 
 Test(api, bad_inputs) {
-    dsc_context *c = new_context(DSC_DEVICE_CPU);
-    dsc_model *bert = load_random(c, "examples/bert_layer.dsg", 1);
-    dsc_session *s;
-    cr_assert_eq(dsc_session_create(bert, &s), DSC_OK);
+    Fixture f = open_random(DSC_DEVICE_CPU, "examples/bert_layer.dsg", 1);
+    dsc_model *bert = f.m;
+    dsc_session *s = f.s;
     dsc_tensor *in = random_inputs(bert, 2, 5, 11);
     dsc_tensor out = {0};
     dsc_tensor save = in[0];
@@ -385,16 +404,13 @@ Test(api, bad_inputs) {
     cr_assert_eq(dsc_session_stats(s, &st), DSC_OK);
     cr_assert_eq(st.runs, 1); /* failed runs do not count */
     free_tensors(in, 2);
-    dsc_session_destroy(s);
-    dsc_model_destroy(bert);
-    dsc_context_destroy(c);
+    close_fixture(&f);
 }
 
 Test(api, output_buffers) {
-    dsc_context *c = new_context(DSC_DEVICE_CPU);
-    dsc_model *m = load_random(c, "examples/mlp.dsg", 2);
-    dsc_session *s;
-    cr_assert_eq(dsc_session_create(m, &s), DSC_OK);
+    Fixture f = open_random(DSC_DEVICE_CPU, "examples/mlp.dsg", 2);
+    dsc_model *m = f.m;
+    dsc_session *s = f.s;
     dsc_tensor *in = random_inputs(m, 3, 0, 21);
     dsc_tensor own[2] = {0};
     cr_assert_eq(dsc_session_run(s, in, 1, own, 2), DSC_OK, "%s", dsc_session_errmsg(s));
@@ -419,12 +435,10 @@ Test(api, output_buffers) {
     cr_assert_eq(memcmp(buf, logits, sizeof logits), 0);
     cr_assert_eq(memcmp(buf2, probs, sizeof probs), 0);
     free_tensors(in, 1);
-    dsc_session_destroy(s);
-    dsc_model_destroy(m);
-    dsc_context_destroy(c);
+    close_fixture(&f);
 }
 
-/* ---- lifetimes ---------------------------------------------------------------------------------- */
+/* ---- lifetimes ----------------------------------------------------------------------------------------- */
 
 Test(api, destroy_in_any_order) {
     for (int order = 0; order < 3; order++) {
@@ -451,7 +465,7 @@ Test(api, destroy_in_any_order) {
     }
 }
 
-/* ---- numerics: every example against the interpreter on the graph as written ------------------------ */
+/* ---- numerics: every example against the interpreter on the graph as written --------------------------- */
 
 /* Loads `path` as written, writes seeded random weights for it to a
  * safetensors file, and returns the graph (in a) and its params. */
@@ -609,7 +623,7 @@ Test(api, damaged_dsm) {
     arena_destroy(a);
 }
 
-/* ---- many sessions on many threads, one model --------------------------------------------------------- */
+/* ---- many sessions on many threads, one model ---------------------------------------------------------- */
 
 enum { NTHREADS = 8, NRUNS = 4 };
 
@@ -685,14 +699,12 @@ Test(api, sessions_on_threads, .timeout = 600) {
     dsc_context_destroy(c);
 }
 
-/* ---- memory ----------------------------------------------------------------------------------------------
- */
+/* ---- memory -------------------------------------------------------------------------------------------- */
 
 Test(api, arena_grows_only_for_larger_bindings) {
-    dsc_context *c = new_context(DSC_DEVICE_CPU);
-    dsc_model *m = load_random(c, "examples/ffn_block.dsg", 3);
-    dsc_session *s;
-    cr_assert_eq(dsc_session_create(m, &s), DSC_OK);
+    Fixture f = open_random(DSC_DEVICE_CPU, "examples/ffn_block.dsg", 3);
+    dsc_model *m = f.m;
+    dsc_session *s = f.s;
     dsc_stats st;
     cr_assert_eq(dsc_session_stats(s, &st), DSC_OK);
     cr_assert(st.runs == 0 && st.arena_bytes == 0 && st.arena_grows == 0); /* no arena before the first run */
@@ -714,9 +726,7 @@ Test(api, arena_grows_only_for_larger_bindings) {
     cr_assert(bytes[0] > 0 && bytes[3] > bytes[0]);
     /* the memory plan at S=8: at least x's size in f32 for the largest value ([2, 8, 3072]) */
     cr_assert_geq(bytes[0], (size_t)2 * 8 * 3072 * 4);
-    dsc_session_destroy(s);
-    dsc_model_destroy(m);
-    dsc_context_destroy(c);
+    close_fixture(&f);
 }
 
 Test(api, arena_out_of_memory) {
