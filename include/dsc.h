@@ -220,8 +220,8 @@ DSC_API const char *dsc_session_errmsg(const dsc_session *session);
  * says.  Statuses: DSC_ERR_INVALID_ARGUMENT (a NULL pointer, a wrong count or
  * dtype or rank, nbytes that do not match the shape, an output buffer too
  * small), DSC_ERR_SHAPE (a dimension that does not fit, a dim past its bound,
- * inconsistent dims), DSC_ERR_NO_MEMORY (the arena or an output cannot be
- * allocated), DSC_ERR_RUNTIME (an error in the run itself).  On failure the
+ * inconsistent dims), DSC_ERR_NO_MEMORY (the arena, a value or an output cannot be
+ * allocated, on the host or the GPU), DSC_ERR_RUNTIME (an error in the run itself).  On failure the
  * session-owned outputs of the previous run are gone and caller buffers may
  * have been partly written. */
 DSC_API dsc_status dsc_session_run(dsc_session *session, const dsc_tensor *inputs, int ninputs,

@@ -137,6 +137,16 @@ static char *vformat(const char *fmt, va_list ap) {
     return vasprintf(&s, fmt, ap) < 0 ? NULL : s;
 }
 
+/* The status of a failure the runtime reported as text: running out of host
+ * or device memory (the interpreter's "cannot allocate f32[...]", the
+ * driver's CUDA_ERROR_OUT_OF_MEMORY) is DSC_ERR_NO_MEMORY, the rest `other`. */
+static dsc_status failure_status(const char *msg, dsc_status other) {
+    if (msg &&
+        (strstr(msg, "out of memory") || strstr(msg, "OUT_OF_MEMORY") || strstr(msg, "cannot allocate")))
+        return DSC_ERR_NO_MEMORY;
+    return other;
+}
+
 /* Replaces the message in *slot (under mu when given) with msg (taken). */
 static dsc_status fail_msg(char **slot, pthread_mutex_t *mu, dsc_status st, char *msg) {
     if (mu) pthread_mutex_lock(mu);
@@ -156,12 +166,22 @@ static dsc_status fail_fmt(char **slot, pthread_mutex_t *mu, dsc_status st, cons
     return fail_msg(slot, mu, st, m);
 }
 
+/* A failure the runtime reported into d: its diagnostics are the message,
+ * and running out of memory is DSC_ERR_NO_MEMORY (else `st`). */
+static dsc_status fail_diag(char **slot, pthread_mutex_t *mu, dsc_status st, const Diag *d,
+                            const char *what) {
+    char *m = diag_text(d, what);
+    return fail_msg(slot, mu, failure_status(m, st), m);
+}
+
 /* A context's message is under its mutex (loads may run on several threads);
  * a session belongs to one thread. */
 #define ctx_fail(c, st, msg) fail_msg(&(c)->errmsg, &(c)->mu, st, msg)
 #define ctx_failf(c, st, ...) fail_fmt(&(c)->errmsg, &(c)->mu, st, __VA_ARGS__)
+#define ctx_fail_diag(c, st, d, what) fail_diag(&(c)->errmsg, &(c)->mu, st, d, what)
 #define sess_fail(s, st, msg) fail_msg(&(s)->errmsg, NULL, st, msg)
 #define sess_failf(s, st, ...) fail_fmt(&(s)->errmsg, NULL, st, __VA_ARGS__)
+#define sess_fail_diag(s, st, d, what) fail_diag(&(s)->errmsg, NULL, st, d, what)
 
 /* ---- contexts ------------------------------------------------------------------- */
 
@@ -258,6 +278,12 @@ static dsc_status check_readable(dsc_context *ctx, const char *what, const char 
     return DSC_OK;
 }
 
+static bool has_params(const Graph *g) {
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_PARAM) return true;
+    return false;
+}
+
 /* Lowers the graph and compiles its kernels for the host; constants once. */
 static bool load_cpu(dsc_model *m, Diag *d) {
     HostOptions ho = {.pool = m->ctx->pool, .cache_dir = m->ctx->cache_dir, .no_cache = m->ctx->no_cache};
@@ -290,7 +316,7 @@ static dsc_status load_model(dsc_model *m, const char *path, const dsc_model_opt
         /* a copy as written chooses the random ranges, as `dsc run --random-weights` does */
         if (!(ro.as_written = fe_compile_file(m->arena, d, path)))
             return ctx_fail(ctx, DSC_ERR_DIAGNOSTICS, diag_text(d, "cannot compile the model"));
-    } else {
+    } else if (has_params(m->g)) {
         char *wpath = rt_weights_path(m->g, path, opts->weights);
         dsc_status st = wpath ? check_readable(ctx, "the weights file", wpath) : DSC_OK;
         free(wpath);
@@ -313,15 +339,15 @@ static dsc_status load_model(dsc_model *m, const char *path, const dsc_model_opt
     if (dev == DSC_DEVICE_AUTO)
         dev = cuda_ok ? DSC_DEVICE_CUDA : rt_host_available() ? DSC_DEVICE_CPU : DSC_DEVICE_REF;
     if (dev != DSC_DEVICE_REF && !cg_lower(m->g, &m->prog, d))
-        return ctx_fail(ctx, DSC_ERR_RUNTIME, diag_text(d, "lowering failed"));
+        return ctx_fail_diag(ctx, DSC_ERR_RUNTIME, d, "lowering failed");
     if (dev == DSC_DEVICE_CUDA && !load_cuda(m, d)) {
         if (ctx->device == DSC_DEVICE_CUDA || !rt_host_available())
-            return ctx_fail(ctx, DSC_ERR_RUNTIME, diag_text(d, "the GPU cannot load the model"));
+            return ctx_fail_diag(ctx, DSC_ERR_RUNTIME, d, "the GPU cannot load the model");
         diag_clear(d); /* auto: the host instead */
         dev = DSC_DEVICE_CPU;
     }
     if (dev == DSC_DEVICE_CPU && !load_cpu(m, d))
-        return ctx_fail(ctx, DSC_ERR_RUNTIME, diag_text(d, "the host backend cannot compile the model"));
+        return ctx_fail_diag(ctx, DSC_ERR_RUNTIME, d, "the host backend cannot compile the model");
     m->device = dev;
     if (!make_info(m)) return ctx_failf(ctx, DSC_ERR_NO_MEMORY, "%s: out of memory", path);
     return DSC_OK;
@@ -515,7 +541,7 @@ static dsc_status grow_arena(dsc_session *s, Diag *d) {
     bool ok = rt_exec_layout(m->g, &m->prog, s->syms, &L, d);
     size_t need = L.arena_bytes;
     rt_exec_layout_free(&L);
-    if (!ok) return sess_fail(s, DSC_ERR_RUNTIME, diag_text(d, "cannot lay the run out"));
+    if (!ok) return sess_fail_diag(s, DSC_ERR_RUNTIME, d, "cannot lay the run out");
     if (need <= s->arena_bytes) return DSC_OK;
     free(s->arena);
     s->arena_bytes = 0;
@@ -545,7 +571,7 @@ static dsc_status run_device(dsc_session *s, Diag *d) {
     } else {
         ok = rt_interp_run(m->g, s->in, m->nin, m->md.params, s->outs, d);
     }
-    return ok ? DSC_OK : sess_fail(s, DSC_ERR_RUNTIME, diag_text(d, "the run failed"));
+    return ok ? DSC_OK : sess_fail_diag(s, DSC_ERR_RUNTIME, d, "the run failed");
 }
 
 /* Hands output i to the caller: the session's tensor, or copied into the

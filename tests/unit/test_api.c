@@ -729,11 +729,11 @@ Test(api, arena_grows_only_for_larger_bindings) {
     close_fixture(&f);
 }
 
-Test(api, arena_out_of_memory) {
+static void out_of_memory(dsc_device dev, const char *message) {
     /* [N, N] f32 at N = 2^23 is 256 TiB: no allocator gives that */
     write_file(TMP "/outer.dsg", "model outer {\n  dim N\n  input a : f32[N, 1]\n  input b : f32[1, N]\n"
                                  "  output y = relu(a * b)\n}\n");
-    dsc_context *c = new_context(DSC_DEVICE_CPU);
+    dsc_context *c = new_context(dev);
     dsc_model *m = NULL;
     cr_assert_eq(dsc_model_load(c, TMP "/outer.dsg", NULL, &m), DSC_OK, "%s", dsc_context_errmsg(c));
     dsc_session *s;
@@ -743,7 +743,7 @@ Test(api, arena_out_of_memory) {
     cr_assert_not_null(buf);
     dsc_tensor in[2] = {{DSC_F32, 2, {n, 1}, buf, (size_t)n * 4}, {DSC_F32, 2, {1, n}, buf, (size_t)n * 4}};
     dsc_tensor out = {0};
-    expect_run(s, in, 2, &out, 1, DSC_ERR_NO_MEMORY, "outer: out of memory: the run needs an arena of ");
+    expect_run(s, in, 2, &out, 1, DSC_ERR_NO_MEMORY, message);
     /* the session survives and runs a small binding */
     in[0].shape[0] = in[1].shape[1] = 3;
     in[0].nbytes = in[1].nbytes = 12;
@@ -757,4 +757,9 @@ Test(api, arena_out_of_memory) {
     dsc_session_destroy(s);
     dsc_model_destroy(m);
     dsc_context_destroy(c);
+}
+
+Test(api, out_of_memory) {
+    out_of_memory(DSC_DEVICE_CPU, "outer: out of memory: the run needs an arena of ");
+    out_of_memory(DSC_DEVICE_REF, "cannot allocate f32[8388608,8388608]");
 }
