@@ -30,6 +30,10 @@ if grep -q '^DSC_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
   export LDFLAGS="-fsanitize=address,undefined"
 fi
 
+# the host JIT, or the interpreter in a build without LLVM
+device=cpu
+grep -q '^DSC_WITH_LLVM:BOOL=OFF' "$build/CMakeCache.txt" 2>/dev/null && device=ref
+
 prefix=$tmp/prefix
 if ! cmake --install "$build" --prefix "$prefix" >"$tmp/log" 2>&1; then
   echo "FAIL cmake --install:"; head -c 2000 "$tmp/log"; exit 1
@@ -69,7 +73,7 @@ run_host() { # HOW BINARY [MODEL WEIGHTS]
   elif [ -z "$used" ] || [ "$(realpath "$used")" != "$(realpath "$libdir/$soname")" ]; then
     echo "FAIL host ($how) does not use the installed library:"; ldd "$bin" | grep dsc; fail=1; return
   fi
-  if ! DSC_DEVICE=cpu DSC_CACHE_DIR="$tmp/cache" "$bin" "$model" "$weights" "$tmp/data" $lengths >"$tmp/$how.out" 2>&1; then
+  if ! DSC_DEVICE=$device DSC_CACHE_DIR="$tmp/cache" "$bin" "$model" "$weights" "$tmp/data" $lengths >"$tmp/$how.out" 2>&1; then
     echo "FAIL host ($how) exited non-zero:"; head -c 3000 "$tmp/$how.out"; fail=1; return
   fi
   local n

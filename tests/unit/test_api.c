@@ -33,6 +33,7 @@
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "runtime/dsm.h"
+#include "runtime/host_jit.h"
 #include "runtime/interp.h"
 #include "runtime/run.h"
 #include "runtime/safetensors.h"
@@ -47,6 +48,25 @@ const char *__asan_default_options(void) { return "allocator_may_return_null=1";
 
 static const char *const examples[] = {"examples/mlp.dsg", "examples/ffn_block.dsg", "examples/cnn_block.dsg",
                                        "examples/bert_layer.dsg", "examples/bert_layer_attention.dsg"};
+
+/* Where the device-neutral tests run: the host JIT, or the interpreter in a
+ * build without LLVM (-DDSC_WITH_LLVM=OFF). */
+static dsc_device host_device(void) { return rt_host_available() ? DSC_DEVICE_CPU : DSC_DEVICE_REF; }
+
+static dsc_context *new_context(dsc_device dev);
+
+/* Whether the cpu device is built; without it, checks that asking for it is
+ * DSC_ERR_NO_DEVICE (what the cpu-only tests check instead). */
+static bool cpu_built(void) {
+    if (rt_host_available()) return true;
+    dsc_context *c = new_context(DSC_DEVICE_CPU);
+    dsc_model *m = NULL;
+    cr_assert_eq(dsc_model_load(c, "examples/mlp.dsg", &(dsc_model_options){.random_weights = 1}, &m),
+                 DSC_ERR_NO_DEVICE);
+    cr_assert(strstr(dsc_context_errmsg(c), "the host backend is not built"), "%s", dsc_context_errmsg(c));
+    dsc_context_destroy(c);
+    return false;
+}
 
 static dsc_context *new_context(dsc_device dev) {
     dsc_context_options o = {.device = dev, .cache_dir = CACHE};
@@ -230,7 +250,7 @@ Test(api, null_arguments) {
 /* ---- loading ------------------------------------------------------------------------------------------- */
 
 Test(api, missing_model_file) {
-    dsc_context *c = new_context(DSC_DEVICE_CPU);
+    dsc_context *c = new_context(host_device());
     dsc_model *m = (dsc_model *)1;
     cr_assert_eq(dsc_model_load(c, "examples/no_such_model.dsg", NULL, &m), DSC_ERR_IO);
     cr_assert_null(m);
@@ -243,7 +263,7 @@ Test(api, malformed_model) {
     write_file(TMP "/bad.dsg", "model bad {\n  input x : f32[4]\n  output y = relu(x,\n}\n");
     write_file(TMP "/badtype.dsg",
                "model badtype {\n  input x : f32[4]\n  output y = matmul(x, x) + nosuch\n}\n");
-    dsc_context *c = new_context(DSC_DEVICE_CPU);
+    dsc_context *c = new_context(host_device());
     dsc_model *m = NULL;
     cr_assert_eq(dsc_model_load(c, TMP "/bad.dsg", NULL, &m), DSC_ERR_DIAGNOSTICS);
     cr_assert_null(m);
@@ -259,7 +279,7 @@ Test(api, malformed_model) {
 }
 
 Test(api, missing_weights) {
-    dsc_context *c = new_context(DSC_DEVICE_CPU);
+    dsc_context *c = new_context(host_device());
     dsc_model *m = NULL;
     /* examples/ carries no weight files: mlp.safetensors is not there */
     cr_assert_eq(dsc_model_load(c, "examples/mlp.dsg", NULL, &m), DSC_ERR_IO);
@@ -297,7 +317,7 @@ Test(api, cuda_without_gpu) {
     /* auto falls back to the host */
     c = new_context(DSC_DEVICE_AUTO);
     m = load_random(c, "examples/mlp.dsg", 1);
-    cr_assert_eq(dsc_model_device(m), DSC_DEVICE_CPU);
+    cr_assert_eq(dsc_model_device(m), host_device());
     dsc_model_destroy(m);
     dsc_context_destroy(c);
 }
@@ -351,7 +371,7 @@ static void expect_run(dsc_session *s, dsc_tensor *in, int nin, dsc_tensor *out,
 }
 
 Test(api, bad_inputs) {
-    Fixture f = open_random(DSC_DEVICE_CPU, "examples/bert_layer.dsg", 1);
+    Fixture f = open_random(host_device(), "examples/bert_layer.dsg", 1);
     dsc_model *bert = f.m;
     dsc_session *s = f.s;
     dsc_tensor *in = random_inputs(bert, 2, 5, 11);
@@ -408,7 +428,7 @@ Test(api, bad_inputs) {
 }
 
 Test(api, output_buffers) {
-    Fixture f = open_random(DSC_DEVICE_CPU, "examples/mlp.dsg", 2);
+    Fixture f = open_random(host_device(), "examples/mlp.dsg", 2);
     dsc_model *m = f.m;
     dsc_session *s = f.s;
     dsc_tensor *in = random_inputs(m, 3, 0, 21);
@@ -442,7 +462,7 @@ Test(api, output_buffers) {
 
 Test(api, destroy_in_any_order) {
     for (int order = 0; order < 3; order++) {
-        dsc_context *c = new_context(DSC_DEVICE_CPU);
+        dsc_context *c = new_context(host_device());
         dsc_model *m = load_random(c, "examples/mlp.dsg", 4);
         dsc_session *s;
         cr_assert_eq(dsc_session_create(m, &s), DSC_OK);
@@ -552,11 +572,13 @@ static void check_example(dsc_device dev, const char *path, bool via_dsm) {
 }
 
 Test(api, examples_on_cpu, .timeout = 600) {
+    if (!cpu_built()) return;
     for (size_t i = 0; i < sizeof examples / sizeof *examples; i++)
         check_example(DSC_DEVICE_CPU, examples[i], false);
 }
 
 Test(api, compiled_examples_on_cpu, .timeout = 600) {
+    if (!cpu_built()) return;
     for (size_t i = 0; i < sizeof examples / sizeof *examples; i++)
         check_example(DSC_DEVICE_CPU, examples[i], true);
 }
@@ -589,7 +611,7 @@ Test(api, damaged_dsm) {
                  {TMP "/header-only.dsm", 8, -1},
                  {TMP "/flipped-data.dsm", n, n - 100},
                  {TMP "/flipped-header.dsm", n, 40}};
-    dsc_context *c = new_context(DSC_DEVICE_CPU);
+    dsc_context *c = new_context(host_device());
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         f = fopen(cases[i].name, "wb");
         cr_assert_not_null(f);
@@ -662,7 +684,7 @@ static void *work(void *arg) {
 }
 
 Test(api, sessions_on_threads, .timeout = 600) {
-    dsc_context_options o = {.device = DSC_DEVICE_CPU, .cache_dir = CACHE, .threads = 2};
+    dsc_context_options o = {.device = host_device(), .cache_dir = CACHE, .threads = 2};
     dsc_context *c;
     cr_assert_eq(dsc_context_create(&o, &c), DSC_OK);
     dsc_model *m = load_random(c, "examples/ffn_block.dsg", 9);
@@ -702,6 +724,7 @@ Test(api, sessions_on_threads, .timeout = 600) {
 /* ---- memory -------------------------------------------------------------------------------------------- */
 
 Test(api, arena_grows_only_for_larger_bindings) {
+    if (!cpu_built()) return; /* the interpreter has no arena */
     Fixture f = open_random(DSC_DEVICE_CPU, "examples/ffn_block.dsg", 3);
     dsc_model *m = f.m;
     dsc_session *s = f.s;
@@ -760,6 +783,6 @@ static void out_of_memory(dsc_device dev, const char *message) {
 }
 
 Test(api, out_of_memory) {
-    out_of_memory(DSC_DEVICE_CPU, "outer: out of memory: the run needs an arena of ");
+    if (cpu_built()) out_of_memory(DSC_DEVICE_CPU, "outer: out of memory: the run needs an arena of ");
     out_of_memory(DSC_DEVICE_REF, "cannot allocate f32[8388608,8388608]");
 }
