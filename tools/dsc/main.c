@@ -35,6 +35,7 @@ static const char usage_main[] =
     "  compile FILE       optimize a model; write it as DSG or Graphviz, or its kernels (CUDA C, cubin)\n"
     "  run FILE           run a model on inputs (.npy) and weights (safetensors)\n"
     "  bench FILE         time a model: median and min latency, throughput\n"
+    "  prune FILE         write the model's weights block-pruned (@sparse, --sparsity)\n"
     "  passes             list the optimization passes in pipeline order\n"
     "  hwdb               list the hardware database and what this machine selects\n"
     "  help [COMMAND]     show help for dsc or for one command\n"
@@ -63,6 +64,7 @@ static const char usage_compile[] =
     "                   [--disable-pass=NAME] [--dump-before=PASS|all]\n"
     "                   [--dump-after=PASS|all] [--dump-dir DIR]\n"
     "                   [--stats[=text|json]] [--bind DIM=VALUE[,DIM=VALUE]...]\n"
+    "                   [--sparsity=S] [--sparse-block=RxC]\n"
     "\n"
     "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
     "file is never needed.\n"
@@ -97,6 +99,12 @@ static const char usage_compile[] =
     "                     output.  json: one object with keys ops, kernels,\n"
     "                     bytes_unfused, bytes_fused, weight_bytes, peak_bytes_planned,\n"
     "                     peak_bytes_naive, dims and passes\n"
+    "  --sparsity=S       prune every GEMM weight (2-D param used by linear, or as\n"
+    "                     matmul's right operand) to remove at least the fraction S\n"
+    "                     of its blocks (by block L2 norm, when the weights load;\n"
+    "                     a param's own @sparse hint wins; docs/sparsity.md)\n"
+    "  --sparse-block=RxC the block shape for --sparsity and for @sparse hints that\n"
+    "                     give none (default 4x4)\n"
     "  --bind DIM=VALUE   dim values for --stats (repeatable or comma-separated);\n"
     "                     otherwise a dim's <= bound, else 8\n"
     "  -h, --help         show this help\n";
@@ -106,6 +114,7 @@ static const char usage_run[] =
     "               [--weights FILE] [--random-inputs] [--random-weights]\n"
     "               [--seed N] [--bind DIM=VALUE]... [--device auto|cpu|cuda|ref]\n"
     "               [-O0|-O1|-O2] [--disable-pass=NAME]...\n"
+    "               [--sparsity=S] [--sparse-block=RxC]\n"
     "\n"
     "Runs the model and prints one line per output: name, dtype and shape, min,\n"
     "max and mean (and the count of non-finite values, if any).\n"
@@ -134,6 +143,7 @@ static const char usage_run[] =
     "                             build, ref with a warning\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
+    "  --sparsity=S, --sparse-block=RxC  block pruning, as for 'dsc compile'\n"
     "  -h, --help         show this help\n";
 
 static const char usage_bench[] =
@@ -141,7 +151,7 @@ static const char usage_bench[] =
     "                 [--bind DIM=VALUE[,DIM=VALUE]...]... [--seed N]\n"
     "                 [--input NAME=FILE.npy]... [--weights FILE] [--output-dir DIR]\n"
     "                 [-O0|-O1|-O2] [--disable-pass=NAME]... [--no-cache]\n"
-    "                 [--profile] [--json]\n"
+    "                 [--profile] [--json] [--sparsity=S] [--sparse-block=RxC]\n"
     "\n"
     "Times the model.  Everything is prepared once: the inputs and weights and,\n"
     "for cpu, the lowering and JIT compilation (timed and reported apart); then\n"
@@ -165,6 +175,7 @@ static const char usage_bench[] =
     "  --output-dir DIR   write the outputs of the last run as DIR/NAME.npy\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
+    "  --sparsity=S, --sparse-block=RxC  block pruning, as for 'dsc compile'\n"
     "  --no-cache         compile every kernel (no disk cache): the cold compile time\n"
     "  --profile          per kernel (cpu only): median time per inference, share,\n"
     "                     GFLOP/s and GB/s from the kernel's estimates, and the\n"
@@ -175,6 +186,24 @@ static const char usage_bench[] =
     "                     max_ms, throughput_per_s, flops, gflops_per_s, bytes,\n"
     "                     kernels, kernels_compiled, kernels_cached, samples_ms (and\n"
     "                     with --profile: profile, profile_other_ms)\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_prune[] =
+    "usage: dsc prune FILE -o OUT.safetensors [--weights FILE] [--random-weights]\n"
+    "                 [--seed N] [--sparsity=S] [--sparse-block=RxC]\n"
+    "\n"
+    "Reads the model's weights, prunes every param with a @sparse hint (and, with\n"
+    "--sparsity, every GEMM weight) by the block rule of docs/sparsity.md, and\n"
+    "writes all the params -- pruned or not, under their keys in the weights\n"
+    "file -- to OUT.  OUT appears only when completely written.  The model is\n"
+    "not optimized first, so the params are the ones the model declares.\n"
+    "\n"
+    "options:\n"
+    "  -o OUT             the safetensors file to write\n"
+    "  --weights FILE     read params from FILE instead of the model's 'weights' file\n"
+    "  --random-weights   make every param (seeded) instead of reading a file\n"
+    "  --seed N           seed for --random-weights (default 0)\n"
+    "  --sparsity=S, --sparse-block=RxC  as for 'dsc compile'\n"
     "  -h, --help         show this help\n";
 
 static const char usage_passes[] =
@@ -221,6 +250,32 @@ static const char *option_value(int argc, char **argv, int *i, const char *name)
     if (a[n] == '=') return a + n + 1;
     if (a[n] == 0 && *i + 1 < argc) return argv[++*i];
     return NULL;
+}
+
+/* --sparsity=S / --sparse-block=RxC into so: 0 not one of them, 1 taken,
+ * -1 a bad value (reported with `usage`). */
+static int sparse_option(int argc, char **argv, int *i, SparsifyOptions *so, const char *usage) {
+    const char *v;
+    if ((v = option_value(argc, argv, i, "--sparsity"))) {
+        char *end;
+        double x = strtod(v, &end);
+        if (end == v || *end || !(x >= 0 && x <= 1)) {
+            usage_error(usage, "--sparsity needs a fraction of blocks to remove in [0, 1], got '%s'", v);
+            return -1;
+        }
+        so->have_sparsity = true;
+        so->sparsity = x;
+        return 1;
+    }
+    if ((v = option_value(argc, argv, i, "--sparse-block"))) {
+        if (!pass_sparsify_parse_block(v, &so->br, &so->bc)) {
+            usage_error(usage, "--sparse-block needs RxC with positive integers up to 4096, e.g. 16x16, got '%s'", v);
+            return -1;
+        }
+        so->have_block = true;
+        return 1;
+    }
+    return 0;
 }
 
 /* Parses and type-checks a file; prints diagnostics.  NULL on error. */
@@ -401,13 +456,16 @@ static int cmd_compile(int argc, char **argv) {
     Binds binds = {0};
     int stats = 0; /* 0 none, 1 text, 2 json */
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
-    int ndisabled = 0, opt = 2, rc = EXIT_USAGE;
+    int ndisabled = 0, opt = 2, rc = EXIT_USAGE, sr;
+    SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
             fputs(usage_compile, stdout);
             rc = EXIT_OK;
             goto done;
+        } else if ((sr = sparse_option(argc, argv, &i, &so, usage_compile))) {
+            if (sr < 0) goto done;
         } else if (strcmp(a, "-o") == 0) {
             if (i + 1 >= argc) {
                 rc = usage_error(usage_compile, "%s", "-o needs a file name");
@@ -489,7 +547,7 @@ static int cmd_compile(int argc, char **argv) {
     Graph *g = load(arena, d, file);
     if (g) {
         PassRecord *records = calloc((size_t)pass_count() + 1, sizeof(PassRecord));
-        PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm, records, 0};
+        PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm, records, 0, &so};
         bool ok = pass_run_pipeline(g, d, &po) && !dm.failed;
         bool to_stdout = !out || strcmp(out, "-") == 0;
         if (ok && stats) {
@@ -549,7 +607,8 @@ static int cmd_run(int argc, char **argv) {
     int64_t *bvalues = calloc((size_t)argc + 1, sizeof(int64_t));
     RunOptions ro = {.summary = stdout, .device = RT_DEVICE_AUTO};
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
-    int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
+    int opt = 2, rc = EXIT_USAGE, ndisabled = 0, sr;
+    SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         char *n, *val;
@@ -557,6 +616,8 @@ static int cmd_run(int argc, char **argv) {
             fputs(usage_run, stdout);
             rc = EXIT_OK;
             goto done;
+        } else if ((sr = sparse_option(argc, argv, &i, &so, usage_run))) {
+            if (sr < 0) goto done;
         } else if ((v = option_value(argc, argv, &i, "--input"))) {
             if (!split_eq((char *)v, &n, &val)) {
                 rc = usage_error(usage_run, "--input needs NAME=FILE, got '%s'", v);
@@ -620,7 +681,7 @@ static int cmd_run(int argc, char **argv) {
     /* a second copy stays as written, for choosing random weight ranges */
     ro.as_written = g && ro.random_weights ? load(arena, d, file) : NULL;
     if (g) {
-        PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
+        PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled, .sparse = &so};
         if (pass_run_pipeline(g, d, &po) && rt_run_model(g, file, &ro, NULL, d)) rc = EXIT_OK;
         diag_print(d, stderr, true);
     }
@@ -642,7 +703,8 @@ static int cmd_bench(int argc, char **argv) {
     Binds binds = {0};
     BenchOptions bo = {.run = {.device = RT_DEVICE_AUTO, .random_inputs = true}, .iters = 20, .warmup = 3};
     bool json = false;
-    int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
+    int opt = 2, rc = EXIT_USAGE, ndisabled = 0, sr;
+    SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         char *n, *val;
@@ -651,6 +713,8 @@ static int cmd_bench(int argc, char **argv) {
             fputs(usage_bench, stdout);
             rc = EXIT_OK;
             goto done;
+        } else if ((sr = sparse_option(argc, argv, &i, &so, usage_bench))) {
+            if (sr < 0) goto done;
         } else if ((v = option_value(argc, argv, &i, "--device"))) {
             if (!rt_device_from_name(v, &bo.run.device) || bo.run.device == RT_DEVICE_CUDA) {
                 rc = usage_error(usage_bench, "--device must be auto, cpu or ref, got '%s'", v);
@@ -727,7 +791,7 @@ static int cmd_bench(int argc, char **argv) {
     rc = EXIT_DIAG;
     double t0 = rt_bench_now();
     Graph *g = load(arena, d, file);
-    PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
+    PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled, .sparse = &so};
     bool ok = g && pass_run_pipeline(g, d, &po);
     double load_ms = (rt_bench_now() - t0) * 1e3;
     /* a second copy stays as written, for choosing random weight ranges */
@@ -752,6 +816,54 @@ done:
     free(disabled);
     free(names);
     free(files);
+    return rc;
+}
+
+static int cmd_prune(int argc, char **argv) {
+    const char *file = NULL, *out = NULL, *v;
+    RunOptions ro = {0};
+    SparsifyOptions so = {0};
+    int rc = EXIT_USAGE, sr;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int64_t x;
+        if (is_help(a)) {
+            fputs(usage_prune, stdout);
+            return EXIT_OK;
+        } else if ((sr = sparse_option(argc, argv, &i, &so, usage_prune))) {
+            if (sr < 0) return EXIT_USAGE;
+        } else if (strcmp(a, "-o") == 0 && i + 1 < argc) {
+            out = argv[++i];
+        } else if ((v = option_value(argc, argv, &i, "--weights"))) {
+            ro.weights = v;
+        } else if ((v = option_value(argc, argv, &i, "--seed"))) {
+            if (!parse_i64(v, &x)) return usage_error(usage_prune, "--seed needs an integer, got '%s'", v);
+            ro.seed = (uint64_t)x;
+        } else if (strcmp(a, "--random-weights") == 0) {
+            ro.random_weights = true;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error(usage_prune, "unknown option or missing value: '%s'", a);
+        } else if (file) {
+            return usage_error(usage_prune, "more than one file given ('%s')", a);
+        } else {
+            file = a;
+        }
+    }
+    if (!file) return usage_error(usage_prune, "%s", "no input file");
+    if (!out) return usage_error(usage_prune, "%s", "-o OUT.safetensors is required");
+    Arena *arena = arena_create();
+    Diag *d = diag_create();
+    rc = EXIT_DIAG;
+    Graph *g = load(arena, d, file);
+    if (g) {
+        /* -O0: only sparsify runs, so the params are the model's own */
+        PipelineOptions po = {.opt_level = 0, .sparse = &so};
+        ro.random_inputs = true;
+        if (pass_run_pipeline(g, d, &po) && rt_prune_write(g, file, &ro, out, d)) rc = EXIT_OK;
+        diag_print(d, stderr, true);
+    }
+    diag_destroy(d);
+    arena_destroy(arena);
     return rc;
 }
 
@@ -843,6 +955,7 @@ static const Command commands[] = {
     {"compile", cmd_compile, usage_compile},
     {"run", cmd_run, usage_run},
     {"bench", cmd_bench, usage_bench},
+    {"prune", cmd_prune, usage_prune},
     {"passes", cmd_passes, usage_passes},
     {"hwdb", cmd_hwdb, usage_hwdb},
 };
