@@ -283,6 +283,15 @@ static V ev(Ev *E, const KExpr *e) {
     case KE_UN: return un(E, e);
     case KE_BIN: return bin(E, e);
     case KE_SELECT: return ev(E, e->a).i ? ev(E, e->b) : ev(E, e->c);
+    case KE_TABLE: {
+        int64_t i = ev(E, e->a).i;
+        const KTable *t = &E->k->tables[e->id];
+        if (i < 0 || i >= t->n)
+            fail(E, "table t%d index %lld out of range [0, %d)", e->id, (long long)i, t->n);
+        else
+            r.i = t->data[i];
+        return r;
+    }
     }
     return r;
 }
