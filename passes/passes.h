@@ -72,6 +72,13 @@ typedef struct {
     double weight_bytes;    /* params read per inference (either way) */
     double peak_bytes_planned, peak_bytes_naive;
     bool fused, planned;    /* whether fusion / memory planning ran */
+    /* Block sparsity (pass_sparsify_count): elements of the GEMM weights
+     * (eligible params, see pass_sparsify_eligible, and any param with
+     * @sparse), the elements pruning keeps (kept blocks x block size, capped
+     * at the param's size: exact unless edge blocks are partial, then at
+     * most that), and the bytes the block-compressed form saves over the
+     * dense one (rt_sparse_to_bsr's layout: full blocks plus int32 indices). */
+    double gemm_weight_params, gemm_weight_params_kept, sparse_bytes_saved;
 } GraphStats;
 
 bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d);
@@ -90,6 +97,8 @@ bool pass_memplan(Graph *g, Diag *d);
 /* The flags as hints (passes/sparsify.c): a @sparse hint on every eligible
  * param without one, block shapes for written hints without one. */
 bool pass_sparsify_hints(Graph *g, const SparsifyOptions *o, Diag *d);
+/* The sparsity figures of GraphStats (passes/sparsify.c). */
+void pass_sparsify_count(const Graph *g, double *params, double *kept, double *bytes_saved);
 /* A 2-D float param of static shape used as a linear weight or as the right
  * operand of a matmul: what --sparsity prunes. */
 bool pass_sparsify_eligible(const Graph *g, const Node *n);

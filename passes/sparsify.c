@@ -150,3 +150,29 @@ bool pass_sparsify(Graph *g, Diag *d) {
     }
     return ok;
 }
+
+void pass_sparsify_count(const Graph *g, double *params, double *kept, double *bytes_saved) {
+    *params = *kept = *bytes_saved = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        const IrSparse *s = n->op == OP_PARAM ? n->ann.sparse : NULL;
+        if (!s && !pass_sparsify_eligible(g, n)) continue;
+        if (!ir_type_is_static(g, &n->type)) continue;
+        double numel = 1, lead = 1;
+        for (int k = 0; k < n->type.rank; k++) numel *= (double)static_dim(g, n->type.dim[k]);
+        for (int k = 0; k < n->type.rank - 2; k++) lead *= (double)static_dim(g, n->type.dim[k]);
+        *params += numel;
+        if (!s) {
+            *kept += numel;
+            continue;
+        }
+        int64_t rows = static_dim(g, n->type.dim[n->type.rank - 2]), cols = static_dim(g, n->type.dim[n->type.rank - 1]);
+        int64_t nbr = (rows + s->br - 1) / s->br, nbc = (cols + s->bc - 1) / s->bc;
+        int64_t kb = ir_sparse_kept(s->density, (int64_t)lead * nbr * nbc);
+        double full = (double)kb * s->br * s->bc;
+        *kept += full < numel ? full : numel;
+        double size = dtype_size(n->type.dtype);
+        double bsr = full * size + 4.0 * ((double)lead * (double)nbr + 1 + (double)kb);
+        *bytes_saved += numel * size - bsr;
+    }
+}

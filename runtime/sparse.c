@@ -205,3 +205,34 @@ void rt_sparse_decide_hwdb(const Graph *g, bool gpu) {
     rt_hwdb_free(db);
     diag_destroy(quiet);
 }
+
+int rt_sparse_layers(const Graph *g, RtSparseLayer *out, int cap) {
+    Diag *quiet = diag_create();
+    HwDb *db = rt_hwdb_open_default(NULL, 0, quiet);
+    const HwEntry *e = db ? rt_hwdb_host(db) : NULL;
+    int n = 0;
+    for (int i = 0; i < g->nnodes && n < cap; i++) {
+        const Node *p = g->nodes[i];
+        const IrSparse *s = p->op == OP_PARAM ? p->ann.sparse : NULL;
+        if (!s || !ir_type_is_static(g, &p->type)) continue;
+        int64_t dims[IR_MAX_RANK], lead = 1;
+        for (int k = 0; k < p->type.rank; k++) dim_is_const(g->dims, p->type.dim[k], &dims[k]);
+        for (int k = 0; k < p->type.rank - 2; k++) lead *= dims[k];
+        int64_t rows = dims[p->type.rank - 2], cols = dims[p->type.rank - 1];
+        int64_t nbr = (rows + s->br - 1) / s->br, nbc = (cols + s->bc - 1) / s->bc;
+        int64_t kb = ir_sparse_kept(s->density, lead * nbr * nbc);
+        double numel = (double)(lead * rows * cols), full = (double)kb * s->br * s->bc;
+        bool lin = false;
+        for (int j = p->id + 1; j < g->nnodes; j++)
+            if (g->nodes[j]->op == OP_LINEAR && g->nodes[j]->in[1] == p) lin = true;
+        RtSparseLayer *l = &out[n++];
+        *l = (RtSparseLayer){.name = p->name, .br = s->br, .bc = s->bc, .density = s->density, .params = numel,
+                             .kept = full < numel ? full : numel};
+        rt_sparse_estimate(e, (lin ? rows : cols) * lead, lin ? cols : rows, lin ? s->bc : s->br, kb,
+                           (int64_t)l->kept, &l->dense_us, &l->sparse_us);
+        l->sparse = l->sparse_us < l->dense_us;
+    }
+    rt_hwdb_free(db);
+    diag_destroy(quiet);
+    return n;
+}

@@ -52,6 +52,21 @@ void rt_sparse_decide(const Graph *g, const HwEntry *e, SparseKernel force);
  * the choice forced by $DSC_SPARSE_KERNEL.  Does nothing without @sparse. */
 void rt_sparse_decide_hwdb(const Graph *g, bool gpu);
 
+/* The cost model's view of one pruned param at compile time (no pattern
+ * yet: kept elements as in pass_sparsify_count), for --stats. */
+typedef struct {
+    const char *name;
+    int br, bc;
+    double density;
+    double params, kept;          /* elements */
+    double dense_us, sparse_us;   /* per row of the activation */
+    bool sparse;                  /* the choice the estimates give */
+} RtSparseLayer;
+
+/* One entry per param with @sparse and a static shape (at most cap), with
+ * the default hwdb's host entry (built-in figures if none); the count. */
+int rt_sparse_layers(const Graph *g, RtSparseLayer *out, int cap);
+
 /* SPARSE_KERNEL_AUTO unless $DSC_SPARSE_KERNEL is "sparse" or "dense". */
 SparseKernel rt_sparse_kernel_env(void);
 

@@ -20,6 +20,7 @@
 #include "runtime/hwdb.h"
 #include "runtime/nvrtc.h"
 #include "runtime/run.h"
+#include "runtime/sparse.h"
 
 enum { EXIT_OK = 0, EXIT_DIAG = 1, EXIT_USAGE = 2 };
 
@@ -98,7 +99,10 @@ static const char usage_compile[] =
     "                     compiled output goes to standard output, else to standard\n"
     "                     output.  json: one object with keys ops, kernels,\n"
     "                     bytes_unfused, bytes_fused, weight_bytes, peak_bytes_planned,\n"
-    "                     peak_bytes_naive, dims and passes\n"
+    "                     peak_bytes_naive, gemm_weight_params,\n"
+    "                     gemm_weight_params_kept, sparse_bytes_saved, sparse_layers\n"
+    "                     (per pruned param: the cost model's estimate and choice),\n"
+    "                     dims and passes\n"
     "  --sparsity=S       prune every GEMM weight (2-D param used by linear, or as\n"
     "                     matmul's right operand) to remove at least the fraction S\n"
     "                     of its blocks (by block L2 norm, when the weights load;\n"
@@ -397,6 +401,8 @@ static int64_t *bind_dims(const Graph *g, const Binds *b, Diag *d) {
 static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *syms, const GraphStats *st,
                         const PipelineOptions *po) {
     int nsyms = dim_sym_count(g->dims);
+    RtSparseLayer layers[64];
+    int nlayers = rt_sparse_layers(g, layers, 64);
     if (json) {
         cJSON *o = cJSON_CreateObject(), *dims = cJSON_AddObjectToObject(o, "dims");
         for (int s = 0; s < nsyms; s++) cJSON_AddNumberToObject(dims, dim_sym_name(g->dims, s), (double)syms[s]);
@@ -407,6 +413,22 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
         cJSON_AddNumberToObject(o, "weight_bytes", st->weight_bytes);
         cJSON_AddNumberToObject(o, "peak_bytes_planned", st->peak_bytes_planned);
         cJSON_AddNumberToObject(o, "peak_bytes_naive", st->peak_bytes_naive);
+        cJSON_AddNumberToObject(o, "gemm_weight_params", st->gemm_weight_params);
+        cJSON_AddNumberToObject(o, "gemm_weight_params_kept", st->gemm_weight_params_kept);
+        cJSON_AddNumberToObject(o, "sparse_bytes_saved", st->sparse_bytes_saved);
+        cJSON *sl = cJSON_AddArrayToObject(o, "sparse_layers");
+        for (int i = 0; i < nlayers; i++) {
+            cJSON *l = cJSON_CreateObject();
+            cJSON_AddStringToObject(l, "param", layers[i].name);
+            cJSON_AddStringToObject(l, "block", arena_printf(g->arena, "%dx%d", layers[i].br, layers[i].bc));
+            cJSON_AddNumberToObject(l, "density", layers[i].density);
+            cJSON_AddNumberToObject(l, "params", layers[i].params);
+            cJSON_AddNumberToObject(l, "kept", layers[i].kept);
+            cJSON_AddNumberToObject(l, "dense_us_per_row", layers[i].dense_us);
+            cJSON_AddNumberToObject(l, "sparse_us_per_row", layers[i].sparse_us);
+            cJSON_AddStringToObject(l, "kernel", layers[i].sparse ? "sparse" : "dense");
+            cJSON_AddItemToArray(sl, l);
+        }
         cJSON *passes = cJSON_AddArrayToObject(o, "passes");
         for (int i = 0; i < po->nrecords; i++) {
             cJSON *p = cJSON_CreateObject();
@@ -438,6 +460,14 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
             st->bytes_unfused, st->bytes_fused, st->bytes_fused / un, st->weight_bytes);
     fprintf(out, "  peak memory     naive %.0f, planned %.0f (%.2f)%s\n", st->peak_bytes_naive,
             st->peak_bytes_planned, st->peak_bytes_planned / naive, st->planned ? "" : " [no memory plan]");
+    if (st->gemm_weight_params > 0)
+        fprintf(out, "  gemm weights    %.0f params, %.0f kept (%.2f), block-compressed form saves %.0f bytes\n",
+                st->gemm_weight_params, st->gemm_weight_params_kept,
+                st->gemm_weight_params_kept / st->gemm_weight_params, st->sparse_bytes_saved);
+    for (int i = 0; i < nlayers; i++)
+        fprintf(out, "  sparse          %s: block %dx%d, density %.4g; estimate per row dense %.3g us, sparse %.3g us: %s\n",
+                layers[i].name, layers[i].br, layers[i].bc, layers[i].density, layers[i].dense_us, layers[i].sparse_us,
+                layers[i].sparse ? "sparse kernel" : "dense kernel");
 }
 
 static bool check_pass_name(const char *name, const char *option) {
