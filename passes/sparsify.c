@@ -68,6 +68,32 @@ static int64_t static_dim(const Graph *g, DimId d) {
 
 static Attr *new_args(Graph *g, int n) { return arena_alloc(g->arena, sizeof(Attr) * (size_t)n); }
 
+/* The density that removes at least the fraction S of the blocks of a
+ * static param: the exact fraction kept/blocks (see the top); 1 - S for a
+ * shape not known at compile time. */
+static double flag_density(const Graph *g, const Node *n, double S, int br, int bc) {
+    if (n->type.rank < 2 || !ir_type_is_static(g, &n->type)) return 1 - S;
+    int64_t nb = 1;
+    for (int k = 0; k < n->type.rank - 2; k++) nb *= static_dim(g, n->type.dim[k]);
+    int64_t rows = static_dim(g, n->type.dim[n->type.rank - 2]), cols = static_dim(g, n->type.dim[n->type.rank - 1]);
+    nb *= ((rows + br - 1) / br) * ((cols + bc - 1) / bc);
+    if (nb == 0) return 1 - S;
+    int64_t removed = (int64_t)ceil(S * (double)nb - 1e-9);
+    if (removed < 0) removed = 0;
+    if (removed > nb) removed = nb;
+    double density = (double)(nb - removed) / (double)nb;
+    DSC_ASSERT(ir_sparse_kept(density, nb) == nb - removed);
+    return density;
+}
+
+static Attr block_arg(Graph *g, Loc loc, int br, int bc) {
+    Attr b = {.name = "block", .kind = AV_INTS, .loc = loc, .n = 2};
+    b.ints = arena_alloc(g->arena, 2 * sizeof(int64_t));
+    b.ints[0] = br;
+    b.ints[1] = bc;
+    return b;
+}
+
 bool pass_sparsify_hints(Graph *g, const SparsifyOptions *o, Diag *d) {
     (void)d;
     if (!o || (!o->have_sparsity && !o->have_block)) return true;
@@ -76,36 +102,27 @@ bool pass_sparsify_hints(Graph *g, const SparsifyOptions *o, Diag *d) {
         Node *n = g->nodes[i];
         if (n->op != OP_PARAM) continue;
         Hint *h = (Hint *)ir_hint(n, "sparse");
-        if (h) {
-            /* complete a written hint: block from the flag (or 4x4) */
-            if (!ir_hint_arg(h, "block")) {
-                Attr *args = new_args(g, h->nargs + 1);
-                memcpy(args, h->args, sizeof(Attr) * (size_t)h->nargs);
-                Attr *b = &args[h->nargs];
-                *b = (Attr){.name = "block", .kind = AV_INTS, .loc = h->loc, .n = 2};
-                b->ints = arena_alloc(g->arena, 2 * sizeof(int64_t));
-                b->ints[0] = br;
-                b->ints[1] = bc;
-                h->args = args;
-                h->nargs++;
-            }
+        if (h) { /* complete a written hint: block from the flag (or 4x4), density from --sparsity */
+            const Attr *hb = ir_hint_arg(h, "block");
+            bool addb = !hb, addd = !ir_hint_arg(h, "density") && o->have_sparsity;
+            if (!addb && !addd) continue;
+            int hr = hb ? (int)hb->ints[0] : br, hc = hb ? (int)hb->ints[1] : bc;
+            Attr *args = new_args(g, h->nargs + 2);
+            memcpy(args, h->args, sizeof(Attr) * (size_t)h->nargs);
+            int na = h->nargs;
+            if (addb) args[na++] = block_arg(g, h->loc, hr, hc);
+            if (addd)
+                args[na++] = (Attr){.name = "density", .kind = AV_FLOAT, .loc = h->loc,
+                                    .f = flag_density(g, n, o->sparsity, hr, hc)};
+            h->args = args;
+            h->nargs = na;
             continue;
         }
         if (!o->have_sparsity || !pass_sparsify_eligible(g, n)) continue;
-        int64_t rows = static_dim(g, n->type.dim[0]), cols = static_dim(g, n->type.dim[1]);
-        int64_t nb = ((rows + br - 1) / br) * ((cols + bc - 1) / bc);
-        if (nb == 0) continue;
-        int64_t removed = (int64_t)ceil(o->sparsity * (double)nb - 1e-9);
-        if (removed < 0) removed = 0;
-        if (removed > nb) removed = nb;
-        double density = (double)(nb - removed) / (double)nb;
-        DSC_ASSERT(ir_sparse_kept(density, nb) == nb - removed);
         Hint nh = {.name = "sparse", .loc = n->loc, .nargs = 2, .args = new_args(g, 2)};
-        nh.args[0] = (Attr){.name = "block", .kind = AV_INTS, .loc = n->loc, .n = 2};
-        nh.args[0].ints = arena_alloc(g->arena, 2 * sizeof(int64_t));
-        nh.args[0].ints[0] = br;
-        nh.args[0].ints[1] = bc;
-        nh.args[1] = (Attr){.name = "density", .kind = AV_FLOAT, .loc = n->loc, .f = density};
+        nh.args[0] = block_arg(g, n->loc, br, bc);
+        nh.args[1] = (Attr){.name = "density", .kind = AV_FLOAT, .loc = n->loc,
+                            .f = flag_density(g, n, o->sparsity, br, bc)};
         n->hints = arena_grow(g->arena, n->hints, sizeof(Hint) * (size_t)n->nhints,
                               sizeof(Hint) * (size_t)(n->nhints + 1));
         n->hints[n->nhints++] = nh;

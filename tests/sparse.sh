@@ -130,5 +130,12 @@ printf 'model e {\n  input x : f32[4]\n  param v : f32[4] @sparse(block=[2, 2], 
 expect 1 "rank-1 @sparse" -- "$dsc" compile "$tmp/e.dsg"
 has "$tmp/err" "e.dsg:3:.*@sparse on param 'v'" "rank-1 @sparse message"
 
+# a written hint without density takes it from --sparsity, and its own block
+printf 'model h {\n  input x : f32[2, 8]\n  param w : f32[8, 8] @sparse(block=[2, 4])\n  output y = linear(x, w)\n}\n' >"$tmp/h.dsg"
+expect 1 "@sparse without density" -- "$dsc" compile "$tmp/h.dsg"
+has "$tmp/err" "needs a density" "@sparse without density message"
+expect 0 "@sparse density from --sparsity" -- "$dsc" compile "$tmp/h.dsg" --sparsity=0.5 --sparse-block=8x8
+has "$tmp/out" "@sparse\(block=\[2, 4\], density=0.5\)" "density from --sparsity, block from the hint"
+
 [ $fail -eq 0 ] && echo "sparse: all checks passed"
 exit $fail
