@@ -154,7 +154,7 @@ bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, 
 
 /* Built-in host coefficients, used when the entry has no `sparse_gemm`
  * class (the same figures as data/hwdb.json's host entry). */
-static const double DEF_DENSE_GFLOPS = 150, DEF_SPARSE_GFLOPS = 60, DEF_SEGMENT_NS = 0.5;
+static const double DEF_DENSE_GFLOPS = 126, DEF_SPARSE_GFLOPS = 16, DEF_SEGMENT_NS = 0.4;
 
 void rt_sparse_estimate(const HwEntry *e, int64_t n_out, int64_t k, int width, int64_t kept_blocks,
                         int64_t kept_elems, double *dense_us, double *sparse_us) {
