@@ -7,13 +7,11 @@
 set -u
 dsc=$1
 fail=0
+# the first python3 with numpy
+py=$(for p in python3 /usr/bin/python3 /usr/local/bin/python3; do "$p" -c "import numpy" 2>/dev/null && { echo "$p"; break; }; done)
+[ -n "$py" ] || { echo "FAIL no python3 with numpy (tried python3, /usr/bin/python3, /usr/local/bin/python3)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-py=
-for p in python3 /usr/bin/python3 /usr/local/bin/python3; do
-  if "$p" -c "import numpy" 2>/dev/null; then py=$p; break; fi
-done
-[ -n "$py" ] || { echo "FAIL no python3 with numpy (tried python3, /usr/bin/python3, /usr/local/bin/python3)"; exit 1; }
 ref=tests/sparse_ref.py
 expect() { # WANT_RC DESCRIPTION -- COMMAND...
   local want=$1 what=$2; shift 3
