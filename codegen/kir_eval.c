@@ -343,7 +343,7 @@ bool cg_kir_eval(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, 
             else
                 n *= v;
         }
-        nelem[b] = n;
+        nelem[b] = k->bufs[b].role == KB_DATA ? k->bufs[b].nelems : n;
         if (!E.bad && n > 0 && !bufs[b]) fail(&E, "b%d has no memory", b);
     }
     /* the parallel space, row-major, one point at a time */

@@ -42,6 +42,7 @@
 #include "lower_sparse.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "../ir/assert.h"
 
@@ -112,11 +113,152 @@ static KStmt *segment(Graph *g, Kernel *k, bool linear, const Pattern *p, int wb
     return s;
 }
 
+/* The packed form of a linear's pruned weight [N, K] (see the top): the kept
+ * blocks in the order of t1 (block rows, then the full blocks of each, then
+ * its partial last block), each block column-major -- P[(e*bc + c)*br + r] is
+ * W[i*br + r, j*bc + c] of the e-th listed block (i, j), zero outside W. */
+static void *packed_values(Graph *g, const IrSparse *s, const Pattern *p, DType dt, int64_t *nelems) {
+    int esz = dtype_size(dt), br = s->br, bc = s->bc;
+    int64_t nblk = s->kept, per = (int64_t)br * bc;
+    unsigned char *P = arena_alloc(g->arena, (size_t)(nblk * per * esz) + 1);
+    const unsigned char *W = s->values;
+    int64_t e = 0;
+    for (int64_t i = 0; i < p->nob; i++) {
+        int64_t nfull = p->ptr[i + 1] - p->ptr[i];
+        for (int64_t q = 0; q <= nfull; q++) {
+            int64_t j;
+            if (q < nfull)
+                j = p->idx[p->ptr[i] + q];
+            else if (p->tail && p->tl[i])
+                j = p->nbk - 1;
+            else
+                break;
+            for (int c = 0; c < bc; c++)
+                for (int r = 0; r < br; r++) {
+                    int64_t y = i * br + r, xx = j * bc + c;
+                    if (y < s->rows && xx < s->cols)
+                        memcpy(P + ((e * bc + c) * br + r) * esz, W + (y * s->cols + xx) * esz, (size_t)esz);
+                }
+            e++;
+        }
+    }
+    DSC_ASSERT(e == nblk);
+    *nelems = nblk * per;
+    return P;
+}
+
+/* The host form of a linear over a pruned weight: one point per (row m of
+ * the activation, block row i of the weight) computing the block row's br
+ * outputs at once -- for each kept block and each of its columns c, the
+ * activation value x[m, k0 + c] is loaded once and multiplied into br
+ * accumulators with the block's column, which is contiguous in the packed
+ * copy.  No horizontal sums: the accumulators are the outputs, stored side by
+ * side.  The packed copy is KB_DATA (host memory lowering owns), so the GPU
+ * keeps the form below. */
+static Kernel *lower_packed(Graph *g, const Node *n, const IrSparse *s, Pattern *p, const Node *x, KBufRole xrole,
+                            const Node *bias, KBufRole brole, const Node *out, KBufRole orole, const char *name,
+                            int group) {
+    Kernel *k = kir_kernel_create(g, name, group);
+    const Node *w = n->in[1];
+    int64_t np;
+    void *P = packed_values(g, s, p, w->type.dtype, &np);
+    int pb = kir_data_buffer(g, k, w, w->type.dtype, P, np);
+    int xb = kir_buffer(g, k, x, xrole, false);
+    int bb = bias ? kir_buffer(g, k, bias, brole, false) : -1;
+    int ob = kir_buffer(g, k, out, orole, true);
+    /* t1 lists the partial last block too (last in its row), t2 says so */
+    int32_t *ptr = calloc((size_t)p->nob + 1, sizeof(int32_t));
+    DSC_ASSERT(ptr);
+    for (int64_t i = 0, e = 0; i < p->nob; i++) {
+        ptr[i] = (int32_t)e;
+        e += p->ptr[i + 1] - p->ptr[i] + (p->tail && p->tl[i]);
+        ptr[i + 1] = (int32_t)e;
+    }
+    int t0 = kir_new_table(g, k, ptr, (int)p->nob + 1);
+    int32_t *idx = calloc((size_t)s->kept + 1, sizeof(int32_t));
+    DSC_ASSERT(idx);
+    for (int64_t i = 0, e = 0; i < p->nob; i++) {
+        for (int32_t q = p->ptr[i]; q < p->ptr[i + 1]; q++) idx[e++] = p->idx[q];
+        if (p->tail && p->tl[i]) idx[e++] = (int32_t)(p->nbk - 1);
+    }
+    int t1 = kir_new_table(g, k, idx, s->kept > 0 ? (int)s->kept : 1);
+    int t2 = p->tail ? kir_new_table(g, k, p->tl, (int)p->nob) : -1;
+    free(ptr);
+    free(idx);
+
+    const Type *xt = &n->in[0]->type;
+    DimId rows = dim_const(g->dims, 1);
+    for (int i = 0; i < xt->rank - 1; i++) rows = dim_mul(g->dims, rows, xt->dim[i]);
+    int vm = kir_new_var(k), vi = kir_new_var(k);
+    k->npar = 2;
+    k->par_extent = arena_alloc(g->arena, 2 * sizeof(KExpr *));
+    k->par_extent[0] = kir_from_dim(g, rows);
+    k->par_extent[1] = ci(g, p->nob);
+    KExpr *mv = kir_var(g, vm), *iv = kir_var(g, vi);
+    int br = s->br, bc = s->bc;
+    int *acc = arena_alloc(g->arena, sizeof(int) * (size_t)br);
+    KStmt *body = NULL;
+    for (int r = 0; r < br; r++) {
+        acc[r] = kir_new_local(g, k, KT_F32);
+        kir_append(&body, kir_set(g, acc[r], kir_const_f(g, 0)));
+    }
+    KExpr *start = kir_table_load(g, k, t0, iv);
+    KExpr *count = kir_bin(g, KO_SUB, kir_table_load(g, k, t0, add(g, iv, ci(g, 1))), start);
+    if (p->tail) count = kir_bin(g, KO_SUB, count, kir_table_load(g, k, t2, iv));
+    /* one block: entry e of the list, contraction columns k0 .. k0 + width */
+#define BLOCK(E, K0, WIDTH, OUT)                                                                                   \
+    do {                                                                                                           \
+        for (int c = 0; c < (WIDTH); c++) {                                                                        \
+            KExpr *xv = kir_load(g, k, xb, add(g, mul(g, mv, ci(g, p->kdim)), add(g, (K0), ci(g, c))));           \
+            for (int r = 0; r < br; r++) {                                                                         \
+                KExpr *pi = add(g, mul(g, (E), ci(g, (int64_t)bc * br)), ci(g, (int64_t)c * br + r));              \
+                kir_append(&(OUT), kir_set(g, acc[r], add(g, kir_local(g, k, acc[r]), mul(g, kir_load(g, k, pb, pi), xv)))); \
+            }                                                                                                      \
+        }                                                                                                          \
+    } while (0)
+    int t = kir_new_var(k);
+    KExpr *e = add(g, start, kir_var(g, t));
+    KStmt *blk = NULL;
+    BLOCK(e, mul(g, kir_table_load(g, k, t1, e), ci(g, bc)), bc, blk);
+    kir_append(&body, kir_for(g, t, count, blk));
+    if (p->tail) {
+        int64_t last = (p->nbk - 1) * bc;
+        KExpr *el = kir_bin(g, KO_SUB, kir_table_load(g, k, t0, add(g, iv, ci(g, 1))), ci(g, 1));
+        KStmt *tb = NULL;
+        BLOCK(el, ci(g, last), (int)(p->kdim - last), tb);
+        kir_append(&body, kir_if(g, kir_bin(g, KO_NE, kir_table_load(g, k, t2, iv), ci(g, 0)), tb));
+    }
+#undef BLOCK
+    int64_t full = p->nout % br ? p->nout % br : br; /* rows of the last block row */
+    for (int r = 0; r < br; r++) {
+        KExpr *nidx = add(g, mul(g, iv, ci(g, br)), ci(g, r));
+        KExpr *v = kir_local(g, k, acc[r]);
+        if (bb >= 0) v = add(g, v, kir_load(g, k, bb, nidx));
+        KStmt *st = kir_store(g, ob, add(g, mul(g, mv, ci(g, p->nout)), nidx), v);
+        kir_append(&body, r < full ? st : kir_if(g, kir_bin(g, KO_LT, nidx, ci(g, p->nout)), st));
+    }
+    k->body = body;
+    DimTable *dt = g->dims;
+    k->flops = dim_mul(dt, rows, dim_const(dt, 2 * s->kept_elems));
+    k->bytes = dim_add(dt, dim_add(dt, ir_value_bytes(g, x), ir_value_bytes(g, out)),
+                       dim_const(dt, np * dtype_size(w->type.dtype)));
+    return k;
+}
+
 Kernel *cg_lower_sparse(Graph *g, const Node *n, const Node *x, KBufRole xrole, const Node *bias, KBufRole brole,
                         const Node *out, KBufRole orole, const char *name, int group) {
     const IrSparse *s = cg_sparse_gemm(n);
     DSC_ASSERT(s);
     bool linear = n->op == OP_LINEAR;
+    if (linear && s->packed && s->values) {
+        Pattern pp;
+        pattern(s, true, &pp);
+        Kernel *k = lower_packed(g, n, s, &pp, x, xrole, bias, brole, out, orole, name, group);
+        free(pp.ptr);
+        free(pp.idx);
+        free(pp.tl);
+        return k;
+    }
     Pattern p;
     pattern(s, linear, &p);
     Kernel *k = kir_kernel_create(g, name, group);

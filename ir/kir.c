@@ -135,6 +135,12 @@ KExpr *kir_table_load(Graph *g, const Kernel *k, int table, KExpr *index) {
     return e;
 }
 
+int kir_data_buffer(Graph *g, Kernel *k, const Node *from, DType dtype, const void *data, int64_t nelems) {
+    k->bufs = arena_grow(g->arena, k->bufs, sizeof(KBuf) * (size_t)k->nbufs, sizeof(KBuf) * (size_t)(k->nbufs + 1));
+    k->bufs[k->nbufs] = (KBuf){from, dtype, KB_DATA, false, data, nelems};
+    return k->nbufs++;
+}
+
 int kir_new_table(Graph *g, Kernel *k, const int32_t *data, int n) {
     DSC_ASSERT(n >= 1);
     int32_t *copy = arena_alloc(g->arena, sizeof(int32_t) * (size_t)n);
@@ -204,7 +210,7 @@ int kir_buffer(Graph *g, Kernel *k, const Node *node, KBufRole role, bool writte
             return i;
         }
     k->bufs = arena_grow(g->arena, k->bufs, sizeof(KBuf) * (size_t)k->nbufs, sizeof(KBuf) * (size_t)(k->nbufs + 1));
-    k->bufs[k->nbufs] = (KBuf){node, node->type.dtype, role, written};
+    k->bufs[k->nbufs] = (KBuf){.node = node, .dtype = node->type.dtype, .role = role, .written = written};
     return k->nbufs++;
 }
 
@@ -467,7 +473,7 @@ static void print_block(const Graph *g, const Kernel *k, const KStmt *s, int dep
 }
 
 void kir_print(const Graph *g, const Kernel *k, FILE *out) {
-    static const char *roles[] = {"input", "param", "constant", "planned"};
+    static const char *roles[] = {"input", "param", "constant", "planned", "data"};
     fprintf(out, "kernel %s (group %d%s)\n", k->name, k->group, k->load_time ? ", load time" : "");
     for (int i = 0; i < k->nbufs; i++) {
         const KBuf *b = &k->bufs[i];

@@ -105,6 +105,9 @@ typedef enum {
     KB_PARAM,    /* a weight */
     KB_CONSTANT, /* a value of a load-time constant group */
     KB_PLANNED,  /* a value in the memory plan (arena buffer node->ann.buffer) */
+    KB_DATA,     /* read-only data lowering made from a weight (KBuf.data, `nelems`
+                    elements of `dtype`), bound by the host executor; `node` is the
+                    weight it was made from (a packed block-sparse weight) */
 } KBufRole;
 
 typedef struct {
@@ -112,6 +115,8 @@ typedef struct {
     DType dtype;
     KBufRole role;
     bool written;     /* the kernel stores into it */
+    const void *data; /* KB_DATA only */
+    int64_t nelems;   /* KB_DATA only */
 } KBuf;
 
 /* A constant int32 table that is part of the kernel's code (a block-sparse
@@ -172,6 +177,8 @@ Kernel *kir_kernel_create(Graph *g, const char *name, int group);
 /* The index of the buffer for `node` in k (added if new; `written` is or-ed in). */
 int kir_buffer(Graph *g, Kernel *k, const Node *node, KBufRole role, bool written);
 int kir_new_local(Graph *g, Kernel *k, KType t);
+/* Adds a KB_DATA buffer (see KBufRole) and returns its index. */
+int kir_data_buffer(Graph *g, Kernel *k, const Node *from, DType dtype, const void *data, int64_t nelems);
 /* Adds a constant table of n >= 1 entries (copied into the arena); its index. */
 int kir_new_table(Graph *g, Kernel *k, const int32_t *data, int n);
 int kir_new_var(Kernel *k);

@@ -29,7 +29,9 @@ typedef struct {
     int64_t kept;         /* kept blocks, over the whole tensor */
     int64_t kept_elems;   /* elements in kept blocks (edge blocks are smaller) */
     const uint8_t *keep;  /* lead * nbr * nbc flags, row-major: block (l, i, j) kept */
+    const void *values;   /* the pruned weight's data (the runtime's tensor), while loaded */
     SparseKernel kernel;  /* the cost model's choice (runtime/sparse.c) */
+    bool packed;          /* host: the linear kernel over a packed copy (lower_sparse.c) */
     double est_dense_us, est_sparse_us; /* its estimates, for --stats */
 } IrSparse;
 

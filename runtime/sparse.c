@@ -109,6 +109,7 @@ bool rt_sparse_apply(const Graph *g, Tensor **params, Diag *d) {
             s->kept_elems += h * w;
         }
         s->keep = keep;
+        s->values = t->data;
         s->have_pattern = true;
         s->kernel = SPARSE_KERNEL_AUTO;
     }
@@ -202,6 +203,10 @@ void rt_sparse_decide_hwdb(const Graph *g, bool gpu) {
     HwDb *db = rt_hwdb_open_default(NULL, 0, quiet);
     const HwEntry *e = db && !gpu ? rt_hwdb_host(db) : NULL;
     rt_sparse_decide(g, e, rt_sparse_kernel_env());
+    for (int i = 0; i < g->nnodes; i++) { /* the packed form is host memory the CUDA executor does not upload */
+        IrSparse *s = g->nodes[i]->op == OP_PARAM ? g->nodes[i]->ann.sparse : NULL;
+        if (s) s->packed = !gpu;
+    }
     rt_hwdb_free(db);
     diag_destroy(quiet);
 }

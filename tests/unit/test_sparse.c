@@ -167,15 +167,22 @@ static void run_case(const Case *c, int opt) {
     check_pruned(&md, c);
     Tensor *ref = NULL;
     if (!rt_interp_run(md.g, md.in, 1, md.prm, &ref, md.d)) die_diag(md.d, "interpreter");
-    for (int choice = 0; choice < 2; choice++) {
-        rt_sparse_decide(md.g, NULL, choice == 0 ? SPARSE_KERNEL_SPARSE : SPARSE_KERNEL_DENSE);
+    static const char *const names[] = {"sparse", "sparse packed", "dense"};
+    IrSparse *sp = (IrSparse *)param_w(md.g)->ann.sparse;
+    for (int choice = 0; choice < 3; choice++) {
+        rt_sparse_decide(md.g, NULL, choice < 2 ? SPARSE_KERNEL_SPARSE : SPARSE_KERNEL_DENSE);
+        sp->packed = choice == 1; /* the host form of a linear (a matmul has one form) */
         KProgram prog = {0};
         if (!cg_lower(md.g, &prog, md.d)) die_diag(md.d, "lower");
-        cr_assert_eq(sparse_kernels(&prog), choice == 0 ? 1 : 0, "pattern kernels lowered");
+        cr_assert_eq(sparse_kernels(&prog), choice < 2 ? 1 : 0, "pattern kernels lowered");
+        bool packed = false;
+        for (int i = 0; i < prog.nkernels; i++)
+            for (int b = 0; b < prog.kernels[i]->nbufs; b++) packed |= prog.kernels[i]->bufs[b].role == KB_DATA;
+        cr_assert_eq(packed, choice == 1 && !c->matmul, "packed form used");
         Tensor *out = NULL;
         if (!rt_exec_run(md.g, &prog, md.in, 1, md.prm, &out, cg_kir_eval, NULL, md.d)) die_diag(md.d, "kir eval");
         double e = rel_err(out, ref);
-        cr_assert_leq(e, 1e-5, "kir eval (%s): rel error %g", choice ? "dense" : "sparse", e);
+        cr_assert_leq(e, 1e-5, "kir eval (%s): rel error %g", names[choice], e);
         rt_tensor_free(out);
         if (rt_host_available()) {
             HostOptions ho = {.no_cache = true};
@@ -184,7 +191,7 @@ static void run_case(const Case *c, int opt) {
                 !rt_exec_run(md.g, &prog, md.in, 1, md.prm, &out, rt_host_launch, hb, md.d))
                 die_diag(md.d, "host");
             e = rel_err(out, ref);
-            cr_assert_leq(e, 1e-5, "host (%s): rel error %g", choice ? "dense" : "sparse", e);
+            cr_assert_leq(e, 1e-5, "host (%s): rel error %g", names[choice], e);
             rt_tensor_free(out);
             rt_host_destroy(hb);
         }
