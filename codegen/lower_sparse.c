@@ -36,6 +36,25 @@
  * segment is strided by N (correct, slower; the linear form is what the
  * frontend's canonicalisation produces for [out, in] weights).
  *
+ * The host form of a linear (lower_packed, when IrSparse.packed: the
+ * runtime sets it for the host, not the GPU) goes further.  The generic
+ * form above pays, per output element, a horizontal sum of its column
+ * accumulators and the table reads, which at low density cost as much as
+ * the multiply-adds.  So lowering packs the kept blocks column-major into
+ * data of its own (KB_DATA, read-only host memory in the graph's arena) and
+ * each point computes a whole block row's outputs for one activation row:
+ *
+ *   acc[r] = 0                                   (r < br: the block row's outputs)
+ *   for each kept block e of block row i, at column k0:
+ *     for c < bc:  xv = x[m, k0 + c];  acc[r] += P[e][c][r] * xv   (r unrolled)
+ *   y[m, i*br + r] = acc[r] (+ bias)
+ *
+ * The br accumulators are the outputs (vector registers, stored side by
+ * side), the activation value is loaded once per column and broadcast, and
+ * the packed column is contiguous: the register-blocked shape of a dense
+ * GEMM, restricted to the kept blocks.  The partial last block of a row is
+ * listed last in its row's entries and run with its own width.
+ *
  * Accumulation order: the kept blocks in ascending contraction index, each
  * block's elements in order -- a reordering of the dense dot product, within
  * the tolerances every backend is tested by. */

@@ -154,15 +154,21 @@ bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, 
 }
 
 /* Built-in host coefficients, used when the entry has no `sparse_gemm`
- * class (the same figures as data/hwdb.json's host entry). */
-static const double DEF_DENSE_GFLOPS = 126, DEF_SPARSE_GFLOPS = 16, DEF_SEGMENT_NS = 0.4;
+ * class (the same figures as data/hwdb.json's host entry): the packed form
+ * (host linear), and the generic form (matmul, GPU). */
+static const double DEF_DENSE_GFLOPS = 126, DEF_SPARSE_GFLOPS = 70, DEF_SEGMENT_NS = 0.35, DEF_GENERIC_GFLOPS = 16,
+                    DEF_GENERIC_SEGMENT_NS = 0.4;
 
-void rt_sparse_estimate(const HwEntry *e, int64_t n_out, int64_t k, int width, int64_t kept_blocks,
+static double coef(const HwKernelConfig *kc, const char *name, double dflt) {
+    return kc ? rt_hwdb_param(kc, name, dflt) : dflt;
+}
+
+void rt_sparse_estimate(const HwEntry *e, bool packed, int64_t n_out, int64_t k, int width, int64_t kept_blocks,
                         int64_t kept_elems, double *dense_us, double *sparse_us) {
     const HwKernelConfig *kc = e ? rt_hwdb_kernel(e, "sparse_gemm") : NULL;
-    double dg = kc ? rt_hwdb_param(kc, "dense_gflops", DEF_DENSE_GFLOPS) : DEF_DENSE_GFLOPS,
-           sg = kc ? rt_hwdb_param(kc, "sparse_gflops", DEF_SPARSE_GFLOPS) : DEF_SPARSE_GFLOPS,
-           ns = kc ? rt_hwdb_param(kc, "segment_ns", DEF_SEGMENT_NS) : DEF_SEGMENT_NS;
+    double dg = coef(kc, "dense_gflops", DEF_DENSE_GFLOPS),
+           sg = packed ? coef(kc, "sparse_gflops", DEF_SPARSE_GFLOPS) : coef(kc, "generic_gflops", DEF_GENERIC_GFLOPS),
+           ns = packed ? coef(kc, "segment_ns", DEF_SEGMENT_NS) : coef(kc, "generic_segment_ns", DEF_GENERIC_SEGMENT_NS);
     (void)kept_blocks;
     double segments = width > 0 ? (double)kept_elems / width : 0;
     *dense_us = 2.0 * (double)n_out * (double)k / (dg * 1e3);
@@ -180,8 +186,8 @@ void rt_sparse_decide(const Graph *g, const HwEntry *e, SparseKernel force) {
         for (int j = n->id + 1; j < g->nnodes; j++)
             if (g->nodes[j]->op == OP_LINEAR && g->nodes[j]->in[1] == n) lin = true;
         int64_t n_out = lin ? s->rows : s->cols, k = lin ? s->cols : s->rows;
-        rt_sparse_estimate(e, n_out * s->lead, k, lin ? s->bc : s->br, s->kept, s->kept_elems, &s->est_dense_us,
-                           &s->est_sparse_us);
+        rt_sparse_estimate(e, lin && s->packed, n_out * s->lead, k, lin ? s->bc : s->br, s->kept, s->kept_elems,
+                           &s->est_dense_us, &s->est_sparse_us);
         s->kernel = force != SPARSE_KERNEL_AUTO ? force
                     : s->est_sparse_us < s->est_dense_us ? SPARSE_KERNEL_SPARSE
                                                           : SPARSE_KERNEL_DENSE;
@@ -202,11 +208,11 @@ void rt_sparse_decide_hwdb(const Graph *g, bool gpu) {
     Diag *quiet = diag_create();
     HwDb *db = rt_hwdb_open_default(NULL, 0, quiet);
     const HwEntry *e = db && !gpu ? rt_hwdb_host(db) : NULL;
-    rt_sparse_decide(g, e, rt_sparse_kernel_env());
     for (int i = 0; i < g->nnodes; i++) { /* the packed form is host memory the CUDA executor does not upload */
         IrSparse *s = g->nodes[i]->op == OP_PARAM ? g->nodes[i]->ann.sparse : NULL;
         if (s) s->packed = !gpu;
     }
+    rt_sparse_decide(g, e, rt_sparse_kernel_env());
     rt_hwdb_free(db);
     diag_destroy(quiet);
 }
@@ -233,7 +239,7 @@ int rt_sparse_layers(const Graph *g, RtSparseLayer *out, int cap) {
         RtSparseLayer *l = &out[n++];
         *l = (RtSparseLayer){.name = p->name, .br = s->br, .bc = s->bc, .density = s->density, .params = numel,
                              .kept = full < numel ? full : numel};
-        rt_sparse_estimate(e, (lin ? rows : cols) * lead, lin ? cols : rows, lin ? s->bc : s->br, kb,
+        rt_sparse_estimate(e, lin, (lin ? rows : cols) * lead, lin ? cols : rows, lin ? s->bc : s->br, kb,
                            (int64_t)l->kept, &l->dense_us, &l->sparse_us);
         l->sparse = l->sparse_us < l->dense_us;
     }

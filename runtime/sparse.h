@@ -35,10 +35,11 @@ bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, 
 
 /* The cost model: estimated microseconds per row of the activation (the
  * GEMM's M) of the dense GEMM over a [n_out, k] weight and of the
- * pattern-specialised sparse kernel, from the hwdb entry's `sparse_gemm`
- * coefficients (docs/hwdb.md); `width` is the block's extent along the
- * contraction (bc for linear, br for matmul), `kept_elems` the kept weights. */
-void rt_sparse_estimate(const HwEntry *e, int64_t n_out, int64_t k, int width, int64_t kept_blocks,
+ * pattern-specialised sparse kernel (its packed host form, or the generic
+ * one), from the hwdb entry's `sparse_gemm` coefficients (docs/hwdb.md);
+ * `width` is the block's extent along the contraction (bc for linear, br for
+ * matmul), `kept_elems` the kept weights. */
+void rt_sparse_estimate(const HwEntry *e, bool packed, int64_t n_out, int64_t k, int width, int64_t kept_blocks,
                         int64_t kept_elems, double *dense_us, double *sparse_us);
 
 /* Runs the cost model for every pruned param with a pattern, for the device
