@@ -69,7 +69,8 @@ const IrSparse *cg_sparse_gemm(const Node *n) {
     if ((n->op != OP_LINEAR && n->op != OP_MATMUL) || n->nin < 2 || !n->in[0] || !n->in[1]) return NULL;
     const Node *w = n->in[1];
     const IrSparse *s = w->op == OP_PARAM ? w->ann.sparse : NULL;
-    if (!s || !s->have_pattern || s->kernel != SPARSE_KERNEL_SPARSE || s->lead != 1 || w->type.rank != 2) return NULL;
+    if (!s || !s->have_pattern || s->kernel != SPARSE_KERNEL_SPARSE || s->lead != 1 || w->type.rank != 2)
+        return NULL;
     if (!dtype_is_float(n->type.dtype) || n->in[0]->type.rank < 1) return NULL;
     if (n->op == OP_LINEAR && n->nin > 2 && n->in[2] && n->in[2]->op == OP_CONST) return NULL;
     return s;
@@ -77,10 +78,10 @@ const IrSparse *cg_sparse_gemm(const Node *n) {
 
 /* The tables of the pattern along the output axis (see the top). */
 typedef struct {
-    int64_t nob, nbk;  /* output blocks, contraction blocks */
-    int bo, bk;        /* block extent along the output, along the contraction */
+    int64_t nob, nbk; /* output blocks, contraction blocks */
+    int bo, bk;       /* block extent along the output, along the contraction */
     int64_t kdim, nout;
-    bool tail;         /* the last contraction block is partial */
+    bool tail; /* the last contraction block is partial */
     int32_t *ptr, *idx, *tl;
     int64_t nnz;
 } Pattern;
@@ -119,8 +120,8 @@ static KExpr *mul(Graph *g, KExpr *a, KExpr *b) { return kir_bin(g, KO_MUL, a, b
 /* acc[c] += W[n, k0 + c] * x[m, k0 + c] for c < width, unrolled: one
  * accumulator per column of the block, which the vectorizer packs into
  * vector registers (the sum over them is taken once, at the end). */
-static KStmt *segment(Graph *g, Kernel *k, bool linear, const Pattern *p, int wb, int xb, const int *acc, KExpr *n,
-                      KExpr *m, KExpr *k0, int width) {
+static KStmt *segment(Graph *g, Kernel *k, bool linear, const Pattern *p, int wb, int xb, const int *acc,
+                      KExpr *n, KExpr *m, KExpr *k0, int width) {
     KStmt *s = NULL;
     for (int c = 0; c < width; c++) {
         KExpr *kk = add(g, k0, ci(g, c));
@@ -174,9 +175,9 @@ static void *packed_values(Graph *g, const IrSparse *s, const Pattern *p, DType 
  * copy.  No horizontal sums: the accumulators are the outputs, stored side by
  * side.  The packed copy is KB_DATA (host memory lowering owns), so the GPU
  * keeps the form below. */
-static Kernel *lower_packed(Graph *g, const Node *n, const IrSparse *s, Pattern *p, const Node *x, KBufRole xrole,
-                            const Node *bias, KBufRole brole, const Node *out, KBufRole orole, const char *name,
-                            int group) {
+static Kernel *lower_packed(Graph *g, const Node *n, const IrSparse *s, Pattern *p, const Node *x,
+                            KBufRole xrole, const Node *bias, KBufRole brole, const Node *out, KBufRole orole,
+                            const char *name, int group) {
     Kernel *k = kir_kernel_create(g, name, group);
     const Node *w = n->in[1];
     int64_t np;
@@ -197,7 +198,8 @@ static Kernel *lower_packed(Graph *g, const Node *n, const IrSparse *s, Pattern 
     int32_t *idx = calloc((size_t)s->kept + 1, sizeof(int32_t));
     DSC_ASSERT(idx);
     for (int64_t i = 0, e = 0; i < p->nob; i++) {
-        for (int32_t q = p->ptr[i]; q < p->ptr[i + 1]; q++) idx[e++] = p->idx[q];
+        for (int32_t q = p->ptr[i]; q < p->ptr[i + 1]; q++)
+            idx[e++] = p->idx[q];
         if (p->tail && p->tl[i]) idx[e++] = (int32_t)(p->nbk - 1);
     }
     int t1 = kir_new_table(g, k, idx, s->kept > 0 ? (int)s->kept : 1);
@@ -207,7 +209,8 @@ static Kernel *lower_packed(Graph *g, const Node *n, const IrSparse *s, Pattern 
 
     const Type *xt = &n->in[0]->type;
     DimId rows = dim_const(g->dims, 1);
-    for (int i = 0; i < xt->rank - 1; i++) rows = dim_mul(g->dims, rows, xt->dim[i]);
+    for (int i = 0; i < xt->rank - 1; i++)
+        rows = dim_mul(g->dims, rows, xt->dim[i]);
     int vm = kir_new_var(k), vi = kir_new_var(k);
     k->npar = 2;
     k->par_extent = arena_alloc(g->arena, 2 * sizeof(KExpr *));
@@ -224,16 +227,18 @@ static Kernel *lower_packed(Graph *g, const Node *n, const IrSparse *s, Pattern 
     KExpr *start = kir_table_load(g, k, t0, iv);
     KExpr *count = kir_bin(g, KO_SUB, kir_table_load(g, k, t0, add(g, iv, ci(g, 1))), start);
     if (p->tail) count = kir_bin(g, KO_SUB, count, kir_table_load(g, k, t2, iv));
-    /* one block: entry e of the list, contraction columns k0 .. k0 + width */
-#define BLOCK(E, K0, WIDTH, OUT)                                                                                   \
-    do {                                                                                                           \
-        for (int c = 0; c < (WIDTH); c++) {                                                                        \
-            KExpr *xv = kir_load(g, k, xb, add(g, mul(g, mv, ci(g, p->kdim)), add(g, (K0), ci(g, c))));           \
-            for (int r = 0; r < br; r++) {                                                                         \
-                KExpr *pi = add(g, mul(g, (E), ci(g, (int64_t)bc * br)), ci(g, (int64_t)c * br + r));              \
-                kir_append(&(OUT), kir_set(g, acc[r], add(g, kir_local(g, k, acc[r]), mul(g, kir_load(g, k, pb, pi), xv)))); \
-            }                                                                                                      \
-        }                                                                                                          \
+        /* one block: entry e of the list, contraction columns k0 .. k0 + width */
+#define BLOCK(E, K0, WIDTH, OUT)                                                                             \
+    do {                                                                                                     \
+        for (int c = 0; c < (WIDTH); c++) {                                                                  \
+            KExpr *xv = kir_load(g, k, xb, add(g, mul(g, mv, ci(g, p->kdim)), add(g, (K0), ci(g, c))));      \
+            for (int r = 0; r < br; r++) {                                                                   \
+                KExpr *pi = add(g, mul(g, (E), ci(g, (int64_t)bc * br)), ci(g, (int64_t)c * br + r));        \
+                kir_append(&(OUT),                                                                           \
+                           kir_set(g, acc[r],                                                                \
+                                   add(g, kir_local(g, k, acc[r]), mul(g, kir_load(g, k, pb, pi), xv))));    \
+            }                                                                                                \
+        }                                                                                                    \
     } while (0)
     int t = kir_new_var(k);
     KExpr *e = add(g, start, kir_var(g, t));
@@ -264,8 +269,8 @@ static Kernel *lower_packed(Graph *g, const Node *n, const IrSparse *s, Pattern 
     return k;
 }
 
-Kernel *cg_lower_sparse(Graph *g, const Node *n, const Node *x, KBufRole xrole, const Node *bias, KBufRole brole,
-                        const Node *out, KBufRole orole, const char *name, int group) {
+Kernel *cg_lower_sparse(Graph *g, const Node *n, const Node *x, KBufRole xrole, const Node *bias,
+                        KBufRole brole, const Node *out, KBufRole orole, const char *name, int group) {
     const IrSparse *s = cg_sparse_gemm(n);
     DSC_ASSERT(s);
     bool linear = n->op == OP_LINEAR;
@@ -292,7 +297,8 @@ Kernel *cg_lower_sparse(Graph *g, const Node *n, const Node *x, KBufRole xrole, 
     /* rows of the activation: every dim of x but the contracted last one */
     const Type *xt = &n->in[0]->type;
     DimId rows = dim_const(g->dims, 1);
-    for (int i = 0; i < xt->rank - 1; i++) rows = dim_mul(g->dims, rows, xt->dim[i]);
+    for (int i = 0; i < xt->rank - 1; i++)
+        rows = dim_mul(g->dims, rows, xt->dim[i]);
     int vm = kir_new_var(k), vn = kir_new_var(k);
     k->npar = 2;
     k->par_extent = arena_alloc(g->arena, 2 * sizeof(KExpr *));
@@ -322,7 +328,8 @@ Kernel *cg_lower_sparse(Graph *g, const Node *n, const Node *x, KBufRole xrole, 
      * makes it choose pairs) */
     KExpr **sum = arena_alloc(g->arena, sizeof(KExpr *));
     sum[0] = kir_local(g, k, acc[0]);
-    for (int c = 1; c < p.bk; c++) sum[0] = add(g, sum[0], kir_local(g, k, acc[c]));
+    for (int c = 1; c < p.bk; c++)
+        sum[0] = add(g, sum[0], kir_local(g, k, acc[c]));
     KExpr *v = sum[0];
     if (bb >= 0) v = add(g, v, kir_load(g, k, bb, nv));
     kir_append(&body, kir_store(g, ob, add(g, mul(g, mv, ci(g, p.nout)), nv), v));

@@ -15,7 +15,7 @@ const IrSparse *cg_sparse_gemm(const Node *n);
  * of: same linear layout) and, for a linear with a bias, `bias` (likewise),
  * each read from memory with the role given.  The kernel's name and group are
  * set; flops and bytes estimate the kept work. */
-Kernel *cg_lower_sparse(Graph *g, const Node *n, const Node *x, KBufRole xrole, const Node *bias, KBufRole brole,
-                        const Node *out, KBufRole orole, const char *name, int group);
+Kernel *cg_lower_sparse(Graph *g, const Node *n, const Node *x, KBufRole xrole, const Node *bias,
+                        KBufRole brole, const Node *out, KBufRole orole, const char *name, int group);
 
 #endif

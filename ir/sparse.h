@@ -23,15 +23,15 @@ typedef struct {
     double density; /* fraction of blocks kept (see ir_sparse_kept) */
     /* Set by the runtime when the weights load (runtime/sparse.c). */
     bool have_pattern;
-    int64_t lead;         /* product of the leading dims (1 for a 2-D param) */
-    int64_t rows, cols;   /* the last two dims */
-    int64_t nbr, nbc;     /* blocks per column and per row: ceil(rows/br), ceil(cols/bc) */
-    int64_t kept;         /* kept blocks, over the whole tensor */
-    int64_t kept_elems;   /* elements in kept blocks (edge blocks are smaller) */
-    const uint8_t *keep;  /* lead * nbr * nbc flags, row-major: block (l, i, j) kept */
-    const void *values;   /* the pruned weight's data (the runtime's tensor), while loaded */
-    SparseKernel kernel;  /* the cost model's choice (runtime/sparse.c) */
-    bool packed;          /* host: the linear kernel over a packed copy (lower_sparse.c) */
+    int64_t lead;                       /* product of the leading dims (1 for a 2-D param) */
+    int64_t rows, cols;                 /* the last two dims */
+    int64_t nbr, nbc;                   /* blocks per column and per row: ceil(rows/br), ceil(cols/bc) */
+    int64_t kept;                       /* kept blocks, over the whole tensor */
+    int64_t kept_elems;                 /* elements in kept blocks (edge blocks are smaller) */
+    const uint8_t *keep;                /* lead * nbr * nbc flags, row-major: block (l, i, j) kept */
+    const void *values;                 /* the pruned weight's data (the runtime's tensor), while loaded */
+    SparseKernel kernel;                /* the cost model's choice (runtime/sparse.c) */
+    bool packed;                        /* host: the linear kernel over a packed copy (lower_sparse.c) */
     double est_dense_us, est_sparse_us; /* its estimates, for --stats */
 } IrSparse;
 

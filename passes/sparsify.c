@@ -74,8 +74,10 @@ static Attr *new_args(Graph *g, int n) { return arena_alloc(g->arena, sizeof(Att
 static double flag_density(const Graph *g, const Node *n, double S, int br, int bc) {
     if (n->type.rank < 2 || !ir_type_is_static(g, &n->type)) return 1 - S;
     int64_t nb = 1;
-    for (int k = 0; k < n->type.rank - 2; k++) nb *= static_dim(g, n->type.dim[k]);
-    int64_t rows = static_dim(g, n->type.dim[n->type.rank - 2]), cols = static_dim(g, n->type.dim[n->type.rank - 1]);
+    for (int k = 0; k < n->type.rank - 2; k++)
+        nb *= static_dim(g, n->type.dim[k]);
+    int64_t rows = static_dim(g, n->type.dim[n->type.rank - 2]),
+            cols = static_dim(g, n->type.dim[n->type.rank - 1]);
     nb *= ((rows + br - 1) / br) * ((cols + bc - 1) / bc);
     if (nb == 0) return 1 - S;
     int64_t removed = (int64_t)ceil(S * (double)nb - 1e-9);
@@ -112,7 +114,9 @@ bool pass_sparsify_hints(Graph *g, const SparsifyOptions *o, Diag *d) {
             int na = h->nargs;
             if (addb) args[na++] = block_arg(g, h->loc, hr, hc);
             if (addd)
-                args[na++] = (Attr){.name = "density", .kind = AV_FLOAT, .loc = h->loc,
+                args[na++] = (Attr){.name = "density",
+                                    .kind = AV_FLOAT,
+                                    .loc = h->loc,
                                     .f = flag_density(g, n, o->sparsity, hr, hc)};
             h->args = args;
             h->nargs = na;
@@ -121,8 +125,8 @@ bool pass_sparsify_hints(Graph *g, const SparsifyOptions *o, Diag *d) {
         if (!o->have_sparsity || !pass_sparsify_eligible(g, n)) continue;
         Hint nh = {.name = "sparse", .loc = n->loc, .nargs = 2, .args = new_args(g, 2)};
         nh.args[0] = block_arg(g, n->loc, br, bc);
-        nh.args[1] = (Attr){.name = "density", .kind = AV_FLOAT, .loc = n->loc,
-                            .f = flag_density(g, n, o->sparsity, br, bc)};
+        nh.args[1] = (Attr){
+            .name = "density", .kind = AV_FLOAT, .loc = n->loc, .f = flag_density(g, n, o->sparsity, br, bc)};
         n->hints = arena_grow(g->arena, n->hints, sizeof(Hint) * (size_t)n->nhints,
                               sizeof(Hint) * (size_t)(n->nhints + 1));
         n->hints[n->nhints++] = nh;
@@ -143,8 +147,8 @@ bool pass_sparsify(Graph *g, Diag *d) {
         if (!h || n->op != OP_PARAM) continue;
         const Attr *blk = ir_hint_arg(h, "block"), *den = ir_hint_arg(h, "density");
         if (n->type.rank < 2) {
-            diag_error(d, h->loc, "@sparse on param '%s': blocks tile the last two dims, but it is %s", n->name,
-                       ir_type_str(g, &n->type));
+            diag_error(d, h->loc, "@sparse on param '%s': blocks tile the last two dims, but it is %s",
+                       n->name, ir_type_str(g, &n->type));
             ok = false;
             continue;
         }
@@ -155,14 +159,16 @@ bool pass_sparsify(Graph *g, Diag *d) {
             continue;
         }
         if (!den) {
-            diag_error(d, h->loc, "@sparse on param '%s' needs a density, e.g. density=0.5 (or give --sparsity)",
+            diag_error(d, h->loc,
+                       "@sparse on param '%s' needs a density, e.g. density=0.5 (or give --sparsity)",
                        n->name);
             ok = false;
             continue;
         }
         IrSparse *s = n->ann.sparse;
         if (!s) s = n->ann.sparse = arena_alloc(g->arena, sizeof(IrSparse));
-        *s = (IrSparse){.br = blk ? (int)blk->ints[0] : 4, .bc = blk ? (int)blk->ints[1] : 4,
+        *s = (IrSparse){.br = blk ? (int)blk->ints[0] : 4,
+                        .bc = blk ? (int)blk->ints[1] : 4,
                         .density = den->kind == AV_FLOAT ? den->f : (double)den->i};
     }
     return ok;
@@ -176,14 +182,17 @@ void pass_sparsify_count(const Graph *g, double *params, double *kept, double *b
         if (!s && !pass_sparsify_eligible(g, n)) continue;
         if (!ir_type_is_static(g, &n->type)) continue;
         double numel = 1, lead = 1;
-        for (int k = 0; k < n->type.rank; k++) numel *= (double)static_dim(g, n->type.dim[k]);
-        for (int k = 0; k < n->type.rank - 2; k++) lead *= (double)static_dim(g, n->type.dim[k]);
+        for (int k = 0; k < n->type.rank; k++)
+            numel *= (double)static_dim(g, n->type.dim[k]);
+        for (int k = 0; k < n->type.rank - 2; k++)
+            lead *= (double)static_dim(g, n->type.dim[k]);
         *params += numel;
         if (!s) {
             *kept += numel;
             continue;
         }
-        int64_t rows = static_dim(g, n->type.dim[n->type.rank - 2]), cols = static_dim(g, n->type.dim[n->type.rank - 1]);
+        int64_t rows = static_dim(g, n->type.dim[n->type.rank - 2]),
+                cols = static_dim(g, n->type.dim[n->type.rank - 1]);
         int64_t nbr = (rows + s->br - 1) / s->br, nbc = (cols + s->bc - 1) / s->bc;
         int64_t kb = ir_sparse_kept(s->density, (int64_t)lead * nbr * nbc);
         double full = (double)kb * s->br * s->bc;

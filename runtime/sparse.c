@@ -40,13 +40,15 @@ static int by_norm(const void *pa, const void *pb) {
 int64_t rt_sparse_prune(Tensor *t, int br, int bc, double density, uint8_t *keep) {
     int r = t->rank;
     int64_t rows = t->shape[r - 2], cols = t->shape[r - 1], lead = 1;
-    for (int i = 0; i < r - 2; i++) lead *= t->shape[i];
+    for (int i = 0; i < r - 2; i++)
+        lead *= t->shape[i];
     int64_t nbr = (rows + br - 1) / br, nbc = (cols + bc - 1) / bc, nb = lead * nbr * nbc;
     if (nb == 0) return 0;
     BlockNorm *bn = calloc((size_t)nb, sizeof *bn);
     uint8_t *kp = keep ? keep : calloc((size_t)nb, 1);
     DSC_ASSERT(bn && kp);
-    for (int64_t b = 0; b < nb; b++) bn[b].idx = b;
+    for (int64_t b = 0; b < nb; b++)
+        bn[b].idx = b;
     for (int64_t l = 0; l < lead; l++)
         for (int64_t y = 0; y < rows; y++)
             for (int64_t x = 0; x < cols; x++) {
@@ -56,7 +58,8 @@ int64_t rt_sparse_prune(Tensor *t, int br, int bc, double density, uint8_t *keep
     qsort(bn, (size_t)nb, sizeof *bn, by_norm);
     int64_t kept = ir_sparse_kept(density, nb);
     memset(kp, 0, (size_t)nb);
-    for (int64_t i = 0; i < kept; i++) kp[bn[i].idx] = 1;
+    for (int64_t i = 0; i < kept; i++)
+        kp[bn[i].idx] = 1;
     for (int64_t l = 0; l < lead; l++)
         for (int64_t y = 0; y < rows; y++)
             for (int64_t x = 0; x < cols; x++)
@@ -77,8 +80,8 @@ bool rt_sparse_apply(const Graph *g, Tensor **params, Diag *d) {
         if (t->rank != n->type.rank || t->rank < 2 || !dtype_is_float(t->dtype)) {
             char shape[128];
             rt_shape_str(t->dtype, t->rank, t->shape, shape, sizeof shape);
-            diag_error(d, n->loc, "@sparse on param '%s': the weight is %s, which cannot be pruned as %s", n->name,
-                       shape, ir_type_str(g, &n->type));
+            diag_error(d, n->loc, "@sparse on param '%s': the weight is %s, which cannot be pruned as %s",
+                       n->name, shape, ir_type_str(g, &n->type));
             return false;
         }
         if (!t->owned) { /* a view into the weights file: prune a copy */
@@ -93,7 +96,8 @@ bool rt_sparse_apply(const Graph *g, Tensor **params, Diag *d) {
         }
         int r = t->rank;
         s->lead = 1;
-        for (int k = 0; k < r - 2; k++) s->lead *= t->shape[k];
+        for (int k = 0; k < r - 2; k++)
+            s->lead *= t->shape[k];
         s->rows = t->shape[r - 2];
         s->cols = t->shape[r - 1];
         s->nbr = (s->rows + s->br - 1) / s->br;
@@ -105,7 +109,8 @@ bool rt_sparse_apply(const Graph *g, Tensor **params, Diag *d) {
         for (int64_t b = 0; b < nb; b++) {
             if (!keep[b]) continue;
             int64_t i0 = (b / s->nbc) % s->nbr * s->br, j0 = b % s->nbc * s->bc;
-            int64_t h = s->rows - i0 < s->br ? s->rows - i0 : s->br, w = s->cols - j0 < s->bc ? s->cols - j0 : s->bc;
+            int64_t h = s->rows - i0 < s->br ? s->rows - i0 : s->br,
+                    w = s->cols - j0 < s->bc ? s->cols - j0 : s->bc;
             s->kept_elems += h * w;
         }
         s->keep = keep;
@@ -116,7 +121,8 @@ bool rt_sparse_apply(const Graph *g, Tensor **params, Diag *d) {
     return true;
 }
 
-bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, Tensor **colidx, Tensor **values) {
+bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, Tensor **colidx,
+                      Tensor **values) {
     *rowptr = *colidx = *values = NULL;
     if (!s->have_pattern) return false;
     int64_t nrow = s->lead * s->nbr, rp_shape[1] = {nrow + 1}, ci_shape[1] = {s->kept},
@@ -141,7 +147,8 @@ bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, 
                 for (int64_t x = 0; x < s->bc; x++) {
                     int64_t gy = i * s->br + y, gx = j * s->bc + x;
                     if (gy < s->rows && gx < s->cols)
-                        rt_set(va, (k * s->br + y) * s->bc + x, rt_get(pruned, (l * s->rows + gy) * s->cols + gx));
+                        rt_set(va, (k * s->br + y) * s->bc + x,
+                               rt_get(pruned, (l * s->rows + gy) * s->cols + gx));
                 }
             k++;
         }
@@ -156,19 +163,21 @@ bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, 
 /* Built-in host coefficients, used when the entry has no `sparse_gemm`
  * class (the same figures as data/hwdb.json's host entry): the packed form
  * (host linear), and the generic form (matmul, GPU). */
-static const double DEF_DENSE_GFLOPS = 126, DEF_SPARSE_GFLOPS = 70, DEF_SEGMENT_NS = 0.35, DEF_GENERIC_GFLOPS = 16,
-                    DEF_GENERIC_SEGMENT_NS = 0.4;
+static const double DEF_DENSE_GFLOPS = 126, DEF_SPARSE_GFLOPS = 70, DEF_SEGMENT_NS = 0.35,
+                    DEF_GENERIC_GFLOPS = 16, DEF_GENERIC_SEGMENT_NS = 0.4;
 
 static double coef(const HwKernelConfig *kc, const char *name, double dflt) {
     return kc ? rt_hwdb_param(kc, name, dflt) : dflt;
 }
 
-void rt_sparse_estimate(const HwEntry *e, bool packed, int64_t n_out, int64_t k, int width, int64_t kept_blocks,
-                        int64_t kept_elems, double *dense_us, double *sparse_us) {
+void rt_sparse_estimate(const HwEntry *e, bool packed, int64_t n_out, int64_t k, int width,
+                        int64_t kept_blocks, int64_t kept_elems, double *dense_us, double *sparse_us) {
     const HwKernelConfig *kc = e ? rt_hwdb_kernel(e, "sparse_gemm") : NULL;
     double dg = coef(kc, "dense_gflops", DEF_DENSE_GFLOPS),
-           sg = packed ? coef(kc, "sparse_gflops", DEF_SPARSE_GFLOPS) : coef(kc, "generic_gflops", DEF_GENERIC_GFLOPS),
-           ns = packed ? coef(kc, "segment_ns", DEF_SEGMENT_NS) : coef(kc, "generic_segment_ns", DEF_GENERIC_SEGMENT_NS);
+           sg = packed ? coef(kc, "sparse_gflops", DEF_SPARSE_GFLOPS)
+                       : coef(kc, "generic_gflops", DEF_GENERIC_GFLOPS),
+           ns = packed ? coef(kc, "segment_ns", DEF_SEGMENT_NS)
+                       : coef(kc, "generic_segment_ns", DEF_GENERIC_SEGMENT_NS);
     (void)kept_blocks;
     double segments = width > 0 ? (double)kept_elems / width : 0;
     *dense_us = 2.0 * (double)n_out * (double)k / (dg * 1e3);
@@ -186,11 +195,11 @@ void rt_sparse_decide(const Graph *g, const HwEntry *e, SparseKernel force) {
         for (int j = n->id + 1; j < g->nnodes; j++)
             if (g->nodes[j]->op == OP_LINEAR && g->nodes[j]->in[1] == n) lin = true;
         int64_t n_out = lin ? s->rows : s->cols, k = lin ? s->cols : s->rows;
-        rt_sparse_estimate(e, lin && s->packed, n_out * s->lead, k, lin ? s->bc : s->br, s->kept, s->kept_elems,
-                           &s->est_dense_us, &s->est_sparse_us);
-        s->kernel = force != SPARSE_KERNEL_AUTO ? force
+        rt_sparse_estimate(e, lin && s->packed, n_out * s->lead, k, lin ? s->bc : s->br, s->kept,
+                           s->kept_elems, &s->est_dense_us, &s->est_sparse_us);
+        s->kernel = force != SPARSE_KERNEL_AUTO          ? force
                     : s->est_sparse_us < s->est_dense_us ? SPARSE_KERNEL_SPARSE
-                                                          : SPARSE_KERNEL_DENSE;
+                                                         : SPARSE_KERNEL_DENSE;
     }
 }
 
@@ -203,12 +212,14 @@ SparseKernel rt_sparse_kernel_env(void) {
 
 void rt_sparse_decide_hwdb(const Graph *g, bool gpu) {
     bool any = false;
-    for (int i = 0; i < g->nnodes && !any; i++) any = g->nodes[i]->ann.sparse != NULL;
+    for (int i = 0; i < g->nnodes && !any; i++)
+        any = g->nodes[i]->ann.sparse != NULL;
     if (!any) return;
     Diag *quiet = diag_create();
     HwDb *db = rt_hwdb_open_default(NULL, 0, quiet);
     const HwEntry *e = db && !gpu ? rt_hwdb_host(db) : NULL;
-    for (int i = 0; i < g->nnodes; i++) { /* the packed form is host memory the CUDA executor does not upload */
+    for (int i = 0; i < g->nnodes;
+         i++) { /* the packed form is host memory the CUDA executor does not upload */
         IrSparse *s = g->nodes[i]->op == OP_PARAM ? g->nodes[i]->ann.sparse : NULL;
         if (s) s->packed = !gpu;
     }
@@ -227,8 +238,10 @@ int rt_sparse_layers(const Graph *g, RtSparseLayer *out, int cap) {
         const IrSparse *s = p->op == OP_PARAM ? p->ann.sparse : NULL;
         if (!s || !ir_type_is_static(g, &p->type)) continue;
         int64_t dims[IR_MAX_RANK], lead = 1;
-        for (int k = 0; k < p->type.rank; k++) dim_is_const(g->dims, p->type.dim[k], &dims[k]);
-        for (int k = 0; k < p->type.rank - 2; k++) lead *= dims[k];
+        for (int k = 0; k < p->type.rank; k++)
+            dim_is_const(g->dims, p->type.dim[k], &dims[k]);
+        for (int k = 0; k < p->type.rank - 2; k++)
+            lead *= dims[k];
         int64_t rows = dims[p->type.rank - 2], cols = dims[p->type.rank - 1];
         int64_t nbr = (rows + s->br - 1) / s->br, nbc = (cols + s->bc - 1) / s->bc;
         int64_t kb = ir_sparse_kept(s->density, lead * nbr * nbc);
@@ -237,7 +250,11 @@ int rt_sparse_layers(const Graph *g, RtSparseLayer *out, int cap) {
         for (int j = p->id + 1; j < g->nnodes; j++)
             if (g->nodes[j]->op == OP_LINEAR && g->nodes[j]->in[1] == p) lin = true;
         RtSparseLayer *l = &out[n++];
-        *l = (RtSparseLayer){.name = p->name, .br = s->br, .bc = s->bc, .density = s->density, .params = numel,
+        *l = (RtSparseLayer){.name = p->name,
+                             .br = s->br,
+                             .bc = s->bc,
+                             .density = s->density,
+                             .params = numel,
                              .kept = full < numel ? full : numel};
         rt_sparse_estimate(e, lin, (lin ? rows : cols) * lead, lin ? cols : rows, lin ? s->bc : s->br, kb,
                            (int64_t)l->kept, &l->dense_us, &l->sparse_us);

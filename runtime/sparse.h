@@ -31,7 +31,8 @@ bool rt_sparse_apply(const Graph *g, Tensor **params, Diag *d);
  * [kept, br, bc] -- edge blocks padded with zeros to the full block shape.
  * Block row (l, i) is rowptr index l * nbr + i.  New tensors the caller
  * frees; false (and nothing allocated) if s has no pattern or memory runs out. */
-bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, Tensor **colidx, Tensor **values);
+bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, Tensor **colidx,
+                      Tensor **values);
 
 /* The cost model: estimated microseconds per row of the activation (the
  * GEMM's M) of the dense GEMM over a [n_out, k] weight and of the
@@ -39,8 +40,8 @@ bool rt_sparse_to_bsr(const Tensor *pruned, const IrSparse *s, Tensor **rowptr, 
  * one), from the hwdb entry's `sparse_gemm` coefficients (docs/hwdb.md);
  * `width` is the block's extent along the contraction (bc for linear, br for
  * matmul), `kept_elems` the kept weights. */
-void rt_sparse_estimate(const HwEntry *e, bool packed, int64_t n_out, int64_t k, int width, int64_t kept_blocks,
-                        int64_t kept_elems, double *dense_us, double *sparse_us);
+void rt_sparse_estimate(const HwEntry *e, bool packed, int64_t n_out, int64_t k, int width,
+                        int64_t kept_blocks, int64_t kept_elems, double *dense_us, double *sparse_us);
 
 /* Runs the cost model for every pruned param with a pattern, for the device
  * of entry e (NULL: built-in host coefficients), and records the choice in
@@ -59,9 +60,9 @@ typedef struct {
     const char *name;
     int br, bc;
     double density;
-    double params, kept;          /* elements */
-    double dense_us, sparse_us;   /* per row of the activation */
-    bool sparse;                  /* the choice the estimates give */
+    double params, kept;        /* elements */
+    double dense_us, sparse_us; /* per row of the activation */
+    bool sparse;                /* the choice the estimates give */
 } RtSparseLayer;
 
 /* One entry per param with @sparse and a static shape (at most cap), with

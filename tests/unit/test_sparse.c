@@ -63,7 +63,8 @@ typedef struct {
 
 static void random_fill(Tensor *t, uint64_t *rng, double scale) {
     int64_t n = rt_numel(t->rank, t->shape);
-    for (int64_t i = 0; i < n; i++) rt_set(t, i, uniform(rng) * scale);
+    for (int64_t i = 0; i < n; i++)
+        rt_set(t, i, uniform(rng) * scale);
 }
 
 static void die_diag(Diag *d, const char *what) {
@@ -101,7 +102,8 @@ static void build(Model *md, const Case *c, int opt) {
         for (int64_t y = 0; y < wr; y++)
             for (int64_t x = 0; x < wc; x++) {
                 int64_t by = y / c->br, bx = x / c->bc;
-                if (by == 1 || by == 3 || by == 4 || bx == 2) rt_set(md->prm[0], y * wc + x, rt_get(md->prm[0], y * wc + x) * 1e-3);
+                if (by == 1 || by == 3 || by == 4 || bx == 2)
+                    rt_set(md->prm[0], y * wc + x, rt_get(md->prm[0], y * wc + x) * 1e-3);
             }
     }
     md->nprm = 1;
@@ -116,7 +118,8 @@ static void build(Model *md, const Case *c, int opt) {
 
 static void model_free(Model *md) {
     rt_tensor_free(md->in[0]);
-    for (int i = 0; i < md->nprm; i++) rt_tensor_free(md->prm[i]);
+    for (int i = 0; i < md->nprm; i++)
+        rt_tensor_free(md->prm[i]);
     diag_destroy(md->d);
     arena_destroy(md->a);
 }
@@ -141,7 +144,8 @@ static double rel_err(const Tensor *got, const Tensor *want) {
 
 static int sparse_kernels(const KProgram *p) {
     int n = 0;
-    for (int i = 0; i < p->nkernels; i++) n += p->kernels[i]->ntables > 0;
+    for (int i = 0; i < p->nkernels; i++)
+        n += p->kernels[i]->ntables > 0;
     return n;
 }
 
@@ -151,7 +155,8 @@ static void check_pruned(const Model *md, const Case *c) {
     const IrSparse *s = param_w(md->g)->ann.sparse;
     cr_assert(s && s->have_pattern);
     int64_t wr = s->rows, wc = s->cols, kept = 0;
-    for (int64_t b = 0; b < s->nbr * s->nbc; b++) kept += s->keep[b];
+    for (int64_t b = 0; b < s->nbr * s->nbc; b++)
+        kept += s->keep[b];
     cr_assert_eq(kept, s->kept);
     cr_assert_eq(kept, ir_sparse_kept(c->density, s->nbr * s->nbc));
     for (int64_t y = 0; y < wr; y++)
@@ -177,10 +182,12 @@ static void run_case(const Case *c, int opt) {
         cr_assert_eq(sparse_kernels(&prog), choice < 2 ? 1 : 0, "pattern kernels lowered");
         bool packed = false;
         for (int i = 0; i < prog.nkernels; i++)
-            for (int b = 0; b < prog.kernels[i]->nbufs; b++) packed |= prog.kernels[i]->bufs[b].role == KB_DATA;
+            for (int b = 0; b < prog.kernels[i]->nbufs; b++)
+                packed |= prog.kernels[i]->bufs[b].role == KB_DATA;
         cr_assert_eq(packed, choice == 1 && !c->matmul, "packed form used");
         Tensor *out = NULL;
-        if (!rt_exec_run(md.g, &prog, md.in, 1, md.prm, &out, cg_kir_eval, NULL, md.d)) die_diag(md.d, "kir eval");
+        if (!rt_exec_run(md.g, &prog, md.in, 1, md.prm, &out, cg_kir_eval, NULL, md.d))
+            die_diag(md.d, "kir eval");
         double e = rel_err(out, ref);
         cr_assert_leq(e, 1e-5, "kir eval (%s): rel error %g", names[choice], e);
         rt_tensor_free(out);
@@ -210,8 +217,13 @@ Test(sparse, linear_every_block_shape, .timeout = 600) {
             for (int holes = 0; holes < 2; holes++) {
                 int br = shapes[s][0], bc = shapes[s][1];
                 /* sizes that leave partial blocks at both edges (not for 1x1) */
-                Case c = {.m = 7, .n = 6 * br + (br > 1 ? br / 2 + 1 : 0), .k = 6 * bc + (bc > 1 ? bc - 1 : 0),
-                          .br = br, .bc = bc, .density = dens[di], .holes = holes,
+                Case c = {.m = 7,
+                          .n = 6 * br + (br > 1 ? br / 2 + 1 : 0),
+                          .k = 6 * bc + (bc > 1 ? bc - 1 : 0),
+                          .br = br,
+                          .bc = bc,
+                          .density = dens[di],
+                          .holes = holes,
                           .seed = 1000u + (uint64_t)(s * 100 + (int)di * 10 + holes)};
                 run_case(&c, holes ? 0 : 2);
             }
@@ -222,8 +234,14 @@ Test(sparse, matmul_every_block_shape, .timeout = 600) {
     for (int s = 0; s < NSHAPES; s++)
         for (size_t di = 0; di < sizeof dens / sizeof dens[0]; di++) {
             int br = shapes[s][0], bc = shapes[s][1];
-            Case c = {.matmul = true, .m = 5, .n = 5 * bc + (bc > 1 ? 1 : 0), .k = 5 * br + (br > 2 ? 2 : 0),
-                      .br = br, .bc = bc, .density = dens[di], .holes = di == 2,
+            Case c = {.matmul = true,
+                      .m = 5,
+                      .n = 5 * bc + (bc > 1 ? 1 : 0),
+                      .k = 5 * br + (br > 2 ? 2 : 0),
+                      .br = br,
+                      .bc = bc,
+                      .density = dens[di],
+                      .holes = di == 2,
                       .seed = 2000u + (uint64_t)(s * 10 + (int)di)};
             run_case(&c, 2);
         }
@@ -248,7 +266,14 @@ Test(sparse, pattern_in_cache_key, .timeout = 300) {
     for (int v = 0; v < 3; v++) {
         /* v = 0 and 1: the 10 blocks outside the holes are kept (density
          * 10/30), other values; v = 2: no holes (another pattern) */
-        Case c = {.m = 4, .n = 40, .k = 48, .br = 8, .bc = 8, .density = 1.0 / 3, .holes = v < 2, .seed = 50u + (uint64_t)v};
+        Case c = {.m = 4,
+                  .n = 40,
+                  .k = 48,
+                  .br = 8,
+                  .bc = 8,
+                  .density = 1.0 / 3,
+                  .holes = v < 2,
+                  .seed = 50u + (uint64_t)v};
         Model md;
         build(&md, &c, 2);
         rt_sparse_decide(md.g, NULL, SPARSE_KERNEL_SPARSE);
@@ -282,7 +307,8 @@ Test(sparse, pattern_in_cache_key, .timeout = 300) {
         cr_assert_eq(stores[1], 0, "same pattern: found in the cache");
         cr_assert_gt(stores[2], 0, "second pattern: a new cache entry");
     }
-    for (int v = 0; v < 3; v++) free(cuda[v]), free(ir[v]);
+    for (int v = 0; v < 3; v++)
+        free(cuda[v]), free(ir[v]);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
@@ -310,8 +336,14 @@ Test(sparse, nvrtc_every_arch, .timeout = 600) {
     CudaKernel ck[NK];
     for (int i = 0; i < NK; i++) {
         int br = shapes[i % NSHAPES][0], bc = shapes[i % NSHAPES][1];
-        Case c = {.matmul = i >= NSHAPES, .m = 3, .n = 4 * br + 1, .k = 4 * bc + 1, .br = br, .bc = bc,
-                  .density = 0.5, .seed = 90u + (uint64_t)i};
+        Case c = {.matmul = i >= NSHAPES,
+                  .m = 3,
+                  .n = 4 * br + 1,
+                  .k = 4 * bc + 1,
+                  .br = br,
+                  .bc = bc,
+                  .density = 0.5,
+                  .seed = 90u + (uint64_t)i};
         if (c.matmul) c.n = 4 * bc + 1, c.k = 4 * br + 1;
         build(&mds[i], &c, 2);
         rt_sparse_decide(mds[i].g, NULL, SPARSE_KERNEL_SPARSE);
@@ -325,7 +357,8 @@ Test(sparse, nvrtc_every_arch, .timeout = 600) {
     }
     NvrtcJob *jobs = calloc((size_t)(NK * nsms), sizeof *jobs);
     for (int a = 0; a < nsms; a++)
-        for (int i = 0; i < NK; i++) jobs[a * NK + i] = (NvrtcJob){.name = ck[i].name, .source = ck[i].source, .sm = sms[a]};
+        for (int i = 0; i < NK; i++)
+            jobs[a * NK + i] = (NvrtcJob){.name = ck[i].name, .source = ck[i].source, .sm = sms[a]};
     bool ok = rt_nvrtc_compile_all(jobs, NK * nsms, 0, 0, d);
     if (!ok) die_diag(d, "nvrtc");
     for (int j = 0; j < NK * nsms; j++) {
@@ -333,7 +366,8 @@ Test(sparse, nvrtc_every_arch, .timeout = 600) {
         rt_nvrtc_job_free(&jobs[j]);
     }
     free(jobs);
-    for (int i = 0; i < NK; i++) model_free(&mds[i]);
+    for (int i = 0; i < NK; i++)
+        model_free(&mds[i]);
     rt_hwdb_free(db);
     diag_destroy(d);
 }
@@ -368,11 +402,15 @@ Test(sparse, bsr_form) {
 /* Bad hints are errors naming the param. */
 Test(sparse, errors_name_the_param) {
     static const char *const srcs[] = {
-        "model t {\n  input x : f32[4]\n  param v : f32[4] @sparse(block=[2, 2], density=0.5)\n  output y = x + v\n}\n",
-        "model t {\n  input x : i32[4, 4]\n  param v : i32[4, 4] @sparse(block=[2, 2], density=0.5)\n  output y = x + v\n}\n",
-        "model t {\n  input x : f32[4, 4]\n  param v : f32[4, 4] @sparse(block=[2, 2])\n  output y = x + v\n}\n",
+        "model t {\n  input x : f32[4]\n  param v : f32[4] @sparse(block=[2, 2], density=0.5)\n  output y = "
+        "x + v\n}\n",
+        "model t {\n  input x : i32[4, 4]\n  param v : i32[4, 4] @sparse(block=[2, 2], density=0.5)\n  "
+        "output y = x + v\n}\n",
+        "model t {\n  input x : f32[4, 4]\n  param v : f32[4, 4] @sparse(block=[2, 2])\n  output y = x + "
+        "v\n}\n",
     };
-    static const char *const want[] = {"blocks tile the last two dims", "only float params", "needs a density"};
+    static const char *const want[] = {"blocks tile the last two dims", "only float params",
+                                       "needs a density"};
     for (int i = 0; i < 3; i++) {
         Arena *a = arena_create();
         Diag *d = diag_create();
