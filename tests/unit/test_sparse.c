@@ -8,7 +8,7 @@
  * that pruning empties them; rt_sparse_apply prunes them as a run does; the
  * interpreter on those weights is the reference, and the lowered program,
  * with the sparse kernel forced, runs on the kernel-IR evaluator and the host
- * JIT.  Relative L2 error <= 1e-5 (f32 reassociation: the sparse kernel sums
+ * JIT (f32, and f16 cases at 2e-3).  Relative L2 error <= 1e-5 (f32 reassociation: the sparse kernel sums
  * a row's kept blocks in another order than the interpreter).  Each case also
  * checks that a kernel with the pattern tables was lowered (so the test cannot
  * pass on the dense path), that the pruned weight is zero exactly outside the
@@ -50,6 +50,7 @@ typedef struct {
     int br, bc;
     double density;
     bool holes; /* scale down block rows and columns so pruning empties them */
+    bool half;  /* f16 model (else f32) */
     uint64_t seed;
 } Case;
 
@@ -78,25 +79,27 @@ static void build(Model *md, const Case *c, int opt) {
     md->d = diag_create();
     char src[1024], bias[64] = "";
     int64_t wr = c->matmul ? c->k : c->n, wc = c->matmul ? c->n : c->k;
-    if (!c->matmul) snprintf(bias, sizeof bias, "  param b : f32[%lld]\n", (long long)c->n);
+    const char *dt = c->half ? "f16" : "f32";
+    if (!c->matmul) snprintf(bias, sizeof bias, "  param b : %s[%lld]\n", dt, (long long)c->n);
     snprintf(src, sizeof src,
              "model t {\n"
-             "  input x : f32[%lld, %lld]\n"
-             "  param w : f32[%lld, %lld] @sparse(block=[%d, %d], density=%.17g)\n"
+             "  input x : %s[%lld, %lld]\n"
+             "  param w : %s[%lld, %lld] @sparse(block=[%d, %d], density=%.17g)\n"
              "%s"
              "  output y = %s\n"
              "}\n",
-             (long long)c->m, (long long)c->k, (long long)wr, (long long)wc, c->br, c->bc, c->density, bias,
-             c->matmul ? "matmul(x, w)" : "linear(x, w, b)");
+             dt, (long long)c->m, (long long)c->k, dt, (long long)wr, (long long)wc, c->br, c->bc, c->density,
+             bias, c->matmul ? "matmul(x, w)" : "linear(x, w, b)");
     md->g = fe_compile_source(md->a, md->d, "t.dsg", src, strlen(src));
     if (!md->g) die_diag(md->d, "compile");
     PipelineOptions po = {.opt_level = opt};
     if (!pass_run_pipeline(md->g, md->d, &po)) die_diag(md->d, "pipeline");
     uint64_t rng = c->seed;
     int64_t xs[2] = {c->m, c->k}, ws[2] = {wr, wc}, bs[1] = {c->n};
-    md->in[0] = rt_tensor_new(DT_F32, 2, xs);
+    DType dty = c->half ? DT_F16 : DT_F32;
+    md->in[0] = rt_tensor_new(dty, 2, xs);
     random_fill(md->in[0], &rng, 1);
-    md->prm[0] = rt_tensor_new(DT_F32, 2, ws);
+    md->prm[0] = rt_tensor_new(dty, 2, ws);
     random_fill(md->prm[0], &rng, 1 / sqrt((double)c->k));
     if (c->holes) { /* block rows 1, 3, 4 and block column 2 small: pruned first */
         for (int64_t y = 0; y < wr; y++)
@@ -108,7 +111,7 @@ static void build(Model *md, const Case *c, int opt) {
     }
     md->nprm = 1;
     if (!c->matmul) {
-        md->prm[1] = rt_tensor_new(DT_F32, 1, bs);
+        md->prm[1] = rt_tensor_new(dty, 1, bs);
         random_fill(md->prm[1], &rng, 1);
         md->nprm = 2;
     }
@@ -173,6 +176,7 @@ static void run_case(const Case *c, int opt) {
     Tensor *ref = NULL;
     if (!rt_interp_run(md.g, md.in, 1, md.prm, &ref, md.d)) die_diag(md.d, "interpreter");
     static const char *const names[] = {"sparse", "sparse packed", "dense"};
+    double tol = c->half ? 2e-3 : 1e-5; /* as the equivalence suite: f16 results round to f16 */
     IrSparse *sp = (IrSparse *)param_w(md.g)->ann.sparse;
     for (int choice = 0; choice < 3; choice++) {
         rt_sparse_decide(md.g, NULL, choice < 2 ? SPARSE_KERNEL_SPARSE : SPARSE_KERNEL_DENSE);
@@ -189,7 +193,7 @@ static void run_case(const Case *c, int opt) {
         if (!rt_exec_run(md.g, &prog, md.in, 1, md.prm, &out, cg_kir_eval, NULL, md.d))
             die_diag(md.d, "kir eval");
         double e = rel_err(out, ref);
-        cr_assert_leq(e, 1e-5, "kir eval (%s): rel error %g", names[choice], e);
+        cr_assert_leq(e, tol, "kir eval (%s): rel error %g", names[choice], e);
         rt_tensor_free(out);
         if (rt_host_available()) {
             HostOptions ho = {.no_cache = true};
@@ -198,7 +202,7 @@ static void run_case(const Case *c, int opt) {
                 !rt_exec_run(md.g, &prog, md.in, 1, md.prm, &out, rt_host_launch, hb, md.d))
                 die_diag(md.d, "host");
             e = rel_err(out, ref);
-            cr_assert_leq(e, 1e-5, "host (%s): rel error %g", names[choice], e);
+            cr_assert_leq(e, tol, "host (%s): rel error %g", names[choice], e);
             rt_tensor_free(out);
             rt_host_destroy(hb);
         }
@@ -245,6 +249,16 @@ Test(sparse, matmul_every_block_shape, .timeout = 600) {
                       .seed = 2000u + (uint64_t)(s * 10 + (int)di)};
             run_case(&c, 2);
         }
+}
+
+/* f16 weights and activations (the packed copy keeps the weight's dtype). */
+Test(sparse, half_precision, .timeout = 300) {
+    Case a = {
+        .m = 6, .n = 40, .k = 37, .br = 16, .bc = 8, .density = 0.5, .holes = true, .half = true, .seed = 11};
+    run_case(&a, 2);
+    Case b = {
+        .matmul = true, .m = 3, .n = 20, .k = 18, .br = 4, .bc = 4, .density = 0.3, .half = true, .seed = 12};
+    run_case(&b, 2);
 }
 
 /* Blocks dividing the weight exactly (no tail table), and a bigger case. */
