@@ -283,6 +283,15 @@ static V ev(Ev *E, const KExpr *e) {
     case KE_UN: return un(E, e);
     case KE_BIN: return bin(E, e);
     case KE_SELECT: return ev(E, e->a).i ? ev(E, e->b) : ev(E, e->c);
+    case KE_TABLE: {
+        int64_t i = ev(E, e->a).i;
+        const KTable *t = &E->k->tables[e->id];
+        if (i < 0 || i >= t->n)
+            fail(E, "table t%d index %lld out of range [0, %d)", e->id, (long long)i, t->n);
+        else
+            r.i = t->data[i];
+        return r;
+    }
     }
     return r;
 }
@@ -334,7 +343,7 @@ bool cg_kir_eval(void *ctx, const Graph *g, const Kernel *k, void *const *bufs, 
             else
                 n *= v;
         }
-        nelem[b] = n;
+        nelem[b] = k->bufs[b].role == KB_DATA ? k->bufs[b].nelems : n;
         if (!E.bad && n > 0 && !bufs[b]) fail(&E, "b%d has no memory", b);
     }
     /* the parallel space, row-major, one point at a time */

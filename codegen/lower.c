@@ -75,6 +75,7 @@
 #include <string.h>
 
 #include "../ir/assert.h"
+#include "lower_sparse.h"
 
 enum {
     MAX_UNROLL = 256, /* attention: most output channels kept in separate locals */
@@ -1803,21 +1804,40 @@ static void estimates(Low *L) {
     L->k->bytes = b == DIM_INVALID ? dim_const(t, 0) : b;
 }
 
-static void commit(GCtx *G, Low *L) {
-    Kernel *k = L->k;
-    k->body = L->root->body;
+/* Names k, verifies it and adds it to the program. */
+static void add_kernel(GCtx *G, Kernel *k) {
     if (G->grp)
         k->name = arena_printf(G->g->arena, "%s_g%d_%d", G->prefix, G->grp->id, G->kno++);
     else
         k->name = arena_printf(G->g->arena, "%s_n%d_%d", G->prefix, G->single->id, G->kno++);
     k->load_time = G->grp && G->grp->kind == GK_CONSTANT;
-    estimates(L);
     if (!kir_verify(G->g, k, G->d)) {
         diag_error(G->d, loc_file(G->g->file), "internal error: lowering produced an invalid kernel %s", k->name);
         G->ok = false;
         return;
     }
     kir_program_add(G->prog, k);
+}
+
+static void commit(GCtx *G, Low *L) {
+    L->k->body = L->root->body;
+    estimates(L);
+    add_kernel(G, L->k);
+}
+
+/* A GEMM over a weight pruned with a known pattern, outside load-time
+ * groups: a kernel of its own specialised to the pattern (lower_sparse.c). */
+static bool sparse_gemm(const GCtx *G, const Node *n) {
+    return cg_sparse_gemm(n) && !(G->grp && G->grp->kind == GK_CONSTANT);
+}
+
+static void emit_sparse(GCtx *G, const Node *n) {
+    Graph *g = G->g;
+    const Node *x = root_of(g, n->in[0]);
+    const Node *b = n->op == OP_LINEAR && n->nin > 2 && n->in[2] ? root_of(g, n->in[2]) : NULL;
+    Kernel *k = cg_lower_sparse(g, n, x, role_of(g, x), b, b ? role_of(g, b) : KB_PARAM, n, role_of(g, n), "sparse",
+                                G->grp ? G->grp->id : -1);
+    add_kernel(G, k);
 }
 
 static bool rowish(const GCtx *G) {
@@ -1964,12 +1984,23 @@ static void lower_group(GCtx *G) {
         const Node *n = G->m[i];
         if (G->bnd[n->id] && pure && n->ann.buffer >= 0 && donor_buffer(G, n->ann.buffer)) G->bnd[n->id] = false;
     }
+    /* a sparse GEMM is computed by a kernel of its own, like a rounding
+     * point, and so are its operands computed in the group: it reads them
+     * from memory */
+    for (int i = 0; i < G->nm; i++) {
+        const Node *n = G->m[i];
+        if (!sparse_gemm(G, n)) continue;
+        G->bnd[n->id] = true;
+        for (int k = 0; k < n->nin; k++)
+            if (n->in[k] && member(G, n->in[k])) G->bnd[n->in[k]->id] = true;
+    }
     const Node **vals = arena_alloc(g->arena, sizeof(Node *) * ((size_t)G->nm + 1));
     int nv = 0;
     bool seq = rowish(G);
     for (int i = 0; i < G->nm && G->ok; i++) {
         const Node *n = G->m[i];
-        if (G->bnd[n->id]) emit_plain(G, &n, 1, seq);
+        if (G->bnd[n->id] && sparse_gemm(G, n)) emit_sparse(G, n);
+        else if (G->bnd[n->id]) emit_plain(G, &n, 1, seq);
         else if (G->esc[n->id]) vals[nv++] = n;
     }
     if (!nv || !G->ok) return;

@@ -46,7 +46,8 @@ typedef enum {
     KE_LOAD,  /* buffer `id` at element index a (a KT_I64 expression) */
     KE_UN,    /* op(a) */
     KE_BIN,   /* op(a, b) */
-    KE_SELECT /* a ? b : c (a is KT_BOOL) */
+    KE_SELECT, /* a ? b : c (a is KT_BOOL) */
+    KE_TABLE   /* entry a (KT_I64) of the kernel's constant table `id`, as KT_I64 */
 } KExprKind;
 
 /* Operators.  Unless said otherwise the operands and result have one type. */
@@ -104,6 +105,9 @@ typedef enum {
     KB_PARAM,    /* a weight */
     KB_CONSTANT, /* a value of a load-time constant group */
     KB_PLANNED,  /* a value in the memory plan (arena buffer node->ann.buffer) */
+    KB_DATA,     /* read-only data lowering made from a weight (KBuf.data, `nelems`
+                    elements of `dtype`), bound by the host executor; `node` is the
+                    weight it was made from (a packed block-sparse weight) */
 } KBufRole;
 
 typedef struct {
@@ -111,7 +115,18 @@ typedef struct {
     DType dtype;
     KBufRole role;
     bool written;     /* the kernel stores into it */
+    const void *data; /* KB_DATA only */
+    int64_t nelems;   /* KB_DATA only */
 } KBuf;
+
+/* A constant int32 table that is part of the kernel's code (a block-sparse
+ * pattern: codegen/lower_sparse.c): an LLVM private constant, a CUDA
+ * __device__ const array.  Its contents are part of the rendered source, so
+ * the kernel cache keys on them.  `data` lives in the graph's arena. */
+typedef struct {
+    int n; /* entries, >= 1 */
+    const int32_t *data;
+} KTable;
 
 typedef struct Kernel {
     const char *name;   /* unique in the program, a C identifier */
@@ -125,6 +140,8 @@ typedef struct Kernel {
     int npar;
     KExpr **par_extent; /* extents of the parallel variables (KT_I64, in dims) */
     KStmt *body;
+    int ntables;
+    KTable *tables;
     /* Estimates for the kernel record: floating-point (or integer) operations
      * and bytes moved per run, as dim expressions. */
     DimId flops, bytes;
@@ -151,6 +168,8 @@ KExpr *kir_cast(Graph *g, KType to, KExpr *a);
 KExpr *kir_wrap(Graph *g, DType dt, KExpr *a);
 KExpr *kir_bin(Graph *g, KOp op, KExpr *a, KExpr *b);
 KExpr *kir_select(Graph *g, KExpr *cond, KExpr *a, KExpr *b);
+/* Entry `index` of table `table` of k (KT_I64). */
+KExpr *kir_table_load(Graph *g, const Kernel *k, int table, KExpr *index);
 /* A dim expression as a KT_I64 expression over KE_DIM terms. */
 KExpr *kir_from_dim(Graph *g, DimId d);
 
@@ -158,6 +177,10 @@ Kernel *kir_kernel_create(Graph *g, const char *name, int group);
 /* The index of the buffer for `node` in k (added if new; `written` is or-ed in). */
 int kir_buffer(Graph *g, Kernel *k, const Node *node, KBufRole role, bool written);
 int kir_new_local(Graph *g, Kernel *k, KType t);
+/* Adds a KB_DATA buffer (see KBufRole) and returns its index. */
+int kir_data_buffer(Graph *g, Kernel *k, const Node *from, DType dtype, const void *data, int64_t nelems);
+/* Adds a constant table of n >= 1 entries (copied into the arena); its index. */
+int kir_new_table(Graph *g, Kernel *k, const int32_t *data, int n);
 int kir_new_var(Kernel *k);
 
 KStmt *kir_for(Graph *g, int var, KExpr *extent, KStmt *body);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 static const PassInfo pipeline[] = {
+    {"sparsify", pass_sparsify, 0, "block pruning of @sparse params (applied when the weights load)"},
     {"simplify", pass_simplify, 1, "algebraic identities: x*1, x+0, double transposes, reshape and cast chains"},
     {"canonicalize", pass_canonicalize, 1, "canonical GEMMs: transposes folded into matmul, linear for [out,in] weights"},
     {"fold-batchnorm", pass_fold_batchnorm, 1, "batchnorm folded into the weights of the conv2d or linear before it"},
@@ -40,9 +41,12 @@ static double now_ms(void) {
 
 bool pass_run_pipeline(Graph *g, Diag *d, PipelineOptions *opt) {
     opt->nrecords = 0;
+    if (!pass_sparsify_hints(g, opt->sparse, d)) return false;
     for (int i = 0; i < pass_count(); i++) {
         const PassInfo *p = &pipeline[i];
-        if (opt->opt_level < p->min_opt || disabled(opt, p->name)) continue;
+        /* a pass of every level (sparsify) carries a meaning change the model asked
+         * for: --disable-pass does not skip it */
+        if (opt->opt_level < p->min_opt || (p->min_opt > 0 && disabled(opt, p->name))) continue;
         if (opt->before) opt->before(opt->ctx, i + 1, p, g);
         int before = ir_count_ops(g);
         double t0 = now_ms();

@@ -96,5 +96,6 @@ bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d) {
     if (!out->fused) out->bytes_fused = out->bytes_unfused, out->kernels = out->ops;
     for (int b = 0; b < g->nbuffers; b++) out->peak_bytes_planned += bytes_of(&c, g->buffers[b].bytes);
     if (!out->planned) out->peak_bytes_planned = out->peak_bytes_naive;
+    pass_sparsify_count(g, &out->gemm_weight_params, &out->gemm_weight_params_kept, &out->sparse_bytes_saved);
     return c.ok;
 }

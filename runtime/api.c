@@ -54,6 +54,7 @@
 #include "host_jit.h"
 #include "interp.h"
 #include "run.h"
+#include "sparse.h"
 #include "threadpool.h"
 
 _Static_assert(DSC_F32 == (int)DT_F32 && DSC_F16 == (int)DT_F16 && DSC_BF16 == (int)DT_BF16 &&
@@ -338,6 +339,7 @@ static dsc_status load_model(dsc_model *m, const char *path, const dsc_model_opt
                          path);
     if (dev == DSC_DEVICE_AUTO)
         dev = cuda_ok ? DSC_DEVICE_CUDA : rt_host_available() ? DSC_DEVICE_CPU : DSC_DEVICE_REF;
+    if (dev != DSC_DEVICE_REF) rt_sparse_decide_hwdb(m->g, dev == DSC_DEVICE_CUDA); /* sparse vs dense per layer */
     if (dev != DSC_DEVICE_REF && !cg_lower(m->g, &m->prog, d))
         return ctx_fail_diag(ctx, DSC_ERR_RUNTIME, d, "lowering failed");
     if (dev == DSC_DEVICE_CUDA && !load_cuda(m, d)) {

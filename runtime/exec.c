@@ -15,6 +15,7 @@
  *  - KB_PLANNED with ann.buffer == -1 (no memory plan: -O0/-O1 or memplan
  *    disabled; or a value lowering keeps in memory on its own, such as a
  *    rounding cast): a slot of its own in the arena, after the plan's buffers;
+ *  - KB_DATA (data lowering made, a packed sparse weight): KBuf.data itself;
  *  - KB_CONSTANT (values of load-time constant groups): a slot in the
  *    constant block (one allocation; dims never change its layout).
  * Both blocks are zeroed.
@@ -176,7 +177,9 @@ bool rt_exec_layout(const Graph *g, const KProgram *p, const int64_t *syms, RtEx
         const Kernel *k = p->kernels[ki];
         for (int b = 0; ok && b < k->nbufs; b++) {
             const Node *n = k->bufs[b].node;
-            if (out->home[n->id].kind != RT_HOME_NONE || (constants_only && k->bufs[b].role != KB_CONSTANT)) continue;
+            if (out->home[n->id].kind != RT_HOME_NONE || (constants_only && k->bufs[b].role != KB_CONSTANT) ||
+                k->bufs[b].role == KB_DATA)
+                continue;
             int64_t shape[IR_MAX_RANK], numel;
             size_t bytes, at;
             if (!value_size(g, n, syms, shape, &numel, &bytes, d)) {
@@ -286,6 +289,10 @@ static bool launch_all(const Graph *g, const KProgram *p, const RtExecLayout *L,
         const Kernel *k = p->kernels[ki];
         if (k->load_time != load_time) continue;
         for (int b = 0; b < k->nbufs; b++) {
+            if (k->bufs[b].role == KB_DATA) { /* the kernel's own data (a packed sparse weight) */
+                bufs[b] = (void *)k->bufs[b].data;
+                continue;
+            }
             const RtHome *h = &L->home[k->bufs[b].node->id];
             if (load_time && h->kind != RT_HOME_PARAM && h->kind != RT_HOME_CONSTANT) {
                 diag_error(d, g->loc,

@@ -30,6 +30,7 @@
 #include "interp.h"
 #include "npy.h"
 #include "safetensors.h"
+#include "sparse.h"
 
 /* ---- devices ------------------------------------------------------------------ */
 
@@ -127,6 +128,7 @@ static bool run_on_device(const Graph *g, const RunOptions *opt, Tensor *const *
      * warning saying why); errors while running are the model's own. */
     KProgram prog = {0};
     Diag *setup = diag_create();
+    rt_sparse_decide_hwdb(g, dev == RT_DEVICE_CUDA);
     bool ok = cg_lower((Graph *)g, &prog, setup);
     if (ok && dev == RT_DEVICE_CUDA) {
         int r = run_cuda(g, &prog, inputs, nin, params, outs, opt->device == RT_DEVICE_AUTO, d);
@@ -441,6 +443,7 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
         }
         if (missing) goto done;
     }
+    if (!rt_sparse_apply(g, params, d)) goto done; /* @sparse: prune as the weights load */
     ok = true;
 done:
     if (ok) {

@@ -96,4 +96,9 @@ bool rt_model_outputs_write(const Graph *g, const RunOptions *opt, Tensor *const
  * 0/1 with equal odds. */
 void rt_fill_random(Tensor *t, uint64_t *state, double lo, double hi);
 
+/* Loads the weights as rt_model_data_load does (which prunes the params with
+ * @sparse, runtime/sparse.c) and writes every param under its key to `out`
+ * (safetensors, written atomically).  (runtime/prune.c) */
+bool rt_prune_write(const Graph *g, const char *model_path, const RunOptions *opt, const char *out, Diag *d);
+
 #endif

@@ -165,6 +165,8 @@ typedef struct {
     Fmt cast[KT_COUNT][KT_COUNT];       /* [from][to] */
     Fmt wrap[DT_COUNT];
     const char *restrict_kw;
+    const char *table_decl; /* a constant table: %s kernel name, %d table, %d entries */
+    Fmt table_load;         /* $a[$0]: entry $0 of table $a, as an index */
 } Dialect;
 
 #define F(s) {s, 0}
@@ -172,6 +174,8 @@ typedef struct {
 
 static const Dialect cuda = {
     .kernel_prefix = "extern \"C\" __global__ void __launch_bounds__(%d)",
+    .table_decl = "__device__ const int %s_t%d[%d] = {",
+    .table_load = F("(long long)$a[$0]"),
     .index_type = "long long",
     .global_index = "(long long)blockIdx.x * blockDim.x + threadIdx.x",
     .global_stride = "(long long)gridDim.x * blockDim.x",
@@ -401,6 +405,15 @@ static void emit_expr(R *r, const KExpr *e) {
         char name[24];
         snprintf(name, sizeof name, "b%d", e->id);
         emit_fmt(r, dl->load[r->k->bufs[e->id].dtype], ops, name, 0);
+        return;
+    }
+    case KE_TABLE: {
+        if (e->id < 0 || e->id >= r->k->ntables) {
+            fail(r, "table %d out of range", e->id);
+            return;
+        }
+        char *name = arena_printf(r->g->arena, "%s_t%d", r->k->name, e->id);
+        emit_fmt(r, dl->table_load, ops, name, 0);
         return;
     }
     case KE_UN:
@@ -649,6 +662,12 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     Str src = {0};
     emit_helpers(&src, r.need);
 
+    for (int t = 0; t < k->ntables; t++) { /* a sparsity pattern, part of the source */
+        s_printf(&src, dl->table_decl, k->name, t, k->tables[t].n);
+        for (int i = 0; i < k->tables[t].n; i++)
+            s_printf(&src, "%s%d", i ? (i % 32 ? "," : ",\n") : "", (int)k->tables[t].data[i]);
+        s_puts(&src, "};\n");
+    }
     s_printf(&src, "/* kernel %s (group %d%s) */\n", k->name, k->group, k->load_time ? ", load time" : "");
     s_put(&src, head.p ? head.p : "", head.n);
     s_put(&src, prologue.p ? prologue.p : "", prologue.n);

@@ -21,6 +21,7 @@
 #include "runtime/hwdb.h"
 #include "runtime/nvrtc.h"
 #include "runtime/run.h"
+#include "runtime/sparse.h"
 
 enum { EXIT_OK = 0, EXIT_DIAG = 1, EXIT_USAGE = 2 };
 
@@ -38,6 +39,7 @@ static const char usage_main[] =
     "  run FILE           run a model (.dsg or .dsm) on inputs (.npy) and weights (safetensors)\n"
     "  bench FILE         time a model (.dsg or .dsm): median and min latency, throughput\n"
     "  inspect FILE.dsm   show a compiled model: version, graph, kernels, weights, checksum\n"
+    "  prune FILE         write the model's weights block-pruned (@sparse, --sparsity)\n"
     "  passes             list the optimization passes in pipeline order\n"
     "  hwdb               list the hardware database and what this machine selects\n"
     "  help [COMMAND]     show help for dsc or for one command\n"
@@ -66,6 +68,7 @@ static const char usage_compile[] =
     "                   [--disable-pass=NAME] [--dump-before=PASS|all]\n"
     "                   [--dump-after=PASS|all] [--dump-dir DIR]\n"
     "                   [--stats[=text|json]] [--bind DIM=VALUE[,DIM=VALUE]...]\n"
+    "                   [--sparsity=S] [--sparse-block=RxC]\n"
     "\n"
     "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
     "file is needed only for a compiled model (--emit=dsm).\n"
@@ -95,8 +98,10 @@ static const char usage_compile[] =
     "  --seed N           for dsm with --random-weights: the seed (default 0)\n"
     "  --target=sm_XX     the GPU architecture for cuda/cubin (sm_75, sm_90, ...;\n"
     "                     default for cubin: the first GPU's)\n"
-    "  -O0, -O1, -O2      optimization level (default -O2; -O0 runs no passes)\n"
-    "  --disable-pass=NAME  skip one pass (repeatable; see 'dsc passes')\n"
+    "  -O0, -O1, -O2      optimization level (default -O2; -O0 runs only\n"
+    "                     sparsify, which applies @sparse at every level)\n"
+    "  --disable-pass=NAME  skip one pass (repeatable; see 'dsc passes';\n"
+    "                     sparsify always runs)\n"
     "  --dump-before=PASS|all  write the graph before the pass (or every pass)\n"
     "  --dump-after=PASS|all   write the graph after the pass (or every pass)\n"
     "  --dump-dir DIR     where dumps go (default: the current directory); files\n"
@@ -110,7 +115,16 @@ static const char usage_compile[] =
     "                     compiled output goes to standard output, else to standard\n"
     "                     output.  json: one object with keys ops, kernels,\n"
     "                     bytes_unfused, bytes_fused, weight_bytes, peak_bytes_planned,\n"
-    "                     peak_bytes_naive, dims and passes\n"
+    "                     peak_bytes_naive, gemm_weight_params,\n"
+    "                     gemm_weight_params_kept, sparse_bytes_saved, sparse_layers\n"
+    "                     (per pruned param: the cost model's estimate and choice),\n"
+    "                     dims and passes\n"
+    "  --sparsity=S       prune every GEMM weight (2-D param used by linear, or as\n"
+    "                     matmul's right operand) to remove at least the fraction S\n"
+    "                     of its blocks (by block L2 norm, when the weights load;\n"
+    "                     a param's own @sparse hint wins; docs/sparsity.md)\n"
+    "  --sparse-block=RxC the block shape for --sparsity and for @sparse hints that\n"
+    "                     give none (default 4x4)\n"
     "  --bind DIM=VALUE   dim values for --stats and --random-weights (repeatable or\n"
     "                     comma-separated); otherwise a dim's <= bound, else 8\n"
     "  -h, --help         show this help\n";
@@ -120,6 +134,7 @@ static const char usage_run[] =
     "               [--weights FILE] [--random-inputs] [--random-weights]\n"
     "               [--seed N] [--bind DIM=VALUE]... [--device auto|cpu|cuda|ref]\n"
     "               [-O0|-O1|-O2] [--disable-pass=NAME]...\n"
+    "               [--sparsity=S] [--sparse-block=RxC]\n"
     "\n"
     "Runs the model and prints one line per output: name, dtype and shape, min,\n"
     "max and mean (and the count of non-finite values, if any).  FILE is DSG\n"
@@ -151,6 +166,8 @@ static const char usage_run[] =
     "                             build, ref with a warning\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile' (.dsg only)\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile' (.dsg only)\n"
+    "  --sparsity=S, --sparse-block=RxC  block pruning, as for 'dsc compile' (.dsg\n"
+    "                     only; a .dsm keeps the pruning it was compiled with)\n"
     "  -h, --help         show this help\n";
 
 static const char usage_bench[] =
@@ -158,7 +175,7 @@ static const char usage_bench[] =
     "                 [--bind DIM=VALUE[,DIM=VALUE]...]... [--seed N]\n"
     "                 [--input NAME=FILE.npy]... [--weights FILE] [--output-dir DIR]\n"
     "                 [-O0|-O1|-O2] [--disable-pass=NAME]... [--no-cache]\n"
-    "                 [--profile] [--json]\n"
+    "                 [--profile] [--json] [--sparsity=S] [--sparse-block=RxC]\n"
     "\n"
     "Times the model.  Everything is prepared once: the inputs and weights and,\n"
     "for cpu, the lowering and JIT compilation (timed and reported apart); then\n"
@@ -185,6 +202,7 @@ static const char usage_bench[] =
     "  --output-dir DIR   write the outputs of the last run as DIR/NAME.npy\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
+    "  --sparsity=S, --sparse-block=RxC  block pruning, as for 'dsc compile'\n"
     "  --no-cache         compile every kernel (no disk cache): the cold compile time\n"
     "  --profile          per kernel (cpu only): median time per inference, share,\n"
     "                     GFLOP/s and GB/s from the kernel's estimates, and the\n"
@@ -210,6 +228,24 @@ static const char usage_inspect[] =
     "options:\n"
     "  --json             one JSON object instead (keys in docs/formats.md)\n"
     "  --kernel-ir        also print the stored kernel IR\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_prune[] =
+    "usage: dsc prune FILE -o OUT.safetensors [--weights FILE] [--random-weights]\n"
+    "                 [--seed N] [--sparsity=S] [--sparse-block=RxC]\n"
+    "\n"
+    "Reads the model's weights, prunes every param with a @sparse hint (and, with\n"
+    "--sparsity, every GEMM weight) by the block rule of docs/sparsity.md, and\n"
+    "writes all the params -- pruned or not, under their keys in the weights\n"
+    "file -- to OUT.  OUT appears only when completely written.  The model is\n"
+    "not optimized first, so the params are the ones the model declares.\n"
+    "\n"
+    "options:\n"
+    "  -o OUT             the safetensors file to write\n"
+    "  --weights FILE     read params from FILE instead of the model's 'weights' file\n"
+    "  --random-weights   make every param (seeded) instead of reading a file\n"
+    "  --seed N           seed for --random-weights (default 0)\n"
+    "  --sparsity=S, --sparse-block=RxC  as for 'dsc compile'\n"
     "  -h, --help         show this help\n";
 
 static const char usage_passes[] =
@@ -258,6 +294,32 @@ static const char *option_value(int argc, char **argv, int *i, const char *name)
     return NULL;
 }
 
+/* --sparsity=S / --sparse-block=RxC into so: 0 not one of them, 1 taken,
+ * -1 a bad value (reported with `usage`). */
+static int sparse_option(int argc, char **argv, int *i, SparsifyOptions *so, const char *usage) {
+    const char *v;
+    if ((v = option_value(argc, argv, i, "--sparsity"))) {
+        char *end;
+        double x = strtod(v, &end);
+        if (end == v || *end || !(x >= 0 && x <= 1)) {
+            usage_error(usage, "--sparsity needs a fraction of blocks to remove in [0, 1], got '%s'", v);
+            return -1;
+        }
+        so->have_sparsity = true;
+        so->sparsity = x;
+        return 1;
+    }
+    if ((v = option_value(argc, argv, i, "--sparse-block"))) {
+        if (!pass_sparsify_parse_block(v, &so->br, &so->bc)) {
+            usage_error(usage, "--sparse-block needs RxC with positive integers up to 4096, e.g. 16x16, got '%s'", v);
+            return -1;
+        }
+        so->have_block = true;
+        return 1;
+    }
+    return 0;
+}
+
 /* Parses and type-checks a file; prints diagnostics.  NULL on error. */
 static Graph *load(Arena *a, Diag *d, const char *path) {
     Graph *g = fe_compile_file(a, d, path);
@@ -281,7 +343,7 @@ static Graph *load_model(Arena *a, Diag *d, const char *path, RtDsm *dsm) {
 static bool passes_for_dsm(const RtDsm *dsm, bool given, const char *file, const char *usage) {
     if (!dsm->graph || !given) return false;
     usage_error(usage,
-                "-O and --disable-pass apply to DSG source; '%s' is a compiled model (already optimized)",
+                "-O, --disable-pass, --sparsity and --sparse-block apply to DSG source; '%s' is a compiled model (already optimized)",
                 file);
     return true;
 }
@@ -397,6 +459,8 @@ static int64_t *bind_dims(const Graph *g, const Binds *b, Diag *d) {
 static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *syms, const GraphStats *st,
                         const PipelineOptions *po) {
     int nsyms = dim_sym_count(g->dims);
+    RtSparseLayer layers[64];
+    int nlayers = rt_sparse_layers(g, layers, 64);
     if (json) {
         cJSON *o = cJSON_CreateObject(), *dims = cJSON_AddObjectToObject(o, "dims");
         for (int s = 0; s < nsyms; s++) cJSON_AddNumberToObject(dims, dim_sym_name(g->dims, s), (double)syms[s]);
@@ -407,6 +471,22 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
         cJSON_AddNumberToObject(o, "weight_bytes", st->weight_bytes);
         cJSON_AddNumberToObject(o, "peak_bytes_planned", st->peak_bytes_planned);
         cJSON_AddNumberToObject(o, "peak_bytes_naive", st->peak_bytes_naive);
+        cJSON_AddNumberToObject(o, "gemm_weight_params", st->gemm_weight_params);
+        cJSON_AddNumberToObject(o, "gemm_weight_params_kept", st->gemm_weight_params_kept);
+        cJSON_AddNumberToObject(o, "sparse_bytes_saved", st->sparse_bytes_saved);
+        cJSON *sl = cJSON_AddArrayToObject(o, "sparse_layers");
+        for (int i = 0; i < nlayers; i++) {
+            cJSON *l = cJSON_CreateObject();
+            cJSON_AddStringToObject(l, "param", layers[i].name);
+            cJSON_AddStringToObject(l, "block", arena_printf(g->arena, "%dx%d", layers[i].br, layers[i].bc));
+            cJSON_AddNumberToObject(l, "density", layers[i].density);
+            cJSON_AddNumberToObject(l, "params", layers[i].params);
+            cJSON_AddNumberToObject(l, "kept", layers[i].kept);
+            cJSON_AddNumberToObject(l, "dense_us_per_row", layers[i].dense_us);
+            cJSON_AddNumberToObject(l, "sparse_us_per_row", layers[i].sparse_us);
+            cJSON_AddStringToObject(l, "kernel", layers[i].sparse ? "sparse" : "dense");
+            cJSON_AddItemToArray(sl, l);
+        }
         cJSON *passes = cJSON_AddArrayToObject(o, "passes");
         for (int i = 0; i < po->nrecords; i++) {
             cJSON *p = cJSON_CreateObject();
@@ -438,6 +518,14 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
             st->bytes_unfused, st->bytes_fused, st->bytes_fused / un, st->weight_bytes);
     fprintf(out, "  peak memory     naive %.0f, planned %.0f (%.2f)%s\n", st->peak_bytes_naive,
             st->peak_bytes_planned, st->peak_bytes_planned / naive, st->planned ? "" : " [no memory plan]");
+    if (st->gemm_weight_params > 0)
+        fprintf(out, "  gemm weights    %.0f params, %.0f kept (%.2f), block-compressed form saves %.0f bytes\n",
+                st->gemm_weight_params, st->gemm_weight_params_kept,
+                st->gemm_weight_params_kept / st->gemm_weight_params, st->sparse_bytes_saved);
+    for (int i = 0; i < nlayers; i++)
+        fprintf(out, "  sparse          %s: block %dx%d, density %.4g; estimate per row dense %.3g us, sparse %.3g us: %s\n",
+                layers[i].name, layers[i].br, layers[i].bc, layers[i].density, layers[i].dense_us, layers[i].sparse_us,
+                layers[i].sparse ? "sparse kernel" : "dense kernel");
 }
 
 static bool check_pass_name(const char *name, const char *option) {
@@ -459,13 +547,16 @@ static int cmd_compile(int argc, char **argv) {
     Binds binds = {0};
     int stats = 0; /* 0 none, 1 text, 2 json */
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
-    int ndisabled = 0, opt = 2, rc = EXIT_USAGE;
+    int ndisabled = 0, opt = 2, rc = EXIT_USAGE, sr;
+    SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (is_help(a)) {
             fputs(usage_compile, stdout);
             rc = EXIT_OK;
             goto done;
+        } else if ((sr = sparse_option(argc, argv, &i, &so, usage_compile))) {
+            if (sr < 0) goto done;
         } else if (strcmp(a, "-o") == 0) {
             if (i + 1 >= argc) {
                 rc = usage_error(usage_compile, "%s", "-o needs a file name");
@@ -579,7 +670,7 @@ static int cmd_compile(int argc, char **argv) {
     Graph *g = load(arena, d, file);
     if (g) {
         PassRecord *records = calloc((size_t)pass_count() + 1, sizeof(PassRecord));
-        PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm, records, 0};
+        PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm, records, 0, &so};
         bool ok = pass_run_pipeline(g, d, &po) && !dm.failed;
         bool to_stdout = !out || strcmp(out, "-") == 0;
         if (ok && stats) {
@@ -646,8 +737,9 @@ static int cmd_run(int argc, char **argv) {
     int64_t *bvalues = calloc((size_t)argc + 1, sizeof(int64_t));
     RunOptions ro = {.summary = stdout, .device = RT_DEVICE_AUTO};
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
-    int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
-    bool passopts = false; /* -O or --disable-pass given */
+    int opt = 2, rc = EXIT_USAGE, ndisabled = 0, sr;
+    bool passopts = false; /* -O, --disable-pass or a sparsity option given */
+    SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         char *n, *val;
@@ -655,6 +747,9 @@ static int cmd_run(int argc, char **argv) {
             fputs(usage_run, stdout);
             rc = EXIT_OK;
             goto done;
+        } else if ((sr = sparse_option(argc, argv, &i, &so, usage_run))) {
+            if (sr < 0) goto done;
+            passopts = true;
         } else if ((v = option_value(argc, argv, &i, "--input"))) {
             if (!split_eq((char *)v, &n, &val)) {
                 rc = usage_error(usage_run, "--input needs NAME=FILE, got '%s'", v);
@@ -723,7 +818,7 @@ static int cmd_run(int argc, char **argv) {
     if (passes_for_dsm(&dsm, passopts, file, usage_run)) {
         rc = EXIT_USAGE;
     } else if (g) {
-        PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
+        PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled, .sparse = &so};
         if ((dsm.graph || pass_run_pipeline(g, d, &po)) && rt_run_model(g, file, &ro, NULL, d)) rc = EXIT_OK;
         diag_print(d, stderr, true);
     }
@@ -745,8 +840,9 @@ static int cmd_bench(int argc, char **argv) {
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     Binds binds = {0};
     BenchOptions bo = {.run = {.device = RT_DEVICE_AUTO, .random_inputs = true}, .iters = 20, .warmup = 3};
-    bool json = false, passopts = false; /* -O or --disable-pass given */
-    int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
+    bool json = false, passopts = false; /* -O, --disable-pass or a sparsity option given */
+    int opt = 2, rc = EXIT_USAGE, ndisabled = 0, sr;
+    SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         char *n, *val;
@@ -755,6 +851,9 @@ static int cmd_bench(int argc, char **argv) {
             fputs(usage_bench, stdout);
             rc = EXIT_OK;
             goto done;
+        } else if ((sr = sparse_option(argc, argv, &i, &so, usage_bench))) {
+            if (sr < 0) goto done;
+            passopts = true;
         } else if ((v = option_value(argc, argv, &i, "--device"))) {
             if (!rt_device_from_name(v, &bo.run.device) || bo.run.device == RT_DEVICE_CUDA) {
                 rc = usage_error(usage_bench, "--device must be auto, cpu or ref, got '%s'", v);
@@ -834,7 +933,7 @@ static int cmd_bench(int argc, char **argv) {
     RtDsm dsm = {0};
     Graph *g = load_model(arena, d, file, &dsm);
     bo.run.random_weights = !bo.run.weights && !dsm.graph; /* a .dsm has its own */
-    PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
+    PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled, .sparse = &so};
     bool ok = g && !passes_for_dsm(&dsm, passopts, file, usage_bench) &&
               (dsm.graph || pass_run_pipeline(g, d, &po));
     if (g && dsm.graph && passopts) rc = EXIT_USAGE;
@@ -894,6 +993,54 @@ static int cmd_inspect(int argc, char **argv) {
     diag_destroy(d);
     arena_destroy(a);
     return ok ? EXIT_OK : EXIT_DIAG;
+}
+
+static int cmd_prune(int argc, char **argv) {
+    const char *file = NULL, *out = NULL, *v;
+    RunOptions ro = {0};
+    SparsifyOptions so = {0};
+    int rc = EXIT_USAGE, sr;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int64_t x;
+        if (is_help(a)) {
+            fputs(usage_prune, stdout);
+            return EXIT_OK;
+        } else if ((sr = sparse_option(argc, argv, &i, &so, usage_prune))) {
+            if (sr < 0) return EXIT_USAGE;
+        } else if (strcmp(a, "-o") == 0 && i + 1 < argc) {
+            out = argv[++i];
+        } else if ((v = option_value(argc, argv, &i, "--weights"))) {
+            ro.weights = v;
+        } else if ((v = option_value(argc, argv, &i, "--seed"))) {
+            if (!parse_i64(v, &x)) return usage_error(usage_prune, "--seed needs an integer, got '%s'", v);
+            ro.seed = (uint64_t)x;
+        } else if (strcmp(a, "--random-weights") == 0) {
+            ro.random_weights = true;
+        } else if (a[0] == '-' && a[1]) {
+            return usage_error(usage_prune, "unknown option or missing value: '%s'", a);
+        } else if (file) {
+            return usage_error(usage_prune, "more than one file given ('%s')", a);
+        } else {
+            file = a;
+        }
+    }
+    if (!file) return usage_error(usage_prune, "%s", "no input file");
+    if (!out) return usage_error(usage_prune, "%s", "-o OUT.safetensors is required");
+    Arena *arena = arena_create();
+    Diag *d = diag_create();
+    rc = EXIT_DIAG;
+    Graph *g = load(arena, d, file);
+    if (g) {
+        /* -O0: only sparsify runs, so the params are the model's own */
+        PipelineOptions po = {.opt_level = 0, .sparse = &so};
+        ro.random_inputs = true;
+        if (pass_run_pipeline(g, d, &po) && rt_prune_write(g, file, &ro, out, d)) rc = EXIT_OK;
+        diag_print(d, stderr, true);
+    }
+    diag_destroy(d);
+    arena_destroy(arena);
+    return rc;
 }
 
 static int cmd_passes(int argc, char **argv) {
@@ -985,6 +1132,7 @@ static const Command commands[] = {
     {"run", cmd_run, usage_run},
     {"bench", cmd_bench, usage_bench},
     {"inspect", cmd_inspect, usage_inspect},
+    {"prune", cmd_prune, usage_prune},
     {"passes", cmd_passes, usage_passes},
     {"hwdb", cmd_hwdb, usage_hwdb},
 };
