@@ -493,6 +493,9 @@ static Graph *reference_model(Arena *a, const char *path, const char *weights, R
     Diag *d = diag_create();
     Graph *g = fe_compile_file(a, d, path);
     cr_assert_not_null(g, "%s", path);
+    /* -O0 runs only sparsify, so params with @sparse load pruned, as the model means them */
+    PipelineOptions o0 = {.opt_level = 0};
+    cr_assert(pass_run_pipeline(g, d, &o0), "%s", path);
     RunOptions ro = {.params_only = true, .random_weights = true, .seed = 1234};
     cr_assert(rt_model_data_load(g, path, &ro, md, d));
     const char **names = calloc((size_t)md->nparams + 1, sizeof *names);
