@@ -36,6 +36,7 @@
 #include "../codegen/lower.h"
 #include "../frontend/frontend.h"
 #include "dsc.h"
+#include "interp.h"
 #include "kcache.h"
 #include "safetensors.h"
 
@@ -208,6 +209,7 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     const Tensor **tensors = NULL;
     bool ok = false;
     if (!rt_model_data_load(g, model_path, &ro, &md, d)) goto done;
+    if (!rt_check_params(g, md.params, d)) goto done; /* each param's dtype and shape */
     if (!cg_lower(g, &prog, d)) goto done;
     graph = print_to_string(print_graph, g);
     kernels = print_to_string(print_kernels, &prog);

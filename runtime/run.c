@@ -8,6 +8,7 @@
  * activations of deep stacks in range), params used as a batchnorm variance
  * are in [0.5, 1.5), integer inputs used as gather indices are in range for
  * the gathered axis, other integers are in [0, 10).  Everything is seeded.
+ * Params that read one key (`from`) get one value, as from a weights file.
  *
  * Devices (RunOptions.device): ref runs the interpreter; cpu lowers the graph
  * to kernel IR and runs it with rt_exec_run and the host JIT's launcher (a
@@ -315,6 +316,23 @@ static Tensor *random_param(const Graph *g, const Graph *src, const Node *n, uin
     return t;
 }
 
+/* Params that read one key are one tensor, random ones too: a copy of the
+ * value made for an earlier param of the same key and type, or NULL. */
+static Tensor *shared_param(const Graph *g, const Node *n, Tensor *const *made, int nmade) {
+    int k = 0;
+    for (int i = 0; i < g->nnodes && k < nmade; i++) {
+        const Node *p = g->nodes[i];
+        if (p->op != OP_PARAM) continue;
+        if (strcmp(p->key, n->key) == 0 && ir_type_eq(&p->type, &n->type)) {
+            Tensor *t = rt_tensor_new(made[k]->dtype, made[k]->rank, made[k]->shape);
+            if (t) memcpy(t->data, made[k]->data, t->nbytes);
+            return t;
+        }
+        k++;
+    }
+    return NULL;
+}
+
 /* The weights path: --weights, else the model's `weights` relative to the
  * directory of the model file.  Returns malloc'd text or NULL. */
 static char *weights_path(const Graph *g, const char *model_path, const RunOptions *opt) {
@@ -409,10 +427,13 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
     /* Weights. */
     if (opt->random_weights) {
         int idx = 0;
-        for (int i = 0; i < g->nnodes; i++)
-            if (g->nodes[i]->op == OP_PARAM &&
-                !(params[idx++] = random_param(g, opt->as_written, g->nodes[i], &rng, d)))
-                goto done;
+        for (int i = 0; i < g->nnodes; i++) {
+            const Node *n = g->nodes[i];
+            if (n->op != OP_PARAM) continue;
+            params[idx] = shared_param(g, n, params, idx);
+            if (!params[idx] && !(params[idx] = random_param(g, opt->as_written, n, &rng, d))) goto done;
+            idx++;
+        }
     } else if (nparams > 0) {
         wpath = weights_path(g, model_path, opt);
         if (!wpath) {
