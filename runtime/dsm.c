@@ -109,7 +109,7 @@ static void sum_tensor(Sha256 *s, const char *name, const Tensor *t, bool normal
     rt_sha256_update(s, "\n", 1);
 }
 
-static void sum_finish(Sha256 *s, char out[72]) {
+static void sum_finish(Sha256 *s, char out[RT_DSM_CHECKSUM_SIZE]) {
     uint8_t digest[32];
     rt_sha256_final(s, digest);
     memcpy(out, "sha256:", 7);
@@ -271,7 +271,7 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     for (int i = 0; i < n; i++)
         sum_tensor(&s, names[order[i]], tensors[order[i]], true);
     free(order);
-    char checksum[72];
+    char checksum[RT_DSM_CHECKSUM_SIZE];
     sum_finish(&s, checksum);
     values[NMETA - 1] = checksum;
     ok = st_write(out_path, n, names, tensors, NMETA, keys, values, d);
@@ -346,7 +346,7 @@ static bool check_header(const SafeTensors *st, const char *name, RtDsm *m, Diag
     return true;
 }
 
-static bool check_sum(const SafeTensors *st, const char *name, const char *stored, Diag *d) {
+void rt_dsm_checksum(const SafeTensors *st, char out[RT_DSM_CHECKSUM_SIZE]) {
     Sha256 s;
     rt_sha256_init(&s);
     for (int i = 0; i < st_metadata_count(st); i++) { /* keys come in strcmp order */
@@ -360,8 +360,12 @@ static bool check_sum(const SafeTensors *st, const char *name, const char *store
         st_get_index(st, i, &t);
         sum_tensor(&s, st_name(st, i), &t, false);
     }
-    char got[72];
-    sum_finish(&s, got);
+    sum_finish(&s, out);
+}
+
+static bool check_sum(const SafeTensors *st, const char *name, const char *stored, Diag *d) {
+    char got[RT_DSM_CHECKSUM_SIZE];
+    rt_dsm_checksum(st, got);
     if (strcmp(got, stored) == 0) return true;
     if (strncmp(stored, "sha256:", 7) != 0 || strlen(stored) != 71)
         ERR("metadata '" K_CHECKSUM "' is '%.80s', not sha256:<64 hex digits>", stored);
