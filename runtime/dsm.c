@@ -319,14 +319,13 @@ static bool check_header(const SafeTensors *st, const char *name, RtDsm *m, Diag
         return false;
     }
     if (!parse_version(version, &m->format_version)) {
-        ERR("metadata '" K_VERSION "' is '%.80s', not a version number (this dsc reads versions 1 to %d)",
+        ERR("metadata '" K_VERSION "' is '%.80s', not a version number (this dsc reads up to version %d)",
             version, RT_DSM_FORMAT_VERSION);
         return false;
     }
     if (m->format_version > RT_DSM_FORMAT_VERSION) {
-        ERR("compiled-model format version %d is newer than this dsc (%s) reads (versions 1 to %d); use a "
-            "newer dsc "
-            "or compile the model again with this one",
+        ERR("compiled-model format version %d is newer than this dsc (%s) reads (up to version %d); use a "
+            "newer dsc or compile the model again with this one",
             m->format_version, dsc_version(), RT_DSM_FORMAT_VERSION);
         return false;
     }
