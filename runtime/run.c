@@ -6,7 +6,7 @@
  * a few exceptions chosen so that random models compute finite numbers:
  * 2-D and larger float params are scaled by 1/sqrt(last dim) (keeps
  * activations of deep stacks in range), params used as a batchnorm variance
- * are in [0.5, 1.5), integer inputs used as gather indices are in range for
+ * (or read by sqrt, rsqrt or log) are in [0.5, 1.5), integer inputs used as gather indices are in range for
  * the gathered axis, other integers are in [0, 10).  Everything is seeded.
  * Params that read one key (`from`) get one value, as from a weights file.
  *
@@ -286,6 +286,21 @@ static const Node *find_param(const Graph *g, const char *name) {
     return NULL;
 }
 
+/* Whether x is a batchnorm variance: operand 4 of a batchnorm, or (as the
+ * fold-batchnorm pass leaves it, so a compiled model without the graph as
+ * written gets the same ranges) read by sqrt/rsqrt/log directly or after
+ * adding a constant. */
+static bool is_variance(const Graph *g, const Node *x) {
+    if (user_as(g, x, OP_BATCHNORM, 4)) return true;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op == OP_ADD && n->nin == 2 && n->in[0] == x && n->in[1] && n->in[1]->op == OP_CONST &&
+            (user_as(g, n, OP_SQRT, 0) || user_as(g, n, OP_RSQRT, 0) || user_as(g, n, OP_LOG, 0)))
+            return true;
+    }
+    return user_as(g, x, OP_SQRT, 0) || user_as(g, x, OP_RSQRT, 0) || user_as(g, x, OP_LOG, 0);
+}
+
 /* `src` is the graph as written, where the param's uses are judged. */
 static Tensor *random_param(const Graph *g, const Graph *src, const Node *n, uint64_t *rng, Diag *d) {
     int64_t shape[IR_MAX_RANK];
@@ -302,7 +317,7 @@ static Tensor *random_param(const Graph *g, const Graph *src, const Node *n, uin
     }
     double lo = -1, hi = 1;
     const Node *written = src ? find_param(src, n->name) : n;
-    if (written && user_as(src ? src : g, written, OP_BATCHNORM, 4)) {
+    if (written && is_variance(src ? src : g, written)) {
         lo = 0.5;
         hi = 1.5;
     } else if (!dtype_is_float(n->type.dtype)) {

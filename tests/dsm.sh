@@ -5,7 +5,8 @@
 #     and cpu (same graph, same kernels, same weights: nothing may differ), and
 #     the .dsm's outputs match the independent numpy references;
 #   - compiled with --random-weights --seed, it equals `dsc run --random-inputs
-#     --random-weights` with that seed;
+#     --random-weights` with that seed, and so does the .dsm run with
+#     --random-weights (random weights do not depend on the passes);
 #   - the file is read with plain Python (json + struct, the snippet of
 #     docs/formats.md), its checksum recomputed from the documented definition,
 #     its tensors compared with the weights file; `dsc inspect` (text and
@@ -66,8 +67,12 @@ for m in examples/*.dsg; do
     --output-dir "$tmp/r-dsg-$n" >/dev/null 2>&1 || bad "run $m --random-weights"
   "$dsc" run "$tmp/r-$n.dsm" --random-inputs --seed 11 --bind B=2 --bind S=5 --bind N=1 --device ref \
     --output-dir "$tmp/r-dsm-$n" >/dev/null 2>&1 || bad "run r-$n.dsm"
+  # and the .dsm run with --random-weights makes the same weights as the .dsg
+  "$dsc" run "$tmp/r-$n.dsm" --random-inputs --random-weights --seed 11 --bind B=2 --bind S=5 --bind N=1 \
+    --device ref --output-dir "$tmp/rr-dsm-$n" >/dev/null 2>&1 || bad "run r-$n.dsm --random-weights"
   for want in "$tmp/r-dsg-$n"/*.npy; do
     cmp -s "$want" "$tmp/r-dsm-$n/$(basename "$want")" || bad "random weights, $n: $(basename "$want") differs"
+    cmp -s "$want" "$tmp/rr-dsm-$n/$(basename "$want")" || bad "run --random-weights, $n: $(basename "$want") differs"
   done
 done
 
