@@ -191,6 +191,18 @@ static char *plan_json(Graph *g, const KProgram *p) {
     return text;
 }
 
+/* A param and its value, sorted by key (then graph order). */
+typedef struct {
+    const Node *param;
+    const Tensor *t;
+} Keyed;
+
+static int cmp_keyed(const void *a, const void *b) {
+    const Keyed *x = a, *y = b;
+    int c = strcmp(x->param->key, y->param->key);
+    return c ? c : (x->param->id > y->param->id) - (x->param->id < y->param->id);
+}
+
 bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt, const char *out_path,
                   Diag *d) {
     Graph *g = (Graph *)cg; /* lowering adds to the arena and dim table; the graph is not changed */
@@ -207,6 +219,7 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     char *graph = NULL, *kernels = NULL, *plan = NULL;
     const char **names = NULL;
     const Tensor **tensors = NULL;
+    Keyed *keyed = NULL;
     bool ok = false;
     if (!rt_model_data_load(g, model_path, &ro, &md, d)) goto done;
     if (!rt_check_params(g, md.params, d)) goto done; /* each param's dtype and shape */
@@ -216,23 +229,36 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     plan = plan_json(g, &prog);
     names = calloc((size_t)md.nparams + 1, sizeof *names);
     tensors = calloc((size_t)md.nparams + 1, sizeof *tensors);
-    if (!graph || !kernels || !plan || !names || !tensors) {
+    keyed = calloc((size_t)md.nparams + 1, sizeof *keyed);
+    if (!graph || !kernels || !plan || !names || !tensors || !keyed) {
         diag_error(d, loc_file(out_path), "out of memory");
         goto done;
     }
-    /* One tensor per param key (two params may read one key). */
-    int n = 0, idx = 0;
-    for (int i = 0; i < g->nnodes; i++) {
-        const Node *p = g->nodes[i];
-        if (p->op != OP_PARAM) continue;
-        bool seen = false;
-        for (int j = 0; j < n && !seen; j++)
-            seen = strcmp(names[j], p->key) == 0;
-        if (!seen) {
-            names[n] = p->key;
-            tensors[n++] = md.params[idx];
+    /* One tensor per param key (two params may read one key), in name
+     * order: the order of the checksum. */
+    int n = 0;
+    for (int i = 0, idx = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_PARAM) {
+            keyed[n] = (Keyed){g->nodes[i], md.params[idx++]};
+            n++;
         }
-        idx++;
+    qsort(keyed, (size_t)n, sizeof *keyed, cmp_keyed);
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (kept && strcmp(keyed[kept - 1].param->key, keyed[i].param->key) == 0) {
+            if (!ir_type_eq(&keyed[kept - 1].param->type, &keyed[i].param->type)) {
+                diag_error(d, keyed[i].param->loc,
+                           "params '%s' and '%s' read the key '%s' as different types",
+                           keyed[kept - 1].param->name, keyed[i].param->name, keyed[i].param->key);
+                goto done;
+            }
+            continue;
+        }
+        keyed[kept++] = keyed[i];
+    }
+    for (int i = 0; i < kept; i++) {
+        names[i] = keyed[i].param->key;
+        tensors[i] = keyed[i].t;
     }
 
     char version[16];
@@ -255,26 +281,12 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
         sum_str(&s, "key", keys[k]);
         sum_str(&s, "value", values[k]);
     }
-    int *order = calloc((size_t)n + 1, sizeof *order);
-    if (!order) {
-        diag_error(d, loc_file(out_path), "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n; i++)
-        order[i] = i;
-    for (int i = 1; i < n; i++) /* insertion sort by name: params are few */
-        for (int j = i; j > 0 && strcmp(names[order[j - 1]], names[order[j]]) > 0; j--) {
-            int t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
-    for (int i = 0; i < n; i++)
-        sum_tensor(&s, names[order[i]], tensors[order[i]], true);
-    free(order);
+    for (int i = 0; i < kept; i++)
+        sum_tensor(&s, names[i], tensors[i], true);
     char checksum[RT_DSM_CHECKSUM_SIZE];
     sum_finish(&s, checksum);
     values[NMETA - 1] = checksum;
-    ok = st_write(out_path, n, names, tensors, NMETA, keys, values, d);
+    ok = st_write(out_path, kept, names, tensors, NMETA, keys, values, d);
 done:
     rt_model_data_free(&md);
     free(graph);
@@ -282,6 +294,7 @@ done:
     free(plan);
     free(names);
     free(tensors);
+    free(keyed);
     return ok;
 }
 

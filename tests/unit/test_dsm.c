@@ -292,3 +292,29 @@ Test(dsm, failed_writes_leave_nothing) {
     diag_destroy(d);
     arena_destroy(a);
 }
+
+Test(dsm, one_key_two_types_is_refused) {
+    make_tmp();
+    static const char src[] = "model twice {\n"
+                              "  input x : f32[6]\n"
+                              "  param a : f32[6] from \"k\"\n"
+                              "  param b : f32[3] from \"k\"\n"
+                              "  output y = x + a\n"
+                              "  output z = b * 2.0\n"
+                              "}\n";
+    Arena *a = arena_create();
+    Diag *d = diag_create();
+    Graph *g = fe_compile_source(a, d, "twice.dsg", src, sizeof src - 1);
+    PipelineOptions po = {.opt_level = 2};
+    cr_assert(g && pass_run_pipeline(g, d, &po));
+    const char *path = TMP "/twice.dsm";
+    unlink(path);
+    RunOptions rnd = {.random_weights = true};
+    cr_expect_not(rt_dsm_write(g, "twice.dsg", &rnd, path, d));
+    char *msg = test_diag_text(d, false);
+    cr_expect(messages_contain(d, "params 'a' and 'b' read the key 'k' as different types"), "%s", msg);
+    free(msg);
+    cr_expect(access(path, F_OK) != 0, "a file was left behind");
+    diag_destroy(d);
+    arena_destroy(a);
+}
