@@ -147,6 +147,10 @@ cp "$tmp/mlp.dsm" "$tmp/mlp-copy.dsg"
 [ $? -eq 1 ] && grep -q "no 'dsc.format' metadata entry" "$tmp/log" || { bad "a weights file run as a model:"; cat "$tmp/log"; }
 "$dsc" bench "$tmp/mlp.dsm" --device ref --iters 1 --warmup 0 --bind B=2 >"$tmp/log" 2>&1 ||
   { bad "dsc bench on a .dsm:"; cat "$tmp/log"; }
+for cmd in check compile; do
+  "$dsc" $cmd "$tmp/mlp.dsm" >/dev/null 2>"$tmp/log"
+  [ $? -eq 1 ] && grep -q "compiled model (.dsm), not DSG source" "$tmp/log" || { bad "dsc $cmd on a .dsm:"; cat "$tmp/log"; }
+done
 
 # ---- a failed compile leaves nothing, an existing file untouched -------------
 echo old >"$tmp/keep.dsm"
