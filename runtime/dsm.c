@@ -208,7 +208,10 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     Graph *g = (Graph *)cg; /* lowering adds to the arena and dim table; the graph is not changed */
     RunOptions ro = {.weights = opt->weights,
                      .random_weights = opt->random_weights,
-                     .random_inputs = true, /* consumes the generator as `dsc run --random-inputs` does */
+                     /* random weights: make the inputs too, consuming the generator
+                      * as `dsc run --random-inputs` does; else the params only */
+                     .random_inputs = opt->random_weights,
+                     .params_only = !opt->random_weights,
                      .seed = opt->seed,
                      .nbinds = opt->nbinds,
                      .bind_names = opt->bind_names,

@@ -348,10 +348,8 @@ static Tensor *shared_param(const Graph *g, const Node *n, Tensor *const *made, 
     return NULL;
 }
 
-/* The weights path: --weights, else the model's `weights` relative to the
- * directory of the model file.  Returns malloc'd text or NULL. */
-static char *weights_path(const Graph *g, const char *model_path, const RunOptions *opt) {
-    if (opt->weights) return strdup(opt->weights);
+char *rt_weights_path(const Graph *g, const char *model_path, const char *weights) {
+    if (weights) return strdup(weights);
     if (!g->weights) return NULL;
     if (g->weights[0] == '/' || !model_path || !strchr(model_path, '/')) return strdup(g->weights);
     const char *slash = strrchr(model_path, '/');
@@ -396,8 +394,9 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
     bool ok = false;
     uint64_t rng = opt->seed;
 
+    if (opt->params_only) nin = 0;
     /* Inputs given as files. */
-    for (int k = 0; k < opt->ninputs; k++) {
+    for (int k = 0; k < opt->ninputs && !opt->params_only; k++) {
         int idx = 0, found = -1;
         for (int i = 0; i < g->nnodes; i++) {
             if (g->nodes[i]->op != OP_INPUT) continue;
@@ -416,7 +415,7 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
         if (!(inputs[found] = npy_read(opt->input_files[k], d))) goto done;
     }
     /* Missing inputs: random, or an error naming them. */
-    if (opt->random_inputs) {
+    if (opt->random_inputs && !opt->params_only) {
         if (!bind_for_random(g, opt, inputs, syms, d)) goto done;
         int idx = 0;
         for (int i = 0; i < g->nnodes; i++) {
@@ -425,7 +424,7 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
             if (!inputs[idx] && !(inputs[idx] = random_input(g, n, syms, &rng, d))) goto done;
             idx++;
         }
-    } else {
+    } else if (!opt->params_only) {
         int idx = 0;
         bool missing = false;
         for (int i = 0; i < g->nnodes; i++) {
@@ -450,7 +449,7 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
             idx++;
         }
     } else if (nparams > 0) {
-        wpath = weights_path(g, model_path, opt);
+        wpath = rt_weights_path(g, model_path, opt->weights);
         if (!wpath) {
             diag_error(d, g->loc, "model '%s' has params but names no weights file (give --weights FILE or --random-weights)",
                        g->name);
