@@ -36,6 +36,7 @@
 #include "../codegen/lower.h"
 #include "../frontend/frontend.h"
 #include "dsc.h"
+#include "interp.h"
 #include "kcache.h"
 #include "safetensors.h"
 
@@ -108,7 +109,7 @@ static void sum_tensor(Sha256 *s, const char *name, const Tensor *t, bool normal
     rt_sha256_update(s, "\n", 1);
 }
 
-static void sum_finish(Sha256 *s, char out[72]) {
+static void sum_finish(Sha256 *s, char out[RT_DSM_CHECKSUM_SIZE]) {
     uint8_t digest[32];
     rt_sha256_final(s, digest);
     memcpy(out, "sha256:", 7);
@@ -190,12 +191,27 @@ static char *plan_json(Graph *g, const KProgram *p) {
     return text;
 }
 
+/* A param and its value, sorted by key (then graph order). */
+typedef struct {
+    const Node *param;
+    const Tensor *t;
+} Keyed;
+
+static int cmp_keyed(const void *a, const void *b) {
+    const Keyed *x = a, *y = b;
+    int c = strcmp(x->param->key, y->param->key);
+    return c ? c : (x->param->id > y->param->id) - (x->param->id < y->param->id);
+}
+
 bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt, const char *out_path,
                   Diag *d) {
     Graph *g = (Graph *)cg; /* lowering adds to the arena and dim table; the graph is not changed */
     RunOptions ro = {.weights = opt->weights,
                      .random_weights = opt->random_weights,
-                     .random_inputs = true, /* consumes the generator as `dsc run --random-inputs` does */
+                     /* random weights: make the inputs too, consuming the generator
+                      * as `dsc run --random-inputs` does; else the params only */
+                     .random_inputs = opt->random_weights,
+                     .params_only = !opt->random_weights,
                      .seed = opt->seed,
                      .nbinds = opt->nbinds,
                      .bind_names = opt->bind_names,
@@ -206,31 +222,46 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     char *graph = NULL, *kernels = NULL, *plan = NULL;
     const char **names = NULL;
     const Tensor **tensors = NULL;
+    Keyed *keyed = NULL;
     bool ok = false;
     if (!rt_model_data_load(g, model_path, &ro, &md, d)) goto done;
+    if (!rt_check_params(g, md.params, d)) goto done; /* each param's dtype and shape */
     if (!cg_lower(g, &prog, d)) goto done;
     graph = print_to_string(print_graph, g);
     kernels = print_to_string(print_kernels, &prog);
     plan = plan_json(g, &prog);
     names = calloc((size_t)md.nparams + 1, sizeof *names);
     tensors = calloc((size_t)md.nparams + 1, sizeof *tensors);
-    if (!graph || !kernels || !plan || !names || !tensors) {
+    keyed = calloc((size_t)md.nparams + 1, sizeof *keyed);
+    if (!graph || !kernels || !plan || !names || !tensors || !keyed) {
         diag_error(d, loc_file(out_path), "out of memory");
         goto done;
     }
-    /* One tensor per param key (two params may read one key). */
-    int n = 0, idx = 0;
-    for (int i = 0; i < g->nnodes; i++) {
-        const Node *p = g->nodes[i];
-        if (p->op != OP_PARAM) continue;
-        bool seen = false;
-        for (int j = 0; j < n && !seen; j++)
-            seen = strcmp(names[j], p->key) == 0;
-        if (!seen) {
-            names[n] = p->key;
-            tensors[n++] = md.params[idx];
+    /* One tensor per param key (two params may read one key), in name
+     * order: the order of the checksum. */
+    int n = 0;
+    for (int i = 0, idx = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_PARAM) {
+            keyed[n] = (Keyed){g->nodes[i], md.params[idx++]};
+            n++;
         }
-        idx++;
+    qsort(keyed, (size_t)n, sizeof *keyed, cmp_keyed);
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (kept && strcmp(keyed[kept - 1].param->key, keyed[i].param->key) == 0) {
+            if (!ir_type_eq(&keyed[kept - 1].param->type, &keyed[i].param->type)) {
+                diag_error(d, keyed[i].param->loc,
+                           "params '%s' and '%s' read the key '%s' as different types",
+                           keyed[kept - 1].param->name, keyed[i].param->name, keyed[i].param->key);
+                goto done;
+            }
+            continue;
+        }
+        keyed[kept++] = keyed[i];
+    }
+    for (int i = 0; i < kept; i++) {
+        names[i] = keyed[i].param->key;
+        tensors[i] = keyed[i].t;
     }
 
     char version[16];
@@ -253,26 +284,12 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
         sum_str(&s, "key", keys[k]);
         sum_str(&s, "value", values[k]);
     }
-    int *order = calloc((size_t)n + 1, sizeof *order);
-    if (!order) {
-        diag_error(d, loc_file(out_path), "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n; i++)
-        order[i] = i;
-    for (int i = 1; i < n; i++) /* insertion sort by name: params are few */
-        for (int j = i; j > 0 && strcmp(names[order[j - 1]], names[order[j]]) > 0; j--) {
-            int t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
-    for (int i = 0; i < n; i++)
-        sum_tensor(&s, names[order[i]], tensors[order[i]], true);
-    free(order);
-    char checksum[72];
+    for (int i = 0; i < kept; i++)
+        sum_tensor(&s, names[i], tensors[i], true);
+    char checksum[RT_DSM_CHECKSUM_SIZE];
     sum_finish(&s, checksum);
     values[NMETA - 1] = checksum;
-    ok = st_write(out_path, n, names, tensors, NMETA, keys, values, d);
+    ok = st_write(out_path, kept, names, tensors, NMETA, keys, values, d);
 done:
     rt_model_data_free(&md);
     free(graph);
@@ -280,6 +297,7 @@ done:
     free(plan);
     free(names);
     free(tensors);
+    free(keyed);
     return ok;
 }
 
@@ -317,14 +335,13 @@ static bool check_header(const SafeTensors *st, const char *name, RtDsm *m, Diag
         return false;
     }
     if (!parse_version(version, &m->format_version)) {
-        ERR("metadata '" K_VERSION "' is '%.80s', not a version number (this dsc reads versions 1 to %d)",
+        ERR("metadata '" K_VERSION "' is '%.80s', not a version number (this dsc reads up to version %d)",
             version, RT_DSM_FORMAT_VERSION);
         return false;
     }
     if (m->format_version > RT_DSM_FORMAT_VERSION) {
-        ERR("compiled-model format version %d is newer than this dsc (%s) reads (versions 1 to %d); use a "
-            "newer dsc "
-            "or compile the model again with this one",
+        ERR("compiled-model format version %d is newer than this dsc (%s) reads (up to version %d); use a "
+            "newer dsc or compile the model again with this one",
             m->format_version, dsc_version(), RT_DSM_FORMAT_VERSION);
         return false;
     }
@@ -344,7 +361,7 @@ static bool check_header(const SafeTensors *st, const char *name, RtDsm *m, Diag
     return true;
 }
 
-static bool check_sum(const SafeTensors *st, const char *name, const char *stored, Diag *d) {
+void rt_dsm_checksum(const SafeTensors *st, char out[RT_DSM_CHECKSUM_SIZE]) {
     Sha256 s;
     rt_sha256_init(&s);
     for (int i = 0; i < st_metadata_count(st); i++) { /* keys come in strcmp order */
@@ -358,8 +375,12 @@ static bool check_sum(const SafeTensors *st, const char *name, const char *store
         st_get_index(st, i, &t);
         sum_tensor(&s, st_name(st, i), &t, false);
     }
-    char got[72];
-    sum_finish(&s, got);
+    sum_finish(&s, out);
+}
+
+static bool check_sum(const SafeTensors *st, const char *name, const char *stored, Diag *d) {
+    char got[RT_DSM_CHECKSUM_SIZE];
+    rt_dsm_checksum(st, got);
     if (strcmp(got, stored) == 0) return true;
     if (strncmp(stored, "sha256:", 7) != 0 || strlen(stored) != 71)
         ERR("metadata '" K_CHECKSUM "' is '%.80s', not sha256:<64 hex digits>", stored);

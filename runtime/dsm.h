@@ -79,6 +79,12 @@ bool rt_dsm_open_mem(const void *buf, size_t len, const char *name, Arena *a, Rt
 /* Closes the file; *m is zeroed.  Safe on a zeroed RtDsm. */
 void rt_dsm_close(RtDsm *m);
 
+/* The checksum the file's contents call for, "sha256:<64 hex digits>" and a
+ * NUL (docs/formats.md: over every metadata entry but "dsc.checksum" and
+ * every tensor), whatever "dsc.checksum" says. */
+enum { RT_DSM_CHECKSUM_SIZE = 72 };
+void rt_dsm_checksum(const struct SafeTensors *st, char out[RT_DSM_CHECKSUM_SIZE]);
+
 /* What `dsc inspect` prints about a loaded model (runtime/dsm_inspect.c):
  * format and dsc version, model, checksum status, inputs and outputs with
  * their shapes, dims, a weights summary (count and bytes per dtype, total),

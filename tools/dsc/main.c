@@ -322,7 +322,13 @@ static int sparse_option(int argc, char **argv, int *i, SparsifyOptions *so, con
 
 /* Parses and type-checks a file; prints diagnostics.  NULL on error. */
 static Graph *load(Arena *a, Diag *d, const char *path) {
-    Graph *g = fe_compile_file(a, d, path);
+    Graph *g = NULL;
+    if (rt_dsm_is(path))
+        diag_error(d, loc_file(path),
+                   "this is a compiled model (.dsm), not DSG source: 'dsc inspect' shows it, "
+                   "'dsc run' and 'dsc bench' run it");
+    else
+        g = fe_compile_file(a, d, path);
     diag_print(d, stderr, true);
     diag_clear(d);
     return g;
