@@ -15,10 +15,13 @@
 #include "dsc.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "passes/precision.h"
 #include "runtime/atomic_file.h"
 #include "runtime/bench.h"
 #include "runtime/hwdb.h"
+#include "runtime/host_jit.h"
 #include "runtime/nvrtc.h"
+#include "runtime/precision_guard.h"
 #include "runtime/run.h"
 
 enum { EXIT_OK = 0, EXIT_DIAG = 1, EXIT_USAGE = 2 };
@@ -63,9 +66,11 @@ static const char usage_compile[] =
     "                   [--disable-pass=NAME] [--dump-before=PASS|all]\n"
     "                   [--dump-after=PASS|all] [--dump-dir DIR]\n"
     "                   [--stats[=text|json]] [--bind DIM=VALUE[,DIM=VALUE]...]\n"
+    "                   [--precision=f32|f16|bf16|int8] [--max-rel-error E]\n"
+    "                   [--weights FILE] [--no-guard]\n"
     "\n"
     "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
-    "file is never needed.\n"
+    "file is never needed (the accuracy guard uses --weights when given).\n"
     "\n"
     "options:\n"
     "  -o OUT             write to OUT ('-' or no -o: standard output); the file\n"
@@ -91,21 +96,36 @@ static const char usage_compile[] =
     "  --stats[=json]     print per pass its time and operations before/after, and\n"
     "                     for the result: operations, kernels (fusion groups), bytes\n"
     "                     of activations moved unfused vs fused (weights, read once\n"
-    "                     either way, apart), planned peak memory vs the sum of\n"
+    "                     either way, apart), the weight bytes as stored (int8 or\n"
+    "                     f16 weights computed at load time replace the f32 params)\n"
+    "                     in total and per dtype, planned peak memory vs the sum of\n"
     "                     all intermediate values; to standard error when the\n"
     "                     compiled output goes to standard output, else to standard\n"
     "                     output.  json: one object with keys ops, kernels,\n"
-    "                     bytes_unfused, bytes_fused, weight_bytes, peak_bytes_planned,\n"
+    "                     bytes_unfused, bytes_fused, weight_bytes,\n"
+    "                     weight_bytes_by_dtype, peak_bytes_planned,\n"
     "                     peak_bytes_naive, dims and passes\n"
-    "  --bind DIM=VALUE   dim values for --stats (repeatable or comma-separated);\n"
-    "                     otherwise a dim's <= bound, else 8\n"
+    "  --bind DIM=VALUE   dim values for --stats and the accuracy guard (repeatable\n"
+    "                     or comma-separated); otherwise a dim's <= bound, else 8\n"
+    "  --precision=P      GEMMs and convolutions in P: f32 (default, no change), f16,\n"
+    "                     bf16 (f32 accumulation) or int8 (linear only: weights per\n"
+    "                     output channel, activations per row at run time); see\n"
+    "                     docs/precision.md.  @precision(dtype) on a let overrides\n"
+    "  --max-rel-error E  the accuracy guard's budget (default 2e-2 for int8, 2e-3\n"
+    "                     for f16 and bf16): the model runs as f32 and at P on seeded\n"
+    "                     random inputs (on cpu, else ref) and, while the largest\n"
+    "                     relative L2 output error is over E, the op whose error\n"
+    "                     alone is largest goes back to f32; prints the per-op\n"
+    "                     table to standard error; fails if f32 everywhere misses E\n"
+    "  --weights FILE     the guard's weights (default: seeded random weights)\n"
+    "  --no-guard         lower every op the policy selects, unmeasured\n"
     "  -h, --help         show this help\n";
 
 static const char usage_run[] =
     "usage: dsc run FILE [--input NAME=FILE.npy]... [--output-dir DIR]\n"
     "               [--weights FILE] [--random-inputs] [--random-weights]\n"
     "               [--seed N] [--bind DIM=VALUE]... [--device auto|cpu|cuda|ref]\n"
-    "               [-O0|-O1|-O2] [--disable-pass=NAME]...\n"
+    "               [-O0|-O1|-O2] [--disable-pass=NAME]... [--precision=P]\n"
     "\n"
     "Runs the model and prints one line per output: name, dtype and shape, min,\n"
     "max and mean (and the count of non-finite values, if any).\n"
@@ -134,6 +154,8 @@ static const char usage_run[] =
     "                             build, ref with a warning\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
+    "  --precision=P      f32 (default), f16, bf16 or int8, as for 'dsc compile'\n"
+    "                     (no accuracy guard)\n"
     "  -h, --help         show this help\n";
 
 static const char usage_bench[] =
@@ -141,6 +163,7 @@ static const char usage_bench[] =
     "                 [--bind DIM=VALUE[,DIM=VALUE]...]... [--seed N]\n"
     "                 [--input NAME=FILE.npy]... [--weights FILE] [--output-dir DIR]\n"
     "                 [-O0|-O1|-O2] [--disable-pass=NAME]... [--no-cache]\n"
+    "                 [--precision=f32|f16|bf16|int8]\n"
     "                 [--profile] [--json]\n"
     "\n"
     "Times the model.  Everything is prepared once: the inputs and weights and,\n"
@@ -165,6 +188,8 @@ static const char usage_bench[] =
     "  --output-dir DIR   write the outputs of the last run as DIR/NAME.npy\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
+    "  --precision=P      f32 (default), f16, bf16 or int8, as for 'dsc compile'\n"
+    "                     (no accuracy guard)\n"
     "  --no-cache         compile every kernel (no disk cache): the cold compile time\n"
     "  --profile          per kernel (cpu only): median time per inference, share,\n"
     "                     GFLOP/s and GB/s from the kernel's estimates, and the\n"
@@ -350,6 +375,10 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
         cJSON_AddNumberToObject(o, "bytes_unfused", st->bytes_unfused);
         cJSON_AddNumberToObject(o, "bytes_fused", st->bytes_fused);
         cJSON_AddNumberToObject(o, "weight_bytes", st->weight_bytes);
+        cJSON *wd = cJSON_AddObjectToObject(o, "weight_bytes_by_dtype");
+        for (int t = 0; t < DT_COUNT; t++)
+            if (st->weight_bytes_by_dtype[t] > 0)
+                cJSON_AddNumberToObject(wd, dtype_name((DType)t), st->weight_bytes_by_dtype[t]);
         cJSON_AddNumberToObject(o, "peak_bytes_planned", st->peak_bytes_planned);
         cJSON_AddNumberToObject(o, "peak_bytes_naive", st->peak_bytes_naive);
         cJSON *passes = cJSON_AddArrayToObject(o, "passes");
@@ -381,6 +410,13 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
             st->fused ? "" : " [no fusion ran]");
     fprintf(out, "  bytes moved     unfused %.0f, fused %.0f (%.2f) [activations; weights: %.0f either way]\n",
             st->bytes_unfused, st->bytes_fused, st->bytes_fused / un, st->weight_bytes);
+    fprintf(out, "  weights         %.0f bytes as stored (", st->weight_bytes);
+    for (int t = 0, first = 1; t < DT_COUNT; t++)
+        if (st->weight_bytes_by_dtype[t] > 0) {
+            fprintf(out, "%s%s %.0f", first ? "" : ", ", dtype_name((DType)t), st->weight_bytes_by_dtype[t]);
+            first = 0;
+        }
+    fprintf(out, ")\n");
     fprintf(out, "  peak memory     naive %.0f, planned %.0f (%.2f)%s\n", st->peak_bytes_naive,
             st->peak_bytes_planned, st->peak_bytes_planned / naive, st->planned ? "" : " [no memory plan]");
 }
@@ -393,6 +429,61 @@ static bool check_pass_name(const char *name, const char *option) {
     return false;
 }
 
+/* --precision=f32|f16|bf16|int8 */
+static bool parse_precision(const char *v, DType *out, const char *usage) {
+    if (pass_precision_from_name(v, out)) return true;
+    usage_error(usage, "--precision must be f32, f16, bf16 or int8, got '%s'", v);
+    return false;
+}
+
+/* Attaches the --precision request to a loaded graph (nothing for f32). */
+static void request_precision(Arena *a, Graph *g, DType prec) {
+    if (!g || prec == DT_F32) return;
+    g->precision = arena_alloc(a, sizeof(PrecisionRequest));
+    g->precision->dtype = prec;
+}
+
+/* The accuracy guard before compiling at a lower precision: measures on
+ * seeded random inputs (dims from --bind) with the --weights file or seeded
+ * random weights, prints the per-op table to stderr, and stores the ops it
+ * moves back to f32 in g->precision.  False (diagnostics printed) on error
+ * or when even f32 everywhere misses the budget. */
+static bool run_guard(const char *file, Graph *g, DType prec, double max_err, const char *weights,
+                      const Binds *binds, int opt, const char **disabled, int ndisabled, Diag *d) {
+    GuardOptions go = {.dtype = prec,
+                       .budget = max_err >= 0    ? max_err
+                                 : prec == DT_I8 ? 2e-2
+                                                 : 2e-3,
+                       .opt_level = opt,
+                       .disabled = disabled,
+                       .ndisabled = ndisabled,
+                       .report = stderr};
+    go.run = (RunOptions){.random_inputs = true,
+                          .random_weights = !weights,
+                          .weights = weights,
+                          .nbinds = binds->n,
+                          .bind_names = (const char *const *)binds->names,
+                          .bind_values = binds->values,
+                          .device = rt_host_available() ? RT_DEVICE_CPU : RT_DEVICE_REF};
+    GuardResult *r = calloc(1, sizeof *r);
+    bool ok = rt_precision_guard(file, &go, r, d);
+    if (ok && !r->met)
+        diag_error(d, loc_file(file),
+                   "--precision=%s: the output error %.3g exceeds --max-rel-error %.3g even in f32",
+                   pass_precision_name(prec), r->error_final, go.budget);
+    if (ok && r->met) {
+        bool *keep = arena_alloc(g->arena, sizeof(bool) * PREC_MAX_CAND);
+        memcpy(keep, r->keep, sizeof(bool) * PREC_MAX_CAND);
+        g->precision->keep_f32 = keep;
+        g->precision->nkeep = PREC_MAX_CAND;
+    }
+    ok = ok && r->met;
+    free(r);
+    diag_print(d, stderr, true);
+    diag_clear(d);
+    return ok;
+}
+
 static int cmd_compile(int argc, char **argv) {
     const char *file = NULL, *out = NULL, *v;
     Emit emit = EMIT_DSG;
@@ -400,6 +491,10 @@ static int cmd_compile(int argc, char **argv) {
     Dumps dm = {.dir = "."};
     Binds binds = {0};
     int stats = 0; /* 0 none, 1 text, 2 json */
+    DType prec = DT_F32;
+    double max_err = -1; /* --max-rel-error; <0: the default for the precision */
+    bool guard = true;
+    const char *guard_weights = NULL;
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int ndisabled = 0, opt = 2, rc = EXIT_USAGE;
     for (int i = 0; i < argc; i++) {
@@ -445,6 +540,19 @@ static int cmd_compile(int argc, char **argv) {
             dm.after = v;
         } else if ((v = option_value(argc, argv, &i, "--dump-dir"))) {
             dm.dir = v;
+        } else if ((v = option_value(argc, argv, &i, "--precision"))) {
+            if (!parse_precision(v, &prec, usage_compile)) goto done;
+        } else if ((v = option_value(argc, argv, &i, "--max-rel-error"))) {
+            char *end;
+            max_err = strtod(v, &end);
+            if (end == v || *end || !(max_err >= 0)) {
+                rc = usage_error(usage_compile, "--max-rel-error needs a non-negative number, got '%s'", v);
+                goto done;
+            }
+        } else if (strcmp(a, "--no-guard") == 0) {
+            guard = false;
+        } else if ((v = option_value(argc, argv, &i, "--weights"))) {
+            guard_weights = v;
         } else if (strcmp(a, "--stats") == 0 || strcmp(a, "--stats=text") == 0) {
             stats = 1;
         } else if (strcmp(a, "--stats=json") == 0) {
@@ -468,6 +576,10 @@ static int cmd_compile(int argc, char **argv) {
         rc = usage_error(usage_compile, "%s", "no input file");
         goto done;
     }
+    if (prec != DT_F32 && opt == 0) {
+        rc = usage_error(usage_compile, "%s", "--precision needs -O1 or -O2 (-O0 runs no passes)");
+        goto done;
+    }
     bool kernels = emit == EMIT_CUDA || emit == EMIT_CUBIN;
     if (kernels && (!out || strcmp(out, "-") == 0)) {
         rc = usage_error(usage_compile, "%s", "--emit=cuda and --emit=cubin need -o DIR");
@@ -487,6 +599,10 @@ static int cmd_compile(int argc, char **argv) {
     dm.d = d;
     rc = EXIT_DIAG;
     Graph *g = load(arena, d, file);
+    request_precision(arena, g, prec);
+    if (g && g->precision && guard &&
+        !run_guard(file, g, prec, max_err, guard_weights, &binds, opt, disabled, ndisabled, d))
+        g = NULL;
     if (g) {
         PassRecord *records = calloc((size_t)pass_count() + 1, sizeof(PassRecord));
         PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm, records, 0};
@@ -550,6 +666,7 @@ static int cmd_run(int argc, char **argv) {
     RunOptions ro = {.summary = stdout, .device = RT_DEVICE_AUTO};
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
+    DType prec = DT_F32;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         char *n, *val;
@@ -589,6 +706,8 @@ static int cmd_run(int argc, char **argv) {
         } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
             if (!check_pass_name(v, "--disable-pass")) goto done;
             disabled[ndisabled++] = v;
+        } else if ((v = option_value(argc, argv, &i, "--precision"))) {
+            if (!parse_precision(v, &prec, usage_run)) goto done;
         } else if (strcmp(a, "--random-inputs") == 0) {
             ro.random_inputs = true;
         } else if (strcmp(a, "--random-weights") == 0) {
@@ -609,6 +728,10 @@ static int cmd_run(int argc, char **argv) {
         rc = usage_error(usage_run, "%s", "no input file");
         goto done;
     }
+    if (prec != DT_F32 && opt == 0) {
+        rc = usage_error(usage_run, "%s", "--precision needs -O1 or -O2 (-O0 runs no passes)");
+        goto done;
+    }
     ro.input_names = (const char *const *)names;
     ro.input_files = (const char *const *)files;
     ro.bind_names = (const char *const *)bnames;
@@ -617,6 +740,7 @@ static int cmd_run(int argc, char **argv) {
     Diag *d = diag_create();
     rc = EXIT_DIAG;
     Graph *g = load(arena, d, file);
+    request_precision(arena, g, prec);
     /* a second copy stays as written, for choosing random weight ranges */
     ro.as_written = g && ro.random_weights ? load(arena, d, file) : NULL;
     if (g) {
@@ -642,6 +766,7 @@ static int cmd_bench(int argc, char **argv) {
     Binds binds = {0};
     BenchOptions bo = {.run = {.device = RT_DEVICE_AUTO, .random_inputs = true}, .iters = 20, .warmup = 3};
     bool json = false;
+    DType prec = DT_F32;
     int opt = 2, rc = EXIT_USAGE, ndisabled = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -696,6 +821,8 @@ static int cmd_bench(int argc, char **argv) {
             disabled[ndisabled++] = v;
         } else if (strcmp(a, "-O0") == 0 || strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
             opt = a[2] - '0';
+        } else if ((v = option_value(argc, argv, &i, "--precision"))) {
+            if (!parse_precision(v, &prec, usage_bench)) goto done;
         } else if (strcmp(a, "--no-cache") == 0) {
             bo.no_cache = true;
         } else if (strcmp(a, "--profile") == 0) {
@@ -716,6 +843,10 @@ static int cmd_bench(int argc, char **argv) {
         rc = usage_error(usage_bench, "%s", "no input file");
         goto done;
     }
+    if (prec != DT_F32 && opt == 0) {
+        rc = usage_error(usage_bench, "%s", "--precision needs -O1 or -O2 (-O0 runs no passes)");
+        goto done;
+    }
     bo.run.input_names = (const char *const *)names;
     bo.run.input_files = (const char *const *)files;
     bo.run.nbinds = binds.n;
@@ -727,6 +858,7 @@ static int cmd_bench(int argc, char **argv) {
     rc = EXIT_DIAG;
     double t0 = rt_bench_now();
     Graph *g = load(arena, d, file);
+    request_precision(arena, g, prec);
     PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled};
     bool ok = g && pass_run_pipeline(g, d, &po);
     double load_ms = (rt_bench_now() - t0) * 1e3;
