@@ -55,12 +55,9 @@
  * rounded (spec section 4 allows it), but an explicit cast to f16 or bf16 must
  * round, and so should a half-precision value that a cast or a comparison in
  * the group reads (a truncation or a comparison would otherwise see digits
- * the value does not have).  The kernel IR has no rounding operator, so such
- * a value is computed by a kernel of its own that stores it (to its planned
- * buffer, or to an allocation of its own: KB_PLANNED with ann.buffer == -1)
- * and its readers load it: the store rounds.  (When memplan made that value
- * an in-place update of an operand, the readers use the unrounded value
- * instead, which is only fused-intermediate precision.)
+ * the value does not have).  Such a value is rounded where it is computed,
+ * in the kernel (KO_WRAP to f16/bf16: stored and read back), so the casts
+ * that passes/precision.c puts around a GEMM stay in the GEMM's kernel.
  *
  * Integers follow the interpreter exactly: i64 arithmetic that wraps, KO_WRAP
  * to i8/i32 after every operation that can leave the dtype's range, truncating
@@ -121,7 +118,7 @@ typedef struct {
     int64_t *sample;    /* a binding of the dims for cost estimates */
     int *uses;          /* by node id: uses inside its group, +1 if it escapes */
     bool *esc;          /* by node id: read outside its group or a graph output */
-    bool *bnd;          /* by node id: a rounding point, computed by a kernel of its own */
+    bool *bnd;          /* by node id: a rounding point, rounded in the kernel (KO_WRAP) */
     bool *reach;        /* by node id: reached from the attention core (current group) */
     const Group *grp;   /* the group, or NULL: `single` alone */
     const Node *single;
@@ -1525,12 +1522,13 @@ static KExpr *compute(Low *L, const Node *n, const Ix *ix) {
 /* n's element at ix as a scalar expression of its compute type. */
 static KExpr *val(Low *L, const Node *n, const Ix *ix) {
     if (n->op == OP_CONST) return const_value(L, n);
-    if (!in_group(L, n) || (L->G->bnd[n->id] && !is_target(L, n))) return ext(L, n, ix);
+    if (!in_group(L, n)) return ext(L, n, ix);
     Ix c = *ix;
     canon(L, &c, &n->type);
     KExpr *v = cache_get(L, n, TAG_VAL, &c);
     if (v) return v;
     v = compute(L, n, &c);
+    if (L->G->bnd[n->id]) v = kir_wrap(L->g, n->type.dtype, v); /* a rounding point */
     if (L->G->uses[n->id] > 1 || v->kind == KE_LOCAL) {
         v = mat(L, v);
         cache_put(L, n, TAG_VAL, &c, v);
@@ -1600,9 +1598,7 @@ static const Node *epi_source(GCtx *G, const Node *n) {
     int nops = n->op == OP_BATCHNORM ? 1 : n->nin;
     for (int k = 0; k < nops; k++) {
         const Node *p = n->in[k];
-        if (p && member(G, p) && G->reach[p->id] && !G->bnd[p->id] &&
-            ir_type_numel(G->g, &p->type) == numel)
-            return p;
+        if (p && member(G, p) && G->reach[p->id] && ir_type_numel(G->g, &p->type) == numel) return p;
     }
     return NULL;
 }
@@ -1613,7 +1609,7 @@ static void reach_from(GCtx *G, const Node *o) {
     G->reach[o->id] = true;
     for (int i = 0; i < G->nm; i++) {
         const Node *n = G->m[i];
-        if (n->id > o->id && !G->bnd[n->id] && epi_source(G, n)) G->reach[n->id] = true;
+        if (n->id > o->id && epi_source(G, n)) G->reach[n->id] = true;
     }
 }
 
@@ -1629,6 +1625,7 @@ static void push(Low *L, const Node *o, const Ix *ix, KExpr *v) {
     GCtx *G = L->G;
     Known *kn = arena_alloc(L->g->arena, sizeof(Known) * (size_t)(G->nm + 1));
     int nk = 0;
+    if (G->bnd[o->id]) v = kir_wrap(L->g, o->type.dtype, v); /* a rounding point */
     v = mat(L, v);
     cache_put(L, o, TAG_VAL, ix, v);
     kn[nk++] = (Known){o, *ix, v};
@@ -1865,7 +1862,7 @@ static void emit_by_shape(GCtx *G, const Node **vals, int nv, bool try_seq) {
 static bool find_att(GCtx *G, Att *A) {
     for (int i = 0; i < G->nm; i++) {
         const Node *n = G->m[i];
-        if (n->op == OP_ATTENTION && n->type.rank >= 2 && !G->bnd[n->id]) {
+        if (n->op == OP_ATTENTION && n->type.rank >= 2) {
             const Node *k = n->in[1];
             *A = (Att){n, NULL, n->in[2], k->type.dim[k->type.rank - 2]};
             return true;
@@ -1881,20 +1878,6 @@ static bool find_att(GCtx *G, Att *A) {
         if (m2->type.rank != (r > v->type.rank ? r : v->type.rank)) continue;
         *A = (Att){m2, s, v, s->type.dim[r - 1]};
         return true;
-    }
-    return false;
-}
-
-/* Is there an operand read from outside the group whose buffer is b? (memplan's
- * in-place updates give an output the buffer of such an operand) */
-static bool donor_buffer(GCtx *G, int b) {
-    for (int i = 0; i < G->nm; i++) {
-        const Node *n = G->m[i];
-        for (int k = 0; k < n->nin; k++) {
-            const Node *x = n->in[k];
-            if (!x || ir_is_source(x) || (G->grp && x->ann.group == G->grp->id)) continue;
-            if (root_of(G->g, x)->ann.buffer == b) return true;
-        }
     }
     return false;
 }
@@ -1960,17 +1943,12 @@ static void lower_group(GCtx *G) {
             if (x && member(G, x) && half(x->type.dtype) && !rounded(G, x)) G->bnd[x->id] = true;
         }
     }
-    for (int i = 0; i < G->nm; i++) {
-        const Node *n = G->m[i];
-        if (G->bnd[n->id] && pure && n->ann.buffer >= 0 && donor_buffer(G, n->ann.buffer)) G->bnd[n->id] = false;
-    }
     const Node **vals = arena_alloc(g->arena, sizeof(Node *) * ((size_t)G->nm + 1));
     int nv = 0;
     bool seq = rowish(G);
     for (int i = 0; i < G->nm && G->ok; i++) {
         const Node *n = G->m[i];
-        if (G->bnd[n->id]) emit_plain(G, &n, 1, seq);
-        else if (G->esc[n->id]) vals[nv++] = n;
+        if (G->esc[n->id]) vals[nv++] = n;
     }
     if (!nv || !G->ok) return;
     if (pure) {

@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "build.h"
 #include "passes.h"
 #include "precision.h"
 
@@ -78,54 +79,17 @@ typedef struct {
 } Memo;
 
 typedef struct {
-    Graph *g;
-    Diag *d;
-    Loc loc;
-    Node **order; /* the new node order */
-    int n;
-    size_t cap;
-    bool ok;
+    Builder b; /* the new node order (passes/build.h) */
     Memo *memo;
     int nmemo;
     size_t memocap;
 } Cx;
 
-/* ---- building nodes ----------------------------------------------------- */
-
-static Node *mk(Cx *c, OpKind op, Node *a, Node *b, Node *e) {
-    Node *n = ir_node_create(c->g, op, ir_op_tensor_params(op), c->loc);
-    n->in[0] = a;
-    if (b) n->in[1] = b;
-    if (e) n->in[2] = e;
-    return n;
-}
-
-static Node *fin(Cx *c, Node *n) {
-    if (!c->ok) return n;
-    if (!ir_infer(c->g, n, c->d)) {
-        diag_error(c->d, c->loc, "internal error: precision built an invalid %s", ir_op_name(n->op));
-        c->ok = false;
-        return n;
-    }
-    VEC_PUSH(c->g->arena, c->order, c->n, c->cap, n);
-    return n;
-}
-
-static Node *op2(Cx *c, OpKind op, Node *a, Node *b) { return fin(c, mk(c, op, a, b, NULL)); }
-
-static Node *lit(Cx *c, double v) {
-    Node *n = ir_node_create(c->g, OP_CONST, 0, c->loc);
-    n->type.dtype = DT_F32;
-    n->fval = v;
-    return fin(c, n);
-}
-
-static Node *cast(Cx *c, Node *x, DType dt) {
-    if (!x || x->type.dtype == dt) return x;
-    Node *n = mk(c, OP_CAST, x, NULL, NULL);
-    ir_attr_set(c->g, n, "dtype", AV_DTYPE, c->loc)->dt = dt;
-    return fin(c, n);
-}
+static Node *mk(Cx *c, OpKind op, Node *a, Node *b, Node *e) { return pb_new(&c->b, op, a, b, e); }
+static Node *fin(Cx *c, Node *n) { return pb_place(&c->b, n); }
+static Node *op2(Cx *c, OpKind op, Node *a, Node *b) { return pb_op(&c->b, op, a, b); }
+static Node *lit(Cx *c, double v) { return pb_scalar(&c->b, DT_F32, v); }
+static Node *cast(Cx *c, Node *x, DType dt) { return pb_cast(&c->b, x, dt); }
 
 static Memo *memo_find(Cx *c, const Node *src, int kind) {
     for (int i = 0; i < c->nmemo; i++)
@@ -136,7 +100,7 @@ static Memo *memo_find(Cx *c, const Node *src, int kind) {
 static void memo_put(Cx *c, const Node *src, int kind, Node *val, Node *scale) {
     if (c->nmemo == (int)c->memocap) {
         size_t cap = c->memocap ? 2 * c->memocap : 8;
-        c->memo = arena_grow(c->g->arena, c->memo, sizeof(Memo) * c->memocap, sizeof(Memo) * cap);
+        c->memo = arena_grow(c->b.g->arena, c->memo, sizeof(Memo) * c->memocap, sizeof(Memo) * cap);
         c->memocap = cap;
     }
     c->memo[c->nmemo++] = (Memo){src, kind, val, scale};
@@ -155,11 +119,11 @@ static Node *cast_shared(Cx *c, Node *x, DType dt) {
 /* maximum(reduce_max(abs(v), axes=[axis], keepdims=true), 1e-30) / 127 */
 static Node *absmax_scale(Cx *c, Node *v, int64_t axis) {
     Node *r = mk(c, OP_REDUCE_MAX, op2(c, OP_ABS, v, NULL), NULL, NULL);
-    Attr *ax = ir_attr_set(c->g, r, "axes", AV_INTS, c->loc);
+    Attr *ax = ir_attr_set(c->b.g, r, "axes", AV_INTS, c->b.loc);
     ax->n = 1;
-    ax->ints = arena_alloc(c->g->arena, sizeof(int64_t));
+    ax->ints = arena_alloc(c->b.g->arena, sizeof(int64_t));
     ax->ints[0] = axis;
-    ir_attr_set(c->g, r, "keepdims", AV_BOOL, c->loc)->b = true;
+    ir_attr_set(c->b.g, r, "keepdims", AV_BOOL, c->b.loc)->b = true;
     return op2(c, OP_DIV, op2(c, OP_MAXIMUM, fin(c, r), lit(c, 1e-30)), lit(c, 127));
 }
 
@@ -193,9 +157,9 @@ static void set_hint(Cx *c, Node *n, DType dt) {
             n->hints[i].args[0].dt = dt;
             return;
         }
-    Attr *a = arena_alloc(c->g->arena, sizeof(Attr));
+    Attr *a = arena_alloc(c->b.g->arena, sizeof(Attr));
     *a = (Attr){.name = "dtype", .kind = AV_DTYPE, .loc = n->loc, .dt = dt};
-    n->hints = arena_grow(c->g->arena, n->hints, sizeof(Hint) * (size_t)n->nhints,
+    n->hints = arena_grow(c->b.g->arena, n->hints, sizeof(Hint) * (size_t)n->nhints,
                           sizeof(Hint) * (size_t)(n->nhints + 1));
     n->hints[n->nhints++] = (Hint){.name = "precision", .loc = n->loc, .nargs = 1, .args = a};
 }
@@ -226,9 +190,9 @@ static Node *lower_int8(Cx *c, Node *n) {
     Node *sw = absmax_scale(c, w, 1);
     Node *wi = cast(c, quantize(c, w, sw), DT_I32);
     Node *swr = mk(c, OP_RESHAPE, sw, NULL, NULL);
-    Attr *sh = ir_attr_set(c->g, swr, "shape", AV_DIMS, c->loc);
+    Attr *sh = ir_attr_set(c->b.g, swr, "shape", AV_DIMS, c->b.loc);
     sh->n = 1;
-    sh->dims = arena_alloc(c->g->arena, sizeof(DimId));
+    sh->dims = arena_alloc(c->b.g->arena, sizeof(DimId));
     sh->dims[0] = w->type.dim[0];
     fin(c, swr);
     n->in[0] = xi;
@@ -287,9 +251,9 @@ bool pass_precision(Graph *g, Diag *d) {
         konst[i] = kn;
     }
     if (!any) return true;
-    Cx c = {.g = g, .d = d, .ok = true};
+    Cx c = {.b = {.g = g, .d = d, .pass = "precision", .ok = true}};
     int ordinal = 0;
-    for (int i = 0; i < nn && c.ok; i++) {
+    for (int i = 0; i < nn && c.b.ok; i++) {
         Node *n = g->nodes[i];
         for (int k = 0; k < n->nin; k++)
             if (n->in[k] && n->in[k]->id >= 0 && n->in[k]->id < nn && g->nodes[n->in[k]->id] == n->in[k] &&
@@ -303,7 +267,7 @@ bool pass_precision(Graph *g, Diag *d) {
                              "@precision(%s) on %s has no effect: only GEMMs and convolutions with "
                              "constant weights change precision",
                              dtype_name(h->args[0].dt), ir_op_name(n->op));
-            VEC_PUSH(g->arena, c.order, c.n, c.cap, n);
+            VEC_PUSH(g->arena, c.b.order, c.b.n, c.b.cap, n);
             continue;
         }
         const Hint *h = ir_hint(n, "precision");
@@ -319,24 +283,24 @@ bool pass_precision(Graph *g, Diag *d) {
             pc->why = why;
         }
         ordinal++;
-        c.loc = n->loc;
+        c.b.loc = n->loc;
         set_hint(&c, n, got);
         n->ann.precision = got;
         n->ann.has_precision = true;
         if (got == DT_F32) {
-            VEC_PUSH(g->arena, c.order, c.n, c.cap, n);
+            VEC_PUSH(g->arena, c.b.order, c.b.n, c.b.cap, n);
             continue;
         }
         repl[i] = got == DT_I8 ? lower_int8(&c, n) : lower_half(&c, n, got);
     }
-    if (!c.ok) return false;
+    if (!c.b.ok) return false;
     for (int i = 0; i < g->noutputs; i++) {
         Node *o = g->outputs[i].node;
         if (o->id >= 0 && o->id < nn && g->nodes[o->id] == o && repl[o->id]) g->outputs[i].node = repl[o->id];
     }
-    g->nodes = c.order;
-    g->nnodes = c.n;
-    g->nodecap = c.cap;
+    g->nodes = c.b.order;
+    g->nnodes = c.b.n;
+    g->nodecap = c.b.cap;
     ir_renumber(g);
     return true;
 }

@@ -8,16 +8,10 @@
 # --stats weight bytes per dtype, the guard's table, usage errors.
 # Fails (never skips) without numpy.
 set -u
-dsc=$1
-fail=0
-tmp=$(mktemp -d)
+dsc=$1 fail=0 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-py=
-for p in python3 /usr/bin/python3 /usr/local/bin/python3; do
-  if "$p" -c 'import numpy' >/dev/null 2>&1; then py=$p; break; fi
-done
-[ -n "$py" ] || { echo "FAIL no python3 with numpy"; exit 1; }
+for py in python3 /usr/bin/python3 /usr/local/bin/python3 none; do "$py" -c 'import numpy' 2>/dev/null && break; done
+[ "$py" != none ] || { echo "FAIL no python3 with numpy"; exit 1; }
 
 cat >"$tmp/q.dsg" <<'EOF'
 model q {

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "codegen/lower.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
 #include "passes/precision.h"
@@ -73,68 +74,70 @@ static void free_outs(Tensor **t, int n) {
     free(t);
 }
 
+/* Calls check for every example at every lower precision, with a fresh
+ * arena and diagnostics each time; `p` indexes precs[]. */
+typedef void (*ExampleCheck)(const char *path, size_t index, size_t p, Arena *a, Diag *d);
+
+static void each_example(ExampleCheck check) {
+    glob_t gl;
+    cr_assert_eq(glob("examples/*.dsg", 0, NULL, &gl), 0, "no examples/*.dsg (run from the repository root)");
+    for (size_t i = 0; i < gl.gl_pathc; i++)
+        for (size_t p = 0; p < sizeof precs / sizeof precs[0]; p++) {
+            Arena *a = arena_create();
+            Diag *d = diag_create();
+            check(gl.gl_pathv[i], i, p, a, d);
+            diag_destroy(d);
+            arena_destroy(a);
+        }
+    globfree(&gl);
+}
+
 /* The host accumulates in f32 where the interpreter uses double, so a value
  * rounded to f16/bf16 may come out one unit in the last place apart: the
  * tolerance is that unit (2^-11, 2^-8) for f16/bf16, and f32's for int8,
  * whose integer accumulation is exact on both. */
 static const double tol[] = {0x1p-11, 0x1p-8, 1e-5};
 
-Test(precision, examples_host_matches_reference, .timeout = 600) {
-    cr_assert(rt_host_available(), "the host JIT is needed (build with LLVM)");
-    glob_t gl;
-    cr_assert_eq(glob("examples/*.dsg", 0, NULL, &gl), 0);
-    for (size_t i = 0; i < gl.gl_pathc; i++)
-        for (size_t p = 0; p < sizeof precs / sizeof precs[0]; p++) {
-            Arena *a = arena_create();
-            Diag *d = diag_create();
-            const char *path = gl.gl_pathv[i];
-            Graph *g = compile(a, d, path, NULL, precs[p], NULL);
-            int lowered = 0;
-            for (int c = 0; c < g->precision->ncand; c++)
-                lowered += g->precision->cand[c].chosen != DT_F32;
-            cr_expect_gt(lowered, 0, "%s at %s: no op lowered", path, pass_precision_name(precs[p]));
-            Tensor **cpu = run(g, path, RT_DEVICE_CPU, 7 + i, NULL),
-                   **ref = run(g, path, RT_DEVICE_REF, 7 + i, NULL);
-            for (int o = 0; o < g->noutputs; o++) {
-                double e = rt_outputs_rel_error(&cpu[o], &ref[o], 1);
-                cr_expect(e <= tol[p], "%s at %s: output %s: host vs interpreter relative L2 error %g > %g",
-                          path, pass_precision_name(precs[p]), g->outputs[o].name, e, tol[p]);
-            }
-            free_outs(cpu, g->noutputs);
-            free_outs(ref, g->noutputs);
-            diag_destroy(d);
-            arena_destroy(a);
-        }
-    globfree(&gl);
+static void host_matches_reference(const char *path, size_t i, size_t p, Arena *a, Diag *d) {
+    Graph *g = compile(a, d, path, NULL, precs[p], NULL);
+    int lowered = 0;
+    for (int c = 0; c < g->precision->ncand; c++)
+        lowered += g->precision->cand[c].chosen != DT_F32;
+    cr_expect_gt(lowered, 0, "%s at %s: no op lowered", path, pass_precision_name(precs[p]));
+    Tensor **cpu = run(g, path, RT_DEVICE_CPU, 7 + i, NULL), **ref = run(g, path, RT_DEVICE_REF, 7 + i, NULL);
+    for (int o = 0; o < g->noutputs; o++) {
+        double e = rt_outputs_rel_error(&cpu[o], &ref[o], 1);
+        cr_expect(e <= tol[p], "%s at %s: output %s: host vs interpreter relative L2 error %g > %g", path,
+                  pass_precision_name(precs[p]), g->outputs[o].name, e, tol[p]);
+    }
+    free_outs(cpu, g->noutputs);
+    free_outs(ref, g->noutputs);
 }
 
-Test(precision, no_cast_only_group) {
-    glob_t gl;
-    cr_assert_eq(glob("examples/*.dsg", 0, NULL, &gl), 0);
-    for (size_t i = 0; i < gl.gl_pathc; i++)
-        for (size_t p = 0; p < sizeof precs / sizeof precs[0]; p++) {
-            Arena *a = arena_create();
-            Diag *d = diag_create();
-            Graph *g = compile(a, d, gl.gl_pathv[i], NULL, precs[p], NULL);
-            int casts = 0;
-            for (int k = 0; k < g->ngroups; k++) {
-                const Group *grp = g->groups[k];
-                if (grp->kind == GK_CONSTANT) continue; /* weights converted once when they load */
-                bool only_casts = true;
-                for (int j = 0; j < grp->nnodes; j++) {
-                    casts += grp->nodes[j]->op == OP_CAST;
-                    only_casts &= grp->nodes[j]->op == OP_CAST;
-                }
-                cr_expect(!only_casts, "%s at %s: group %d (%s) only casts", gl.gl_pathv[i],
-                          pass_precision_name(precs[p]), grp->id, ir_group_kind_name(grp->kind));
-            }
-            cr_expect_gt(casts, 0, "%s at %s: no casts at all", gl.gl_pathv[i],
-                         pass_precision_name(precs[p]));
-            diag_destroy(d);
-            arena_destroy(a);
-        }
-    globfree(&gl);
+Test(precision, examples_host_matches_reference, .timeout = 600) {
+    cr_assert(rt_host_available(), "the host JIT is needed (build with LLVM)");
+    each_example(host_matches_reference);
 }
+
+static void no_cast_only_group(const char *path, size_t i, size_t p, Arena *a, Diag *d) {
+    (void)i;
+    Graph *g = compile(a, d, path, NULL, precs[p], NULL);
+    int casts = 0;
+    for (int k = 0; k < g->ngroups; k++) {
+        const Group *grp = g->groups[k];
+        if (grp->kind == GK_CONSTANT) continue; /* weights converted once when they load */
+        bool only_casts = true;
+        for (int j = 0; j < grp->nnodes; j++) {
+            casts += grp->nodes[j]->op == OP_CAST;
+            only_casts &= grp->nodes[j]->op == OP_CAST;
+        }
+        cr_expect(!only_casts, "%s at %s: group %d (%s) only casts", path, pass_precision_name(precs[p]),
+                  grp->id, ir_group_kind_name(grp->kind));
+    }
+    cr_expect_gt(casts, 0, "%s at %s: no casts at all", path, pass_precision_name(precs[p]));
+}
+
+Test(precision, no_cast_only_group) { each_example(no_cast_only_group); }
 
 /* Removes every `reason="..."` (no escaped quotes in reasons) in place. */
 static void strip_reasons(char *s) {
@@ -145,38 +148,56 @@ static void strip_reasons(char *s) {
     }
 }
 
-Test(precision, dumps_are_fixed_points) {
-    glob_t gl;
-    cr_assert_eq(glob("examples/*.dsg", 0, NULL, &gl), 0);
-    for (size_t i = 0; i < gl.gl_pathc; i++)
-        for (size_t p = 0; p < sizeof precs / sizeof precs[0]; p++) {
-            Arena *a = arena_create();
-            Diag *d = diag_create();
-            Graph *g = compile(a, d, gl.gl_pathv[i], NULL, precs[p], NULL);
-            char *dump = test_print_dsg(g);
-            Graph *g2 = fe_compile_source(a, d, "dump.dsg", dump, strlen(dump));
-            cr_assert_not_null(g2, "%s at %s: the dump does not compile:\n%s\n%s", gl.gl_pathv[i],
-                               pass_precision_name(precs[p]), test_diag_text(d, true), dump);
-            char *again = test_print_dsg(g2);
-            cr_expect_str_eq(again, dump, "%s at %s: print(parse(dump)) differs", gl.gl_pathv[i],
-                             pass_precision_name(precs[p]));
-            /* compiling the dump again, even asking for the same precision, changes nothing
-             * but fusion's reasons (which name a shared input by its name, and the dump
-             * names every temporary) */
-            Graph *g3 = compile(a, d, "dump.dsg", dump, precs[p], NULL);
-            char *third = test_print_dsg(g3);
-            strip_reasons(third);
-            strip_reasons(dump);
-            cr_expect_str_eq(third, dump, "%s at %s: recompiling the dump changes it", gl.gl_pathv[i],
-                             pass_precision_name(precs[p]));
-            free(third);
-            free(again);
-            free(dump);
-            diag_destroy(d);
-            arena_destroy(a);
-        }
-    globfree(&gl);
+static int run_kernels(Graph *g) {
+    Diag *d = diag_create();
+    KProgram prog = {.g = g};
+    cr_assert(cg_lower(g, &prog, d), "%s", test_diag_text(d, true));
+    int n = 0;
+    for (int i = 0; i < prog.nkernels; i++)
+        n += !prog.kernels[i]->load_time;
+    diag_destroy(d);
+    return n;
 }
+
+/* The casts are rounded inside the kernels that read and write them (no
+ * kernel of their own), so a lower precision launches exactly as many
+ * kernels per inference as f32 (int8 adds the activation quantisations,
+ * each one row reduction). */
+static void casts_add_no_kernels(const char *path, size_t i, size_t p, Arena *a, Diag *d) {
+    (void)i;
+    if (precs[p] == DT_I8) return; /* adds the quantising reductions */
+    int base = run_kernels(compile(a, d, path, NULL, DT_F32, NULL));
+    int k = run_kernels(compile(a, d, path, NULL, precs[p], NULL));
+    cr_expect_eq(k, base, "%s at %s: %d kernels per inference, f32 has %d", path,
+                 pass_precision_name(precs[p]), k, base);
+}
+
+Test(precision, casts_add_no_kernels) { each_example(casts_add_no_kernels); }
+
+static void dump_fixed_point(const char *path, size_t i, size_t p, Arena *a, Diag *d) {
+    (void)i;
+    const char *pn = pass_precision_name(precs[p]);
+    Graph *g = compile(a, d, path, NULL, precs[p], NULL);
+    char *dump = test_print_dsg(g);
+    Graph *g2 = fe_compile_source(a, d, "dump.dsg", dump, strlen(dump));
+    cr_assert_not_null(g2, "%s at %s: the dump does not compile:\n%s\n%s", path, pn, test_diag_text(d, true),
+                       dump);
+    char *again = test_print_dsg(g2);
+    cr_expect_str_eq(again, dump, "%s at %s: print(parse(dump)) differs", path, pn);
+    /* compiling the dump again, even asking for the same precision, changes nothing
+     * but fusion's reasons (which name a shared input by its name, and the dump
+     * names every temporary) */
+    Graph *g3 = compile(a, d, "dump.dsg", dump, precs[p], NULL);
+    char *third = test_print_dsg(g3);
+    strip_reasons(third);
+    strip_reasons(dump);
+    cr_expect_str_eq(third, dump, "%s at %s: recompiling the dump changes it", path, pn);
+    free(third);
+    free(again);
+    free(dump);
+}
+
+Test(precision, dumps_are_fixed_points) { each_example(dump_fixed_point); }
 
 static double weight_bytes(Graph *g, const int64_t *syms) {
     GraphStats st;
