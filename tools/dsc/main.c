@@ -116,7 +116,7 @@ static const char usage_compile[] =
     "                     random inputs (on cpu, else ref) and, while the largest\n"
     "                     relative L2 output error is over E, the op whose error\n"
     "                     alone is largest goes back to f32; prints the per-op\n"
-    "                     table to standard error; fails if f32 everywhere misses E\n"
+    "                     table to standard error\n"
     "  --weights FILE     the guard's weights (default: seeded random weights)\n"
     "  --no-guard         lower every op the policy selects, unmeasured\n"
     "  -h, --help         show this help\n";
@@ -447,7 +447,7 @@ static void request_precision(Arena *a, Graph *g, DType prec) {
  * seeded random inputs (dims from --bind) with the --weights file or seeded
  * random weights, prints the per-op table to stderr, and stores the ops it
  * moves back to f32 in g->precision.  False (diagnostics printed) on error
- * or when even f32 everywhere misses the budget. */
+ * or when even f32 everywhere misses the budget (non-finite outputs). */
 static bool run_guard(const char *file, Graph *g, DType prec, double max_err, const char *weights,
                       const Binds *binds, int opt, const char **disabled, int ndisabled, Diag *d) {
     GuardOptions go = {.dtype = prec,
@@ -469,7 +469,7 @@ static bool run_guard(const char *file, Graph *g, DType prec, double max_err, co
     bool ok = rt_precision_guard(file, &go, r, d);
     if (ok && !r->met)
         diag_error(d, loc_file(file),
-                   "--precision=%s: the output error %.3g exceeds --max-rel-error %.3g even in f32",
+                   "--precision=%s: the output error is %.3g (budget %.3g) even in f32: are the outputs finite?",
                    pass_precision_name(prec), r->error_final, go.budget);
     if (ok && r->met) {
         bool *keep = arena_alloc(g->arena, sizeof(bool) * PREC_MAX_CAND);
