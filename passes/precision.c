@@ -23,9 +23,11 @@
  *     sx = maximum(reduce_max(abs(x), axes=[-1], keepdims), 1e-30) / 127  [..., 1]
  *     acc = linear(cast(q(x, sx), i32), cast(q(w, sw), i32))             exact in i32
  *     y = cast(acc, f32) * sx * reshape(sw, [N]) (+ b)
- *     Weights: symmetric, per output channel; activations: dynamic, per row
- *     (no calibration).  |acc| <= K * 127^2 < 2^31 when K <= PREC_I8_MAX_K;
- *     a larger or symbolic K keeps the op f32.
+ *     Weights: symmetric, per output channel; activations: dynamic, per row,
+ *     or with calibrated ranges (PrecisionRequest.act_absmax) a static
+ *     per-tensor scale sx = f32(max(r, 1e-30) / 127) as a literal.
+ *     |acc| <= K * 127^2 < 2^31 when K <= PREC_I8_MAX_K; a larger or
+ *     symbolic K keeps the op f32.
  *
  * What stays f32: reductions, softmax, layernorm/rmsnorm (their inputs and
  * statistics), elementwise ops (the GEMM result is cast back to f32 at once,
@@ -51,6 +53,7 @@
  * candidate's users, outputs and name.  Casts and quantisations of one value
  * are shared by every candidate reading it (so a fused QKV still reads one
  * input). */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -74,8 +77,9 @@ bool pass_precision_from_name(const char *s, DType *out) {
 
 typedef struct {
     const Node *src;
-    int kind; /* DType of a cast, or -1 for the int8 quantisation */
-    Node *val, *scale;
+    int kind;    /* DType of a cast, or -1 for the int8 quantisation */
+    float scale; /* the quantisation's static scale, 0: dynamic */
+    Node *val, *sx;
 } Memo;
 
 typedef struct {
@@ -91,28 +95,28 @@ static Node *op2(Cx *c, OpKind op, Node *a, Node *b) { return pb_op(&c->b, op, a
 static Node *lit(Cx *c, double v) { return pb_scalar(&c->b, DT_F32, v); }
 static Node *cast(Cx *c, Node *x, DType dt) { return pb_cast(&c->b, x, dt); }
 
-static Memo *memo_find(Cx *c, const Node *src, int kind) {
+static Memo *memo_find(Cx *c, const Node *src, int kind, float scale) {
     for (int i = 0; i < c->nmemo; i++)
-        if (c->memo[i].src == src && c->memo[i].kind == kind) return &c->memo[i];
+        if (c->memo[i].src == src && c->memo[i].kind == kind && c->memo[i].scale == scale) return &c->memo[i];
     return NULL;
 }
 
-static void memo_put(Cx *c, const Node *src, int kind, Node *val, Node *scale) {
+static void memo_put(Cx *c, const Node *src, int kind, float scale, Node *val, Node *sx) {
     if (c->nmemo == (int)c->memocap) {
         size_t cap = c->memocap ? 2 * c->memocap : 8;
         c->memo = arena_grow(c->b.g->arena, c->memo, sizeof(Memo) * c->memocap, sizeof(Memo) * cap);
         c->memocap = cap;
     }
-    c->memo[c->nmemo++] = (Memo){src, kind, val, scale};
+    c->memo[c->nmemo++] = (Memo){src, kind, scale, val, sx};
 }
 
 /* cast(x, dt), shared by every candidate that reads x. */
 static Node *cast_shared(Cx *c, Node *x, DType dt) {
     if (!x || x->type.dtype == dt) return x;
-    Memo *m = memo_find(c, x, dt);
+    Memo *m = memo_find(c, x, dt, 0);
     if (m) return m->val;
     Node *v = cast(c, x, dt);
-    memo_put(c, x, dt, v, NULL);
+    memo_put(c, x, dt, 0, v, NULL);
     return v;
 }
 
@@ -127,7 +131,7 @@ static Node *absmax_scale(Cx *c, Node *v, int64_t axis) {
     return op2(c, OP_DIV, op2(c, OP_MAXIMUM, fin(c, r), lit(c, 1e-30)), lit(c, 127));
 }
 
-/* cast(clip(v / s, -127, 127) + where(less(v, 0), -0.5, 0.5), i8) */
+/* cast(t + where(less(t, 0), -0.5, 0.5), i8), t = clip(v / s, -127, 127) */
 static Node *quantize(Cx *c, Node *v, Node *s) {
     Node *q = fin(c, mk(c, OP_CLIP, op2(c, OP_DIV, v, s), lit(c, -127), lit(c, 127)));
     Node *half = fin(c, mk(c, OP_WHERE, op2(c, OP_LESS, q, lit(c, 0)), lit(c, -0.5), lit(c, 0.5)));
@@ -178,15 +182,18 @@ static Node *lower_half(Cx *c, Node *n, DType dt) {
     return take_over(n, cast(c, n, DT_F32));
 }
 
-static Node *lower_int8(Cx *c, Node *n) {
+/* absmax > 0: the calibrated static scale max(absmax, 1e-30) / 127, rounded
+ * to f32, as a literal; else the dynamic per-row scale. */
+static Node *lower_int8(Cx *c, Node *n, double absmax) {
     Node *x = n->in[0], *w = n->in[1], *b = n->in[2];
-    Memo *m = memo_find(c, x, -1);
+    float s = absmax > 0 ? (float)(fmax(absmax, 1e-30) / 127.0) : 0;
+    Memo *m = memo_find(c, x, -1, s);
     if (!m) {
-        Node *sx = absmax_scale(c, x, -1);
-        memo_put(c, x, -1, cast(c, quantize(c, x, sx), DT_I32), sx);
+        Node *sx = s > 0 ? lit(c, s) : absmax_scale(c, x, -1);
+        memo_put(c, x, -1, s, cast(c, quantize(c, x, sx), DT_I32), sx);
         m = &c->memo[c->nmemo - 1];
     }
-    Node *xi = m->val, *sx = m->scale;
+    Node *xi = m->val, *sx = m->sx;
     Node *sw = absmax_scale(c, w, 1);
     Node *wi = cast(c, quantize(c, w, sw), DT_I32);
     Node *swr = mk(c, OP_RESHAPE, sw, NULL, NULL);
@@ -250,7 +257,7 @@ bool pass_precision(Graph *g, Diag *d) {
         }
         konst[i] = kn;
     }
-    if (!any) return true;
+    if (!any && !req) return true;
     Cx c = {.b = {.g = g, .d = d, .pass = "precision", .ok = true}};
     int ordinal = 0;
     for (int i = 0; i < nn && c.b.ok; i++) {
@@ -276,6 +283,7 @@ bool pass_precision(Graph *g, Diag *d) {
         const char *why;
         DType got = choose(g, n, want, &why);
         if (req && req->ncand < PREC_MAX_CAND) {
+            req->cand_input[req->ncand] = n->in[0];
             PrecisionCand *pc = &req->cand[req->ncand++];
             label(n, pc->label, sizeof pc->label);
             pc->chosen = got;
@@ -291,7 +299,9 @@ bool pass_precision(Graph *g, Diag *d) {
             VEC_PUSH(g->arena, c.b.order, c.b.n, c.b.cap, n);
             continue;
         }
-        repl[i] = got == DT_I8 ? lower_int8(&c, n) : lower_half(&c, n, got);
+        double absmax =
+            req && req->act_absmax && ordinal - 1 < req->nabsmax ? req->act_absmax[ordinal - 1] : 0;
+        repl[i] = got == DT_I8 ? lower_int8(&c, n, absmax) : lower_half(&c, n, got);
     }
     if (!c.b.ok) return false;
     for (int i = 0; i < g->noutputs; i++) {

@@ -25,9 +25,14 @@ typedef struct PrecisionRequest {
     DType dtype;          /* the default for GEMMs: DT_F32 (no change), DT_F16, DT_BF16 or DT_I8 */
     const bool *keep_f32; /* per candidate ordinal, true: keep f32 (set by the guard); may be NULL */
     int nkeep;            /* entries in keep_f32 */
-    /* filled by the pass */
+    /* per candidate ordinal: the calibrated largest |x| of its input (> 0: a
+     * static int8 activation scale, runtime/calibrate.c); NULL or 0: dynamic */
+    const double *act_absmax;
+    int nabsmax;
+    /* filled by the pass (even at f32, when a request is given) */
     int ncand;
     PrecisionCand cand[PREC_MAX_CAND];
+    const Node *cand_input[PREC_MAX_CAND]; /* the f32 activation each candidate reads (its x) */
 } PrecisionRequest;
 
 /* "f32", "f16", "bf16", "int8" (the CLI's names; int8 is DT_I8). */

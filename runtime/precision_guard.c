@@ -63,6 +63,8 @@ static bool compile_run(G *s, DType dt, const bool *keep, Tensor ***out, Precisi
         g->precision->dtype = dt;
         g->precision->keep_f32 = keep;
         g->precision->nkeep = keep ? PREC_MAX_CAND : 0;
+        g->precision->act_absmax = s->o->act_absmax;
+        g->precision->nabsmax = s->o->nabsmax;
     }
     PipelineOptions po = {
         .opt_level = s->o->opt_level, .disabled = s->o->disabled, .ndisabled = s->o->ndisabled};

@@ -26,7 +26,9 @@ typedef struct {
     /* The data: inputs, weights, dims, seed and device, as for dsc run
      * (summary and output_dir are ignored; as_written is set here). */
     RunOptions run;
-    FILE *report; /* the per-op table; NULL: silent */
+    FILE *report;             /* the per-op table; NULL: silent */
+    const double *act_absmax; /* calibrated int8 activation ranges (PrecisionRequest); may be NULL */
+    int nabsmax;
 } GuardOptions;
 
 typedef struct {

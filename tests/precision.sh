@@ -106,6 +106,61 @@ for prec, (want, tol_ref, tol_cpu) in wants.items():
 sys.exit(0 if ok else 1)
 EOF
 
+# calibration: static per-tensor scales from two input sets (min-max and the
+# 90th percentile of |x|), baked into the compiled graph as literals; the
+# dump, run on the interpreter and the host, against numpy
+"$py" - "$tmp" <<'EOF' || { echo "FAIL making the calibration sets"; exit 1; }
+import os, sys, numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(7)
+for s in ("a", "b"):
+    os.makedirs(f"{d}/cal/{s}")
+    np.save(f"{d}/cal/{s}/x.npy", (rng.standard_normal((4, 24)) * 0.8).astype(np.float32))
+EOF
+for how in minmax p90; do
+  extra=(); [ $how = p90 ] && extra=(--calibrate-percentile 90)
+  if ! "$dsc" compile "$tmp/q.dsg" --precision=int8 --calibrate "$tmp/cal" "${extra[@]}" --weights "$tmp/q.safetensors" --no-guard \
+       -o "$tmp/q.cal-$how.dsg" 2>"$tmp/log"; then
+    echo "FAIL compile --calibrate ($how):"; cat "$tmp/log"; fail=1
+  fi
+  grep -q "calibration: 2 input sets" "$tmp/log" || { echo "FAIL calibration report ($how):"; cat "$tmp/log"; fail=1; }
+  for dev in ref cpu; do
+    "$dsc" run "$tmp/q.cal-$how.dsg" --device $dev --input x="$tmp/x.npy" --output-dir "$tmp/out-cal-$how-$dev" \
+      >"$tmp/log" 2>&1 || { echo "FAIL run the calibrated dump ($how, $dev):"; cat "$tmp/log"; fail=1; }
+  done
+done
+"$py" - "$tmp" <<'EOF' || fail=1
+import json, struct, sys
+import numpy as np
+d, f32 = sys.argv[1], np.float32
+raw = open(f"{d}/q.safetensors", "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+st = {k: np.frombuffer(raw[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]], dtype=f32).reshape(v["shape"])
+      for k, v in hdr.items() if k != "__metadata__"}
+x, w, b = np.load(f"{d}/x.npy"), st["w"], st["b"]
+cal = np.abs(np.concatenate([np.load(f"{d}/cal/{s}/x.npy").ravel() for s in ("a", "b")]).astype(np.float64))
+srt = np.sort(cal)
+ranges = {"minmax": srt[-1], "p90": srt[int(np.ceil(0.9 * len(srt))) - 1]}
+def quant(v, s):
+    t = np.clip((v / s).astype(f32), f32(-127), f32(127))
+    return np.trunc((t + np.where(t < 0, f32(-0.5), f32(0.5))).astype(f32)).astype(np.int8)
+sw = (np.maximum(np.abs(w).max(axis=1, keepdims=True), f32(1e-30)) / f32(127)).astype(f32)
+ok = True
+for how, r in ranges.items():
+    sx = f32(max(r, 1e-30) / 127)                  # the static scale, rounded to f32
+    acc = quant(x, sx).astype(np.int64) @ quant(w, sw).astype(np.int64).T
+    want = ((acc.astype(f32) * sx).astype(f32) * sw.reshape(-1)).astype(f32) + b
+    for dev in ("ref", "cpu"):
+        got = np.load(f"{d}/out-cal-{how}-{dev}/y.npy")
+        rel = np.linalg.norm(got - want) / np.linalg.norm(want)
+        print(f"int8 calibrated {how} {dev}: relative L2 error against numpy {rel:.3g} (tolerance 1e-6)")
+        if not rel <= 1e-6: print(f"FAIL calibrated {how} {dev}"); ok = False
+sys.exit(0 if ok else 1)
+EOF
+"$dsc" compile "$tmp/q.dsg" --precision=int8 --calibrate "$tmp/nowhere" >"$tmp/log" 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -q "is not a directory" "$tmp/log" || { echo "FAIL --calibrate of a missing directory: rc $rc"; cat "$tmp/log"; fail=1; }
+
 # --stats: weights per dtype
 out=$("$dsc" compile "$tmp/q.dsg" --precision=int8 --no-guard --stats=json -o "$tmp/q.int8.dsg" 2>&1)
 echo "$out" | grep -q '"weight_bytes_by_dtype":{"f32":80,"i8":240}' || { echo "FAIL int8 weight bytes: $out"; fail=1; }

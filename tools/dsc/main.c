@@ -18,6 +18,7 @@
 #include "passes/precision.h"
 #include "runtime/atomic_file.h"
 #include "runtime/bench.h"
+#include "runtime/calibrate.h"
 #include "runtime/hwdb.h"
 #include "runtime/host_jit.h"
 #include "runtime/nvrtc.h"
@@ -68,6 +69,7 @@ static const char usage_compile[] =
     "                   [--stats[=text|json]] [--bind DIM=VALUE[,DIM=VALUE]...]\n"
     "                   [--precision=f32|f16|bf16|int8] [--max-rel-error E]\n"
     "                   [--weights FILE] [--no-guard]\n"
+    "                   [--calibrate DIR [--calibrate-percentile P]]\n"
     "\n"
     "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
     "file is never needed (the accuracy guard uses --weights when given).\n"
@@ -117,8 +119,16 @@ static const char usage_compile[] =
     "                     relative L2 output error is over E, the op whose error\n"
     "                     alone is largest goes back to f32; prints the per-op\n"
     "                     table to standard error\n"
-    "  --weights FILE     the guard's weights (default: seeded random weights)\n"
+    "  --weights FILE     weights for the guard and calibration (default: seeded\n"
+    "                     random weights)\n"
     "  --no-guard         lower every op the policy selects, unmeasured\n"
+    "  --calibrate DIR    input sets DIR/SET/INPUT.npy (or one set DIR/INPUT.npy):\n"
+    "                     int8 activations get static per-tensor scales from the\n"
+    "                     f32 model's inputs to each op on these sets (instead of\n"
+    "                     dynamic per-row scales), and the guard measures on the\n"
+    "                     first set\n"
+    "  --calibrate-percentile P  the range is this percentile of |x| over all\n"
+    "                     sets (default 100: min-max)\n"
     "  -h, --help         show this help\n";
 
 static const char usage_run[] =
@@ -443,42 +453,80 @@ static void request_precision(Arena *a, Graph *g, DType prec) {
     g->precision->dtype = prec;
 }
 
-/* The accuracy guard before compiling at a lower precision: measures on
- * seeded random inputs (dims from --bind) with the --weights file or seeded
- * random weights, prints the per-op table to stderr, and stores the ops it
- * moves back to f32 in g->precision.  False (diagnostics printed) on error
- * or when even f32 everywhere misses the budget (non-finite outputs). */
-static bool run_guard(const char *file, Graph *g, DType prec, double max_err, const char *weights,
-                      const Binds *binds, int opt, const char **disabled, int ndisabled, Diag *d) {
-    GuardOptions go = {.dtype = prec,
-                       .budget = max_err >= 0    ? max_err
-                                 : prec == DT_I8 ? 2e-2
-                                                 : 2e-3,
+/* --precision on compile: calibration and the accuracy guard. */
+typedef struct {
+    DType prec;
+    double max_err; /* --max-rel-error; <0: the default for the precision */
+    bool guard;
+    const char *weights; /* --weights: for calibration and the guard */
+    const char *calib;   /* --calibrate DIR */
+    double percentile;   /* --calibrate-percentile (100: min-max) */
+} PrecOptions;
+
+/* Before compiling at a lower precision: with --calibrate, static int8
+ * activation scales from the f32 model on the calibration sets; then the
+ * accuracy guard on the first calibration set, else on seeded random inputs
+ * (dims from --bind), with the --weights file or seeded random weights.
+ * Prints the guard's table to stderr and stores the scales and the ops moved
+ * back to f32 in g->precision.  False (diagnostics printed) on error or when
+ * even f32 everywhere misses the budget (non-finite outputs). */
+static bool prepare_precision(const char *file, Graph *g, const PrecOptions *p, const Binds *binds, int opt,
+                              const char **disabled, int ndisabled, Diag *d) {
+    RunOptions run = {.random_inputs = true,
+                      .random_weights = !p->weights,
+                      .weights = p->weights,
+                      .nbinds = binds->n,
+                      .bind_names = (const char *const *)binds->names,
+                      .bind_values = binds->values,
+                      .device = rt_host_available() ? RT_DEVICE_CPU : RT_DEVICE_REF};
+    CalibSets sets = {0};
+    bool ok = !p->calib || rt_calib_sets(p->calib, &sets, d);
+    if (ok && p->calib && p->prec == DT_I8) {
+        CalibOptions co = {.sets = &sets,
+                           .percentile = p->percentile,
+                           .opt_level = opt,
+                           .disabled = disabled,
+                           .ndisabled = ndisabled,
+                           .run = run};
+        double *absmax = arena_alloc(g->arena, sizeof(double) * PREC_MAX_CAND);
+        int n;
+        ok = rt_calibrate(file, &co, absmax, &n, d);
+        g->precision->act_absmax = absmax;
+        g->precision->nabsmax = n;
+        if (ok)
+            fprintf(stderr, "calibration: %d input set%s from %s, %s, %d ops\n", sets.n,
+                    sets.n == 1 ? "" : "s", p->calib, p->percentile < 100 ? "percentile" : "min-max", n);
+    }
+    if (ok && p->calib) rt_calib_set_inputs(&sets, 0, &run);
+    GuardResult *r = calloc(1, sizeof *r);
+    GuardOptions go = {.dtype = p->prec,
+                       .budget = p->max_err >= 0    ? p->max_err
+                                 : p->prec == DT_I8 ? 2e-2
+                                                    : 2e-3,
                        .opt_level = opt,
                        .disabled = disabled,
                        .ndisabled = ndisabled,
-                       .report = stderr};
-    go.run = (RunOptions){.random_inputs = true,
-                          .random_weights = !weights,
-                          .weights = weights,
-                          .nbinds = binds->n,
-                          .bind_names = (const char *const *)binds->names,
-                          .bind_values = binds->values,
-                          .device = rt_host_available() ? RT_DEVICE_CPU : RT_DEVICE_REF};
-    GuardResult *r = calloc(1, sizeof *r);
-    bool ok = rt_precision_guard(file, &go, r, d);
-    if (ok && !r->met)
-        diag_error(d, loc_file(file),
-                   "--precision=%s: the output error is %.3g (budget %.3g) even in f32: are the outputs finite?",
-                   pass_precision_name(prec), r->error_final, go.budget);
-    if (ok && r->met) {
-        bool *keep = arena_alloc(g->arena, sizeof(bool) * PREC_MAX_CAND);
-        memcpy(keep, r->keep, sizeof(bool) * PREC_MAX_CAND);
-        g->precision->keep_f32 = keep;
-        g->precision->nkeep = PREC_MAX_CAND;
+                       .report = stderr,
+                       .run = run,
+                       .act_absmax = g->precision->act_absmax,
+                       .nabsmax = g->precision->nabsmax};
+    if (ok && p->guard) {
+        ok = rt_precision_guard(file, &go, r, d);
+        if (ok && !r->met)
+            diag_error(
+                d, loc_file(file),
+                "--precision=%s: the output error is %.3g (budget %.3g) even in f32: are the outputs finite?",
+                pass_precision_name(p->prec), r->error_final, go.budget);
+        if (ok && r->met) {
+            bool *keep = arena_alloc(g->arena, sizeof(bool) * PREC_MAX_CAND);
+            memcpy(keep, r->keep, sizeof(bool) * PREC_MAX_CAND);
+            g->precision->keep_f32 = keep;
+            g->precision->nkeep = PREC_MAX_CAND;
+        }
+        ok = ok && r->met;
     }
-    ok = ok && r->met;
     free(r);
+    rt_calib_sets_free(&sets);
     diag_print(d, stderr, true);
     diag_clear(d);
     return ok;
@@ -491,10 +539,7 @@ static int cmd_compile(int argc, char **argv) {
     Dumps dm = {.dir = "."};
     Binds binds = {0};
     int stats = 0; /* 0 none, 1 text, 2 json */
-    DType prec = DT_F32;
-    double max_err = -1; /* --max-rel-error; <0: the default for the precision */
-    bool guard = true;
-    const char *guard_weights = NULL;
+    PrecOptions po_prec = {.prec = DT_F32, .max_err = -1, .guard = true, .percentile = 100};
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int ndisabled = 0, opt = 2, rc = EXIT_USAGE;
     for (int i = 0; i < argc; i++) {
@@ -541,18 +586,28 @@ static int cmd_compile(int argc, char **argv) {
         } else if ((v = option_value(argc, argv, &i, "--dump-dir"))) {
             dm.dir = v;
         } else if ((v = option_value(argc, argv, &i, "--precision"))) {
-            if (!parse_precision(v, &prec, usage_compile)) goto done;
+            if (!parse_precision(v, &po_prec.prec, usage_compile)) goto done;
         } else if ((v = option_value(argc, argv, &i, "--max-rel-error"))) {
             char *end;
-            max_err = strtod(v, &end);
-            if (end == v || *end || !(max_err >= 0)) {
+            po_prec.max_err = strtod(v, &end);
+            if (end == v || *end || !(po_prec.max_err >= 0)) {
                 rc = usage_error(usage_compile, "--max-rel-error needs a non-negative number, got '%s'", v);
                 goto done;
             }
+        } else if ((v = option_value(argc, argv, &i, "--calibrate-percentile"))) {
+            char *end;
+            po_prec.percentile = strtod(v, &end);
+            if (end == v || *end || !(po_prec.percentile > 0 && po_prec.percentile <= 100)) {
+                rc = usage_error(usage_compile, "--calibrate-percentile needs a number in (0, 100], got '%s'",
+                                 v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--calibrate"))) {
+            po_prec.calib = v;
         } else if (strcmp(a, "--no-guard") == 0) {
-            guard = false;
+            po_prec.guard = false;
         } else if ((v = option_value(argc, argv, &i, "--weights"))) {
-            guard_weights = v;
+            po_prec.weights = v;
         } else if (strcmp(a, "--stats") == 0 || strcmp(a, "--stats=text") == 0) {
             stats = 1;
         } else if (strcmp(a, "--stats=json") == 0) {
@@ -576,7 +631,11 @@ static int cmd_compile(int argc, char **argv) {
         rc = usage_error(usage_compile, "%s", "no input file");
         goto done;
     }
-    if (prec != DT_F32 && opt == 0) {
+    if (po_prec.calib && po_prec.prec == DT_F32) {
+        rc = usage_error(usage_compile, "%s", "--calibrate applies with --precision=int8, f16 or bf16");
+        goto done;
+    }
+    if (po_prec.prec != DT_F32 && opt == 0) {
         rc = usage_error(usage_compile, "%s", "--precision needs -O1 or -O2 (-O0 runs no passes)");
         goto done;
     }
@@ -599,9 +658,8 @@ static int cmd_compile(int argc, char **argv) {
     dm.d = d;
     rc = EXIT_DIAG;
     Graph *g = load(arena, d, file);
-    request_precision(arena, g, prec);
-    if (g && g->precision && guard &&
-        !run_guard(file, g, prec, max_err, guard_weights, &binds, opt, disabled, ndisabled, d))
+    request_precision(arena, g, po_prec.prec);
+    if (g && g->precision && !prepare_precision(file, g, &po_prec, &binds, opt, disabled, ndisabled, d))
         g = NULL;
     if (g) {
         PassRecord *records = calloc((size_t)pass_count() + 1, sizeof(PassRecord));
