@@ -140,7 +140,8 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-bool rt_calibrate(const char *file, const CalibOptions *o, double *absmax, int *ncand, Diag *d) {
+bool rt_calibrate(const char *file, const CalibOptions *o, double *absmax, int *ncand, PrecisionRequest *req,
+                  Diag *d) {
     *ncand = 0;
     Arena *a = arena_create();
     Graph *g = fe_compile_file(a, d, file);
@@ -197,6 +198,7 @@ bool rt_calibrate(const char *file, const CalibOptions *o, double *absmax, int *
     free(nvals);
     free(disabled);
     *ncand = ok ? nc : 0;
+    if (ok && req) *req = *g->precision;
     arena_destroy(a);
     return ok;
 }

@@ -41,7 +41,9 @@ typedef struct {
     RunOptions run; /* weights and device; the inputs come from the sets */
 } CalibOptions;
 
-/* absmax[i] for every candidate i (at most PREC_MAX_CAND); *ncand their number. */
-bool rt_calibrate(const char *file, const CalibOptions *o, double *absmax, int *ncand, Diag *d);
+/* absmax[i] for every candidate i (at most PREC_MAX_CAND); *ncand their
+ * number; req (if non-NULL) receives the pass's candidate table (labels). */
+bool rt_calibrate(const char *file, const CalibOptions *o, double *absmax, int *ncand, PrecisionRequest *req,
+                  Diag *d);
 
 #endif

@@ -4,6 +4,7 @@
  * Exit status: 0 success, 1 the model or a file has errors (diagnostics were
  * printed), 2 usage error. */
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ static const char usage_main[] =
     "  compile FILE       optimize a model; write it as DSG or Graphviz, or its kernels (CUDA C, cubin)\n"
     "  run FILE           run a model on inputs (.npy) and weights (safetensors)\n"
     "  bench FILE         time a model: median and min latency, throughput\n"
+    "  calibrate FILE     int8 activation ranges from input sets (.npy)\n"
     "  passes             list the optimization passes in pipeline order\n"
     "  hwdb               list the hardware database and what this machine selects\n"
     "  help [COMMAND]     show help for dsc or for one command\n"
@@ -210,6 +212,24 @@ static const char usage_bench[] =
     "                     max_ms, throughput_per_s, flops, gflops_per_s, bytes,\n"
     "                     kernels, kernels_compiled, kernels_cached, samples_ms (and\n"
     "                     with --profile: profile, profile_other_ms)\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_calibrate[] =
+    "usage: dsc calibrate FILE --data DIR [--percentile P] [--weights FILE]\n"
+    "                     [-O1|-O2] [--disable-pass=NAME]...\n"
+    "\n"
+    "Runs the model in f32 on every input set of DIR and prints, for every GEMM\n"
+    "that --precision may lower (docs/precision.md), the range of its input (the largest\n"
+    "|x|, or a percentile of |x|, over all sets) and the static scale range/127\n"
+    "that 'dsc compile --precision=int8 --calibrate DIR' uses.  Sets are\n"
+    "DIR/SET/INPUT.npy, one file per model input (or DIR/INPUT.npy: one set).\n"
+    "\n"
+    "options:\n"
+    "  --data DIR         the input sets (required)\n"
+    "  --percentile P     the range is this percentile of |x| (default 100: min-max)\n"
+    "  --weights FILE     the weights (default: seeded random weights)\n"
+    "  -O1, -O2           optimization level, as for 'dsc compile' (default -O2)\n"
+    "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
     "  -h, --help         show this help\n";
 
 static const char usage_passes[] =
@@ -490,7 +510,7 @@ static bool prepare_precision(const char *file, Graph *g, const PrecOptions *p, 
                            .run = run};
         double *absmax = arena_alloc(g->arena, sizeof(double) * PREC_MAX_CAND);
         int n;
-        ok = rt_calibrate(file, &co, absmax, &n, d);
+        ok = rt_calibrate(file, &co, absmax, &n, NULL, d);
         g->precision->act_absmax = absmax;
         g->precision->nabsmax = n;
         if (ok)
@@ -945,6 +965,85 @@ done:
     return rc;
 }
 
+static int cmd_calibrate(int argc, char **argv) {
+    const char *file = NULL, *dir = NULL, *weights = NULL, *v;
+    const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
+    double percentile = 100;
+    int opt = 2, ndisabled = 0, rc = EXIT_USAGE;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char *end;
+        if (is_help(a)) {
+            fputs(usage_calibrate, stdout);
+            rc = EXIT_OK;
+            goto done;
+        } else if ((v = option_value(argc, argv, &i, "--data"))) {
+            dir = v;
+        } else if ((v = option_value(argc, argv, &i, "--weights"))) {
+            weights = v;
+        } else if ((v = option_value(argc, argv, &i, "--percentile"))) {
+            percentile = strtod(v, &end);
+            if (end == v || *end || !(percentile > 0 && percentile <= 100)) {
+                rc = usage_error(usage_calibrate, "--percentile needs a number in (0, 100], got '%s'", v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
+            if (!check_pass_name(v, "--disable-pass")) goto done;
+            disabled[ndisabled++] = v;
+        } else if (strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
+            opt = a[2] - '0';
+        } else if (a[0] == '-' && a[1]) {
+            rc = usage_error(usage_calibrate, "unknown option or missing value: '%s'", a);
+            goto done;
+        } else if (file) {
+            rc = usage_error(usage_calibrate, "more than one file given ('%s')", a);
+            goto done;
+        } else {
+            file = a;
+        }
+    }
+    if (!file || !dir) {
+        rc = usage_error(usage_calibrate, "%s", !file ? "no input file" : "--data DIR is required");
+        goto done;
+    }
+    Diag *d = diag_create();
+    CalibSets sets;
+    rc = EXIT_DIAG;
+    if (rt_calib_sets(dir, &sets, d)) {
+        CalibOptions co = {.sets = &sets,
+                           .percentile = percentile,
+                           .opt_level = opt,
+                           .disabled = disabled,
+                           .ndisabled = ndisabled,
+                           .run = {.random_weights = !weights,
+                                   .weights = weights,
+                                   .device = rt_host_available() ? RT_DEVICE_CPU : RT_DEVICE_REF}};
+        double *absmax = calloc(PREC_MAX_CAND, sizeof(double));
+        PrecisionRequest *req = calloc(1, sizeof *req);
+        int n;
+        if (rt_calibrate(file, &co, absmax, &n, req, d)) {
+            printf("calibration of %s: %d input set%s from %s, %s\n", file, sets.n, sets.n == 1 ? "" : "s",
+                   dir, percentile < 100 ? "percentile" : "min-max");
+            printf("  %-72s %-12s %s\n", "op", "range", "scale");
+            for (int i = 0; i < n; i++) {
+                char scale[64]; /* as the compiled graph prints it */
+                ir_format_double((double)(float)(fmax(absmax[i], 1e-30) / 127.0), scale, sizeof scale);
+                printf("  %-72s %-12.6g %s\n", req->cand[i].label, absmax[i], scale);
+            }
+            rc = EXIT_OK;
+        }
+        free(req);
+        free(absmax);
+        rt_calib_sets_free(&sets);
+    }
+    fflush(stdout);
+    diag_print(d, stderr, true);
+    diag_destroy(d);
+done:
+    free(disabled);
+    return rc;
+}
+
 static int cmd_passes(int argc, char **argv) {
     if (argc > 0 && is_help(argv[0])) {
         fputs(usage_passes, stdout);
@@ -1033,6 +1132,7 @@ static const Command commands[] = {
     {"compile", cmd_compile, usage_compile},
     {"run", cmd_run, usage_run},
     {"bench", cmd_bench, usage_bench},
+    {"calibrate", cmd_calibrate, usage_calibrate},
     {"passes", cmd_passes, usage_passes},
     {"hwdb", cmd_hwdb, usage_hwdb},
 };
