@@ -162,6 +162,9 @@ EOF
 "$dsc" calibrate "$tmp/q.dsg" --data "$tmp/cal" --weights "$tmp/q.safetensors" >"$tmp/log" 2>&1 || { echo "FAIL dsc calibrate:"; cat "$tmp/log"; fail=1; }
 scale=$(awk '/^  linear/ {print $NF}' "$tmp/log")
 grep -q "div(x, $scale)" "$tmp/q.cal-minmax.dsg" || { echo "FAIL dsc calibrate's scale $scale is not the compiled one:"; cat "$tmp/log"; grep "div(x" "$tmp/q.cal-minmax.dsg"; fail=1; }
+mkdir -p "$tmp/cal/c" && cp "$tmp/x.npy" "$tmp/cal/c/other.npy"
+"$dsc" calibrate "$tmp/q.dsg" --data "$tmp/cal" >"$tmp/log" 2>&1; rc=$?
+[ $rc -eq 1 ] && grep -q "calibration set '.*/cal/c' has other inputs" "$tmp/log" || { echo "FAIL sets with other inputs: rc $rc"; cat "$tmp/log"; fail=1; }
 "$dsc" compile "$tmp/q.dsg" --precision=int8 --calibrate "$tmp/nowhere" >"$tmp/log" 2>&1; rc=$?
 [ $rc -eq 1 ] && grep -q "is not a directory" "$tmp/log" || { echo "FAIL --calibrate of a missing directory: rc $rc"; cat "$tmp/log"; fail=1; }
 
