@@ -103,7 +103,8 @@ KExpr *kir_cast(Graph *g, KType to, KExpr *a) {
 }
 
 KExpr *kir_wrap(Graph *g, DType dt, KExpr *a) {
-    KExpr *e = expr(g, KE_UN, KT_I64);
+    DSC_ASSERT(a->type == ((dt == DT_F16 || dt == DT_BF16) ? KT_F32 : KT_I64));
+    KExpr *e = expr(g, KE_UN, a->type);
     e->op = KO_WRAP;
     e->dt = dt;
     e->a = a;

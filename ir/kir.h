@@ -57,7 +57,8 @@ typedef enum {
     KO_ERF, KO_SILU, KO_GELU, KO_GELU_TANH, KO_NOT,
     KO_CAST, /* to the expression's type from a's type (float->int truncates and saturates,
                 NaN -> 0; int->int keeps the value; ->bool is != 0) */
-    KO_WRAP, /* i64 wrapped to the width of DType `dt` (i8, i32): two's complement */
+    KO_WRAP, /* the value stored as DType `dt` and read back: KT_I64 wrapped to the width
+                of i8/i32 (two's complement); KT_F32 rounded to f16/bf16 (nearest even) */
     /* binary */
     KO_ADD, KO_SUB, KO_MUL, KO_DIV, /* KT_I64 div truncates toward zero; a division by zero
                                        is the caller's to prevent (lowering guards it) */
@@ -75,7 +76,7 @@ struct KExpr {
     KExprKind kind;
     KType type;
     KOp op;       /* KE_UN, KE_BIN */
-    DType dt;     /* KO_WRAP: the dtype to wrap to */
+    DType dt;     /* KO_WRAP: the dtype to wrap or round to */
     int id;       /* KE_DIM: symbol, KE_VAR: variable, KE_LOCAL: local, KE_LOAD: buffer */
     double f;     /* KE_CONST, KT_F32 */
     int64_t i;    /* KE_CONST, KT_I64 / KT_BOOL */

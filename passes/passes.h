@@ -69,7 +69,8 @@ typedef struct {
     int ops;
     int kernels;            /* fusion groups that launch a kernel per inference */
     double bytes_unfused, bytes_fused; /* activation bytes read and written */
-    double weight_bytes;    /* params read per inference (either way) */
+    double weight_bytes;    /* weights as stored: params, or the load-time constant values replacing them */
+    double weight_bytes_by_dtype[DT_COUNT];
     double peak_bytes_planned, peak_bytes_naive;
     bool fused, planned;    /* whether fusion / memory planning ran */
     /* Block sparsity (pass_sparsify_count): elements of the GEMM weights
@@ -91,6 +92,7 @@ bool pass_fold_batchnorm(Graph *g, Diag *d);
 bool pass_constfold(Graph *g, Diag *d);
 bool pass_cse(Graph *g, Diag *d);
 bool pass_dce(Graph *g, Diag *d);
+bool pass_precision(Graph *g, Diag *d);
 bool pass_fuse(Graph *g, Diag *d);
 bool pass_memplan(Graph *g, Diag *d);
 

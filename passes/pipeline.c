@@ -14,6 +14,7 @@ static const PassInfo pipeline[] = {
     {"constfold", pass_constfold, 1, "constant folding of operations on constants"},
     {"cse", pass_cse, 1, "common subexpression elimination"},
     {"dce", pass_dce, 1, "dead code elimination: drop operations no output depends on"},
+    {"precision", pass_precision, 1, "GEMMs in f16, bf16 or int8 as --precision or @precision asks (docs/precision.md)"},
     {"fuse", pass_fuse, 2, "fusion groups: elementwise chains, reductions, GEMM prologue/epilogue, attention"},
     {"memplan", pass_memplan, 2, "memory plan: liveness over the groups, buffer reuse, in-place updates"},
 };

@@ -232,7 +232,9 @@ static const Dialect cuda = {
             [KT_I64] = {[KT_F32] = F("(float)$0"), [KT_BOOL] = F("($0 != 0)")},
             [KT_BOOL] = {[KT_F32] = F("($0 ? 1.0f : 0.0f)"), [KT_I64] = F("(long long)$0")},
         },
-    .wrap = {[DT_I8] = F("(long long)(signed char)$0"), [DT_I32] = F("(long long)(int)$0"), [DT_I64] = F("$0")},
+    .wrap = {[DT_I8] = F("(long long)(signed char)$0"), [DT_I32] = F("(long long)(int)$0"), [DT_I64] = F("$0"),
+             [DT_F16] = FH("dsc_f16_to_f32(dsc_f32_to_f16($0))", H_F16),
+             [DT_BF16] = FH("dsc_bf16_to_f32(dsc_f32_to_bf16($0))", H_BF16)},
     .restrict_kw = "__restrict__",
 };
 
@@ -436,7 +438,8 @@ static void emit_expr(R *r, const KExpr *e) {
         }
         if (e->op == KO_WRAP) {
             Fmt f = (unsigned)e->dt < DT_COUNT ? dl->wrap[e->dt] : (Fmt){0};
-            if (!f.fmt || e->a->type != KT_I64) {
+            bool half = e->dt == DT_F16 || e->dt == DT_BF16;
+            if (!f.fmt || e->a->type != (half ? KT_F32 : KT_I64)) {
                 fail(r, "cannot wrap %s to %s", kir_type_name(e->a->type),
                      (unsigned)e->dt < DT_COUNT ? dtype_name(e->dt) : "?");
                 return;

@@ -613,6 +613,12 @@ static LLVMValueRef unary(R *r, const KExpr *e, bool index) {
     if (r->failed) return NULL;
     if (e->op == KO_CAST) return cast(r, e->type, t, x);
     if (e->op == KO_WRAP) {
+        if (t == KT_F32 && e->dt == DT_F16) {
+            if (r->o->f16c) return LLVMBuildFPExt(b, LLVMBuildFPTrunc(b, x, r->th, ""), r->tf, "");
+            LLVMValueRef h = call(b, helper(r, "dsc.f32_to_f16", r->t16, &r->tf, 1, body_f32_to_f16), &x, 1);
+            return call(b, helper(r, "dsc.f16_to_f32", r->tf, &r->t16, 1, body_f16_to_f32), &h, 1);
+        }
+        if (t == KT_F32 && e->dt == DT_BF16) return bf16_to_f32(r, f32_to_bf16(r, x));
         if (t != KT_I64) return x;
         LLVMTypeRef w = e->dt == DT_I8 ? r->t8 : e->dt == DT_I32 ? r->t32 : NULL;
         if (!w) return x;

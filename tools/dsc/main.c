@@ -4,6 +4,7 @@
  * Exit status: 0 success, 1 the model or a file has errors (diagnostics were
  * printed), 2 usage error. */
 #include <errno.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,11 +16,15 @@
 #include "dsc.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "passes/precision.h"
 #include "runtime/atomic_file.h"
 #include "runtime/bench.h"
+#include "runtime/calibrate.h"
 #include "runtime/dsm.h"
 #include "runtime/hwdb.h"
+#include "runtime/host_jit.h"
 #include "runtime/nvrtc.h"
+#include "runtime/precision_guard.h"
 #include "runtime/run.h"
 #include "runtime/sparse.h"
 
@@ -40,6 +45,7 @@ static const char usage_main[] =
     "  bench FILE         time a model (.dsg or .dsm): median and min latency, throughput\n"
     "  inspect FILE.dsm   show a compiled model: version, graph, kernels, weights, checksum\n"
     "  prune FILE         write the model's weights block-pruned (@sparse, --sparsity)\n"
+    "  calibrate FILE     int8 activation ranges from input sets (.npy)\n"
     "  passes             list the optimization passes in pipeline order\n"
     "  hwdb               list the hardware database and what this machine selects\n"
     "  help [COMMAND]     show help for dsc or for one command\n"
@@ -69,9 +75,12 @@ static const char usage_compile[] =
     "                   [--dump-after=PASS|all] [--dump-dir DIR]\n"
     "                   [--stats[=text|json]] [--bind DIM=VALUE[,DIM=VALUE]...]\n"
     "                   [--sparsity=S] [--sparse-block=RxC]\n"
+    "                   [--precision=f32|f16|bf16|int8] [--max-rel-error E]\n"
+    "                   [--no-guard] [--calibrate DIR [--calibrate-percentile P]]\n"
     "\n"
     "Compiles FILE through the pass pipeline and writes the result.  The weights\n"
-    "file is needed only for a compiled model (--emit=dsm).\n"
+    "file is needed only for a compiled model (--emit=dsm); the accuracy guard and\n"
+    "calibration use --weights when given.\n"
     "\n"
     "options:\n"
     "  -o OUT             write to OUT ('-' or no -o: standard output); the file\n"
@@ -110,11 +119,14 @@ static const char usage_compile[] =
     "  --stats[=json]     print per pass its time and operations before/after, and\n"
     "                     for the result: operations, kernels (fusion groups), bytes\n"
     "                     of activations moved unfused vs fused (weights, read once\n"
-    "                     either way, apart), planned peak memory vs the sum of\n"
+    "                     either way, apart), the weight bytes as stored (int8 or\n"
+    "                     f16 weights computed at load time replace the f32 params)\n"
+    "                     in total and per dtype, planned peak memory vs the sum of\n"
     "                     all intermediate values; to standard error when the\n"
     "                     compiled output goes to standard output, else to standard\n"
     "                     output.  json: one object with keys ops, kernels,\n"
-    "                     bytes_unfused, bytes_fused, weight_bytes, peak_bytes_planned,\n"
+    "                     bytes_unfused, bytes_fused, weight_bytes,\n"
+    "                     weight_bytes_by_dtype, peak_bytes_planned,\n"
     "                     peak_bytes_naive, gemm_weight_params,\n"
     "                     gemm_weight_params_kept, sparse_bytes_saved, sparse_layers\n"
     "                     (per pruned param: the cost model's estimate and choice),\n"
@@ -125,21 +137,41 @@ static const char usage_compile[] =
     "                     a param's own @sparse hint wins; docs/sparsity.md)\n"
     "  --sparse-block=RxC the block shape for --sparsity and for @sparse hints that\n"
     "                     give none (default 4x4)\n"
-    "  --bind DIM=VALUE   dim values for --stats and --random-weights (repeatable or\n"
-    "                     comma-separated); otherwise a dim's <= bound, else 8\n"
+    "  --bind DIM=VALUE   dim values for --stats, --random-weights and the accuracy\n"
+    "                     guard (repeatable or comma-separated); otherwise a dim's\n"
+    "                     <= bound, else 8\n"
+    "  --precision=P      GEMMs and convolutions in P: f32 (default, no change), f16,\n"
+    "                     bf16 (f32 accumulation) or int8 (linear only: weights per\n"
+    "                     output channel, activations per row at run time); see\n"
+    "                     docs/precision.md.  @precision(dtype) on a let overrides\n"
+    "  --max-rel-error E  the accuracy guard's budget (default 2e-2 for int8, 2e-3\n"
+    "                     for f16 and bf16): the model runs as f32 and at P on seeded\n"
+    "                     random inputs (on cpu, else ref) and, while the largest\n"
+    "                     relative L2 output error is over E, the op whose error\n"
+    "                     alone is largest goes back to f32; prints the per-op\n"
+    "                     table to standard error\n"
+    "  --no-guard         lower every op the policy selects, unmeasured\n"
+    "  --calibrate DIR    input sets DIR/SET/INPUT.npy (or one set DIR/INPUT.npy):\n"
+    "                     int8 activations get static per-tensor scales from the\n"
+    "                     f32 model's inputs to each op on these sets (instead of\n"
+    "                     dynamic per-row scales), and the guard measures on the\n"
+    "                     first set\n"
+    "  --calibrate-percentile P  the range is this percentile of |x| over all\n"
+    "                     sets (default 100: min-max)\n"
     "  -h, --help         show this help\n";
 
 static const char usage_run[] =
     "usage: dsc run FILE [--input NAME=FILE.npy]... [--output-dir DIR]\n"
     "               [--weights FILE] [--random-inputs] [--random-weights]\n"
     "               [--seed N] [--bind DIM=VALUE]... [--device auto|cpu|cuda|ref]\n"
-    "               [-O0|-O1|-O2] [--disable-pass=NAME]...\n"
+    "               [-O0|-O1|-O2] [--disable-pass=NAME]... [--precision=P]\n"
     "               [--sparsity=S] [--sparse-block=RxC]\n"
     "\n"
     "Runs the model and prints one line per output: name, dtype and shape, min,\n"
     "max and mean (and the count of non-finite values, if any).  FILE is DSG\n"
     "source or a compiled model (dsc compile -o MODEL.dsm; told apart by content),\n"
-    "which is run as compiled (no -O or --disable-pass) with its own weights\n"
+    "which is run as compiled (no -O, --disable-pass, --precision or --sparsity)\n"
+    "with its own weights "
     "unless --weights or --random-weights is given.\n"
     "\n"
     "options:\n"
@@ -166,6 +198,8 @@ static const char usage_run[] =
     "                             build, ref with a warning\n"
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile' (.dsg only)\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile' (.dsg only)\n"
+    "  --precision=P      f32 (default), f16, bf16 or int8, as for 'dsc compile'\n"
+    "                     (.dsg only; no accuracy guard)\n"
     "  --sparsity=S, --sparse-block=RxC  block pruning, as for 'dsc compile' (.dsg\n"
     "                     only; a .dsm keeps the pruning it was compiled with)\n"
     "  -h, --help         show this help\n";
@@ -176,6 +210,7 @@ static const char usage_bench[] =
     "                 [--input NAME=FILE.npy]... [--weights FILE] [--output-dir DIR]\n"
     "                 [-O0|-O1|-O2] [--disable-pass=NAME]... [--no-cache]\n"
     "                 [--profile] [--json] [--sparsity=S] [--sparse-block=RxC]\n"
+    "                 [--precision=f32|f16|bf16|int8]\n"
     "\n"
     "Times the model.  Everything is prepared once: the inputs and weights and,\n"
     "for cpu, the lowering and JIT compilation (timed and reported apart); then\n"
@@ -185,7 +220,7 @@ static const char usage_bench[] =
     "timed run is what 'dsc run' does per inference: bind the dims, run every\n"
     "kernel, copy the outputs out.  FILE is DSG source or a compiled model (.dsm,\n"
     "told apart by content), whose own weights are used unless --weights is given;\n"
-    "-O and --disable-pass apply to DSG source only.\n"
+    "-O, --disable-pass, --precision and --sparsity apply to DSG source only.\n"
     "\n"
     "options:\n"
     "  --device DEV       where to run (default auto): cpu (the host JIT; threads:\n"
@@ -203,6 +238,8 @@ static const char usage_bench[] =
     "  -O0, -O1, -O2      optimization level, as for 'dsc compile'\n"
     "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
     "  --sparsity=S, --sparse-block=RxC  block pruning, as for 'dsc compile'\n"
+    "  --precision=P      f32 (default), f16, bf16 or int8, as for 'dsc compile'\n"
+    "                     (no accuracy guard)\n"
     "  --no-cache         compile every kernel (no disk cache): the cold compile time\n"
     "  --profile          per kernel (cpu only): median time per inference, share,\n"
     "                     GFLOP/s and GB/s from the kernel's estimates, and the\n"
@@ -246,6 +283,24 @@ static const char usage_prune[] =
     "  --random-weights   make every param (seeded) instead of reading a file\n"
     "  --seed N           seed for --random-weights (default 0)\n"
     "  --sparsity=S, --sparse-block=RxC  as for 'dsc compile'\n"
+    "  -h, --help         show this help\n";
+
+static const char usage_calibrate[] =
+    "usage: dsc calibrate FILE --data DIR [--percentile P] [--weights FILE]\n"
+    "                     [-O1|-O2] [--disable-pass=NAME]...\n"
+    "\n"
+    "Runs the model in f32 on every input set of DIR and prints, for every GEMM\n"
+    "that --precision may lower (docs/precision.md), the range of its input (the largest\n"
+    "|x|, or a percentile of |x|, over all sets) and the static scale range/127\n"
+    "that 'dsc compile --precision=int8 --calibrate DIR' uses.  Sets are\n"
+    "DIR/SET/INPUT.npy, one file per model input (or DIR/INPUT.npy: one set).\n"
+    "\n"
+    "options:\n"
+    "  --data DIR         the input sets (required)\n"
+    "  --percentile P     the range is this percentile of |x| (default 100: min-max)\n"
+    "  --weights FILE     the weights (default: seeded random weights)\n"
+    "  -O1, -O2           optimization level, as for 'dsc compile' (default -O2)\n"
+    "  --disable-pass=NAME  skip one pass, as for 'dsc compile'\n"
     "  -h, --help         show this help\n";
 
 static const char usage_passes[] =
@@ -345,11 +400,12 @@ static Graph *load_model(Arena *a, Diag *d, const char *path, RtDsm *dsm) {
     return ok ? dsm->graph : NULL;
 }
 
-/* -O and --disable-pass with a compiled model: a usage error. */
+/* Pass options (-O, --disable-pass, --precision, sparsity) with a compiled model: a usage error. */
 static bool passes_for_dsm(const RtDsm *dsm, bool given, const char *file, const char *usage) {
     if (!dsm->graph || !given) return false;
     usage_error(usage,
-                "-O, --disable-pass, --sparsity and --sparse-block apply to DSG source; '%s' is a compiled model (already optimized)",
+                "-O, --disable-pass, --precision, --sparsity and --sparse-block apply to DSG source; "
+                "'%s' is a compiled model (already optimized)",
                 file);
     return true;
 }
@@ -475,6 +531,10 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
         cJSON_AddNumberToObject(o, "bytes_unfused", st->bytes_unfused);
         cJSON_AddNumberToObject(o, "bytes_fused", st->bytes_fused);
         cJSON_AddNumberToObject(o, "weight_bytes", st->weight_bytes);
+        cJSON *wd = cJSON_AddObjectToObject(o, "weight_bytes_by_dtype");
+        for (int t = 0; t < DT_COUNT; t++)
+            if (st->weight_bytes_by_dtype[t] > 0)
+                cJSON_AddNumberToObject(wd, dtype_name((DType)t), st->weight_bytes_by_dtype[t]);
         cJSON_AddNumberToObject(o, "peak_bytes_planned", st->peak_bytes_planned);
         cJSON_AddNumberToObject(o, "peak_bytes_naive", st->peak_bytes_naive);
         cJSON_AddNumberToObject(o, "gemm_weight_params", st->gemm_weight_params);
@@ -522,6 +582,13 @@ static void print_stats(FILE *out, bool json, const Graph *g, const int64_t *sym
             st->fused ? "" : " [no fusion ran]");
     fprintf(out, "  bytes moved     unfused %.0f, fused %.0f (%.2f) [activations; weights: %.0f either way]\n",
             st->bytes_unfused, st->bytes_fused, st->bytes_fused / un, st->weight_bytes);
+    fprintf(out, "  weights         %.0f bytes as stored (", st->weight_bytes);
+    for (int t = 0, first = 1; t < DT_COUNT; t++)
+        if (st->weight_bytes_by_dtype[t] > 0) {
+            fprintf(out, "%s%s %.0f", first ? "" : ", ", dtype_name((DType)t), st->weight_bytes_by_dtype[t]);
+            first = 0;
+        }
+    fprintf(out, ")\n");
     fprintf(out, "  peak memory     naive %.0f, planned %.0f (%.2f)%s\n", st->peak_bytes_naive,
             st->peak_bytes_planned, st->peak_bytes_planned / naive, st->planned ? "" : " [no memory plan]");
     if (st->gemm_weight_params > 0)
@@ -542,6 +609,99 @@ static bool check_pass_name(const char *name, const char *option) {
     return false;
 }
 
+/* --precision=f32|f16|bf16|int8 */
+static bool parse_precision(const char *v, DType *out, const char *usage) {
+    if (pass_precision_from_name(v, out)) return true;
+    usage_error(usage, "--precision must be f32, f16, bf16 or int8, got '%s'", v);
+    return false;
+}
+
+/* Attaches the --precision request to a loaded graph (nothing for f32). */
+static void request_precision(Arena *a, Graph *g, DType prec) {
+    if (!g || prec == DT_F32) return;
+    g->precision = arena_alloc(a, sizeof(PrecisionRequest));
+    g->precision->dtype = prec;
+}
+
+/* --precision on compile: calibration and the accuracy guard. */
+typedef struct {
+    DType prec;
+    double max_err; /* --max-rel-error; <0: the default for the precision */
+    bool guard;
+    const char *weights; /* --weights: for calibration and the guard */
+    const char *calib;   /* --calibrate DIR */
+    double percentile;   /* --calibrate-percentile (100: min-max) */
+} PrecOptions;
+
+/* Before compiling at a lower precision: with --calibrate, static int8
+ * activation scales from the f32 model on the calibration sets; then the
+ * accuracy guard on the first calibration set, else on seeded random inputs
+ * (dims from --bind), with the --weights file or seeded random weights.
+ * Prints the guard's table to stderr and stores the scales and the ops moved
+ * back to f32 in g->precision.  False (diagnostics printed) on error or when
+ * even f32 everywhere misses the budget (non-finite outputs). */
+static bool prepare_precision(const char *file, Graph *g, const PrecOptions *p, const Binds *binds, int opt,
+                              const char **disabled, int ndisabled, Diag *d) {
+    RunOptions run = {.random_inputs = true,
+                      .random_weights = !p->weights,
+                      .weights = p->weights,
+                      .nbinds = binds->n,
+                      .bind_names = (const char *const *)binds->names,
+                      .bind_values = binds->values,
+                      .device = rt_host_available() ? RT_DEVICE_CPU : RT_DEVICE_REF};
+    CalibSets sets = {0};
+    bool ok = !p->calib || rt_calib_sets(p->calib, &sets, d);
+    if (ok && p->calib && p->prec == DT_I8) {
+        CalibOptions co = {.sets = &sets,
+                           .percentile = p->percentile,
+                           .opt_level = opt,
+                           .disabled = disabled,
+                           .ndisabled = ndisabled,
+                           .run = run};
+        double *absmax = arena_alloc(g->arena, sizeof(double) * PREC_MAX_CAND);
+        int n;
+        ok = rt_calibrate(file, &co, absmax, &n, NULL, d);
+        g->precision->act_absmax = absmax;
+        g->precision->nabsmax = n;
+        if (ok)
+            fprintf(stderr, "calibration: %d input set%s from %s, %s, %d ops\n", sets.n,
+                    sets.n == 1 ? "" : "s", p->calib, p->percentile < 100 ? "percentile" : "min-max", n);
+    }
+    if (ok && p->calib) rt_calib_set_inputs(&sets, 0, &run);
+    GuardResult *r = calloc(1, sizeof *r);
+    GuardOptions go = {.dtype = p->prec,
+                       .budget = p->max_err >= 0    ? p->max_err
+                                 : p->prec == DT_I8 ? 2e-2
+                                                    : 2e-3,
+                       .opt_level = opt,
+                       .disabled = disabled,
+                       .ndisabled = ndisabled,
+                       .report = stderr,
+                       .run = run,
+                       .act_absmax = g->precision->act_absmax,
+                       .nabsmax = g->precision->nabsmax};
+    if (ok && p->guard) {
+        ok = rt_precision_guard(file, &go, r, d);
+        if (ok && !r->met)
+            diag_error(
+                d, loc_file(file),
+                "--precision=%s: the output error is %.3g (budget %.3g) even in f32: are the outputs finite?",
+                pass_precision_name(p->prec), r->error_final, go.budget);
+        if (ok && r->met) {
+            bool *keep = arena_alloc(g->arena, sizeof(bool) * PREC_MAX_CAND);
+            memcpy(keep, r->keep, sizeof(bool) * PREC_MAX_CAND);
+            g->precision->keep_f32 = keep;
+            g->precision->nkeep = PREC_MAX_CAND;
+        }
+        ok = ok && r->met;
+    }
+    free(r);
+    rt_calib_sets_free(&sets);
+    diag_print(d, stderr, true);
+    diag_clear(d);
+    return ok;
+}
+
 static int cmd_compile(int argc, char **argv) {
     const char *file = NULL, *out = NULL, *v;
     Emit emit = EMIT_DSG;
@@ -552,6 +712,7 @@ static int cmd_compile(int argc, char **argv) {
     Dumps dm = {.dir = "."};
     Binds binds = {0};
     int stats = 0; /* 0 none, 1 text, 2 json */
+    PrecOptions po_prec = {.prec = DT_F32, .max_err = -1, .guard = true, .percentile = 100};
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int ndisabled = 0, opt = 2, rc = EXIT_USAGE, sr;
     SparsifyOptions so = {0};
@@ -587,8 +748,7 @@ static int cmd_compile(int argc, char **argv) {
             }
             emit_given = true;
         } else if ((v = option_value(argc, argv, &i, "--weights"))) {
-            wo.weights = v;
-            weights_given = true;
+            wo.weights = po_prec.weights = v; /* the compiled model's weights, and the guard's */
         } else if (strcmp(a, "--random-weights") == 0) {
             wo.random_weights = weights_given = true;
         } else if ((v = option_value(argc, argv, &i, "--seed"))) {
@@ -617,6 +777,27 @@ static int cmd_compile(int argc, char **argv) {
             dm.after = v;
         } else if ((v = option_value(argc, argv, &i, "--dump-dir"))) {
             dm.dir = v;
+        } else if ((v = option_value(argc, argv, &i, "--precision"))) {
+            if (!parse_precision(v, &po_prec.prec, usage_compile)) goto done;
+        } else if ((v = option_value(argc, argv, &i, "--max-rel-error"))) {
+            char *end;
+            po_prec.max_err = strtod(v, &end);
+            if (end == v || *end || !(po_prec.max_err >= 0)) {
+                rc = usage_error(usage_compile, "--max-rel-error needs a non-negative number, got '%s'", v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--calibrate-percentile"))) {
+            char *end;
+            po_prec.percentile = strtod(v, &end);
+            if (end == v || *end || !(po_prec.percentile > 0 && po_prec.percentile <= 100)) {
+                rc = usage_error(usage_compile, "--calibrate-percentile needs a number in (0, 100], got '%s'",
+                                 v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--calibrate"))) {
+            po_prec.calib = v;
+        } else if (strcmp(a, "--no-guard") == 0) {
+            po_prec.guard = false;
         } else if (strcmp(a, "--stats") == 0 || strcmp(a, "--stats=text") == 0) {
             stats = 1;
         } else if (strcmp(a, "--stats=json") == 0) {
@@ -648,11 +829,23 @@ static int cmd_compile(int argc, char **argv) {
     }
     if (weights_given && emit != EMIT_DSM) {
         rc = usage_error(usage_compile, "%s",
-                         "--weights, --random-weights and --seed apply to --emit=dsm (-o FILE.dsm)");
+                         "--random-weights and --seed apply to --emit=dsm (-o FILE.dsm)");
+        goto done;
+    }
+    if (wo.weights && emit != EMIT_DSM && po_prec.prec == DT_F32) {
+        rc = usage_error(usage_compile, "%s", "--weights applies to --emit=dsm (-o FILE.dsm) and --precision");
         goto done;
     }
     if (wo.weights && wo.random_weights) {
         rc = usage_error(usage_compile, "%s", "--weights and --random-weights exclude each other");
+        goto done;
+    }
+    if (po_prec.calib && po_prec.prec == DT_F32) {
+        rc = usage_error(usage_compile, "%s", "--calibrate applies with --precision=int8, f16 or bf16");
+        goto done;
+    }
+    if (po_prec.prec != DT_F32 && opt == 0) {
+        rc = usage_error(usage_compile, "%s", "--precision needs -O1 or -O2 (-O0 runs no passes)");
         goto done;
     }
     bool kernels = emit == EMIT_CUDA || emit == EMIT_CUBIN;
@@ -674,6 +867,9 @@ static int cmd_compile(int argc, char **argv) {
     dm.d = d;
     rc = EXIT_DIAG;
     Graph *g = load(arena, d, file);
+    request_precision(arena, g, po_prec.prec);
+    if (g && g->precision && !prepare_precision(file, g, &po_prec, &binds, opt, disabled, ndisabled, d))
+        g = NULL;
     if (g) {
         PassRecord *records = calloc((size_t)pass_count() + 1, sizeof(PassRecord));
         PipelineOptions po = {opt, disabled, ndisabled, dump_before, dump_after, &dm, records, 0, &so};
@@ -737,6 +933,7 @@ static bool parse_i64(const char *s, int64_t *out) {
 }
 
 static int cmd_run(int argc, char **argv) {
+    DType prec = DT_F32;
     const char *file = NULL, *v;
     char **names = calloc((size_t)argc + 1, sizeof(char *)), **files = calloc((size_t)argc + 1, sizeof(char *));
     char **bnames = calloc((size_t)argc + 1, sizeof(char *));
@@ -744,7 +941,7 @@ static int cmd_run(int argc, char **argv) {
     RunOptions ro = {.summary = stdout, .device = RT_DEVICE_AUTO};
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int opt = 2, rc = EXIT_USAGE, ndisabled = 0, sr;
-    bool passopts = false; /* -O, --disable-pass or a sparsity option given */
+    bool passopts = false; /* -O, --disable-pass, --precision or a sparsity option given */
     SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -780,6 +977,9 @@ static int cmd_run(int argc, char **argv) {
                 goto done;
             }
             ro.seed = (uint64_t)seed;
+        } else if ((v = option_value(argc, argv, &i, "--precision"))) {
+            if (!parse_precision(v, &prec, usage_run)) goto done;
+            passopts = true;
         } else if ((v = option_value(argc, argv, &i, "--device"))) {
             if (!rt_device_from_name(v, &ro.device)) {
                 rc = usage_error(usage_run, "--device must be auto, cpu, cuda or ref, got '%s'", v);
@@ -810,6 +1010,10 @@ static int cmd_run(int argc, char **argv) {
         rc = usage_error(usage_run, "%s", "no input file");
         goto done;
     }
+    if (prec != DT_F32 && opt == 0) {
+        rc = usage_error(usage_run, "%s", "--precision needs -O1 or -O2 (-O0 runs no passes)");
+        goto done;
+    }
     ro.input_names = (const char *const *)names;
     ro.input_files = (const char *const *)files;
     ro.bind_names = (const char *const *)bnames;
@@ -819,6 +1023,7 @@ static int cmd_run(int argc, char **argv) {
     rc = EXIT_DIAG;
     RtDsm dsm = {0};
     Graph *g = load_model(arena, d, file, &dsm);
+    if (!dsm.graph) request_precision(arena, g, prec); /* a .dsm: refused below (passopts) */
     /* a second copy stays as written, for choosing random weight ranges */
     ro.as_written = g && ro.random_weights && !dsm.graph ? load(arena, d, file) : NULL;
     if (passes_for_dsm(&dsm, passopts, file, usage_run)) {
@@ -843,10 +1048,11 @@ done:
 static int cmd_bench(int argc, char **argv) {
     const char *file = NULL, *v;
     char **names = calloc((size_t)argc + 1, sizeof(char *)), **files = calloc((size_t)argc + 1, sizeof(char *));
+    DType prec = DT_F32;
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     Binds binds = {0};
     BenchOptions bo = {.run = {.device = RT_DEVICE_AUTO, .random_inputs = true}, .iters = 20, .warmup = 3};
-    bool json = false, passopts = false; /* -O, --disable-pass or a sparsity option given */
+    bool json = false, passopts = false; /* -O, --disable-pass, --precision or a sparsity option given */
     int opt = 2, rc = EXIT_USAGE, ndisabled = 0, sr;
     SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
@@ -898,6 +1104,9 @@ static int cmd_bench(int argc, char **argv) {
             files[bo.run.ninputs++] = val;
         } else if ((v = option_value(argc, argv, &i, "--weights"))) {
             bo.run.weights = v;
+        } else if ((v = option_value(argc, argv, &i, "--precision"))) {
+            if (!parse_precision(v, &prec, usage_bench)) goto done;
+            passopts = true;
         } else if ((v = option_value(argc, argv, &i, "--output-dir"))) {
             bo.run.output_dir = v;
         } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
@@ -927,6 +1136,10 @@ static int cmd_bench(int argc, char **argv) {
         rc = usage_error(usage_bench, "%s", "no input file");
         goto done;
     }
+    if (prec != DT_F32 && opt == 0) {
+        rc = usage_error(usage_bench, "%s", "--precision needs -O1 or -O2 (-O0 runs no passes)");
+        goto done;
+    }
     bo.run.input_names = (const char *const *)names;
     bo.run.input_files = (const char *const *)files;
     bo.run.nbinds = binds.n;
@@ -938,6 +1151,7 @@ static int cmd_bench(int argc, char **argv) {
     double t0 = rt_bench_now();
     RtDsm dsm = {0};
     Graph *g = load_model(arena, d, file, &dsm);
+    if (!dsm.graph) request_precision(arena, g, prec); /* a .dsm: refused below (passopts) */
     bo.run.random_weights = !bo.run.weights && !dsm.graph; /* a .dsm has its own */
     PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled, .sparse = &so};
     bool ok = g && !passes_for_dsm(&dsm, passopts, file, usage_bench) &&
@@ -1049,6 +1263,85 @@ static int cmd_prune(int argc, char **argv) {
     return rc;
 }
 
+static int cmd_calibrate(int argc, char **argv) {
+    const char *file = NULL, *dir = NULL, *weights = NULL, *v;
+    const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
+    double percentile = 100;
+    int opt = 2, ndisabled = 0, rc = EXIT_USAGE;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char *end;
+        if (is_help(a)) {
+            fputs(usage_calibrate, stdout);
+            rc = EXIT_OK;
+            goto done;
+        } else if ((v = option_value(argc, argv, &i, "--data"))) {
+            dir = v;
+        } else if ((v = option_value(argc, argv, &i, "--weights"))) {
+            weights = v;
+        } else if ((v = option_value(argc, argv, &i, "--percentile"))) {
+            percentile = strtod(v, &end);
+            if (end == v || *end || !(percentile > 0 && percentile <= 100)) {
+                rc = usage_error(usage_calibrate, "--percentile needs a number in (0, 100], got '%s'", v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
+            if (!check_pass_name(v, "--disable-pass")) goto done;
+            disabled[ndisabled++] = v;
+        } else if (strcmp(a, "-O1") == 0 || strcmp(a, "-O2") == 0) {
+            opt = a[2] - '0';
+        } else if (a[0] == '-' && a[1]) {
+            rc = usage_error(usage_calibrate, "unknown option or missing value: '%s'", a);
+            goto done;
+        } else if (file) {
+            rc = usage_error(usage_calibrate, "more than one file given ('%s')", a);
+            goto done;
+        } else {
+            file = a;
+        }
+    }
+    if (!file || !dir) {
+        rc = usage_error(usage_calibrate, "%s", !file ? "no input file" : "--data DIR is required");
+        goto done;
+    }
+    Diag *d = diag_create();
+    CalibSets sets;
+    rc = EXIT_DIAG;
+    if (rt_calib_sets(dir, &sets, d)) {
+        CalibOptions co = {.sets = &sets,
+                           .percentile = percentile,
+                           .opt_level = opt,
+                           .disabled = disabled,
+                           .ndisabled = ndisabled,
+                           .run = {.random_weights = !weights,
+                                   .weights = weights,
+                                   .device = rt_host_available() ? RT_DEVICE_CPU : RT_DEVICE_REF}};
+        double *absmax = calloc(PREC_MAX_CAND, sizeof(double));
+        PrecisionRequest *req = calloc(1, sizeof *req);
+        int n;
+        if (rt_calibrate(file, &co, absmax, &n, req, d)) {
+            printf("calibration of %s: %d input set%s from %s, %s\n", file, sets.n, sets.n == 1 ? "" : "s",
+                   dir, percentile < 100 ? "percentile" : "min-max");
+            printf("  %-72s %-12s %s\n", "op", "range", "scale");
+            for (int i = 0; i < n; i++) {
+                char scale[64]; /* as the compiled graph prints it */
+                ir_format_double((double)(float)(fmax(absmax[i], 1e-30) / 127.0), scale, sizeof scale);
+                printf("  %-72s %-12.6g %s\n", req->cand[i].label, absmax[i], scale);
+            }
+            rc = EXIT_OK;
+        }
+        free(req);
+        free(absmax);
+        rt_calib_sets_free(&sets);
+    }
+    fflush(stdout);
+    diag_print(d, stderr, true);
+    diag_destroy(d);
+done:
+    free(disabled);
+    return rc;
+}
+
 static int cmd_passes(int argc, char **argv) {
     if (argc > 0 && is_help(argv[0])) {
         fputs(usage_passes, stdout);
@@ -1137,6 +1430,7 @@ static const Command commands[] = {
     {"compile", cmd_compile, usage_compile},
     {"run", cmd_run, usage_run},
     {"bench", cmd_bench, usage_bench},
+    {"calibrate", cmd_calibrate, usage_calibrate},
     {"inspect", cmd_inspect, usage_inspect},
     {"prune", cmd_prune, usage_prune},
     {"passes", cmd_passes, usage_passes},
