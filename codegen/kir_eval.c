@@ -12,8 +12,9 @@
  * in uint64); div truncates toward zero with INT64_MIN / -1 = INT64_MIN; a
  * division or remainder by zero is an error (lowering guards every user-level
  * integer division, so one reaching here is a bug).  KO_WRAP keeps the low 8
- * or 32 bits as a signed value.  KO_CAST float -> i64 truncates, saturates at
- * the i64 range and maps NaN to 0; -> bool is != 0 (NaN is true).
+ * or 32 bits as a signed value (on f32: rounds to f16/bf16, ir_dtype_round).
+ * KO_CAST float -> i64 truncates, saturates at the i64 range and maps NaN to
+ * 0; -> bool is != 0 (NaN is true).
  *
  * Every load and store is checked against the element count of its buffer's
  * node at the bound dims; an out-of-range index stops the kernel with an error
@@ -154,7 +155,10 @@ static V un(Ev *E, const KExpr *e) {
         return r;
     }
     if (e->op == KO_WRAP) {
-        r.i = ir_wrap_int(a.i, e->dt);
+        if (e->type == KT_F32)
+            r.f = (float)ir_dtype_round(e->dt, a.f);
+        else
+            r.i = ir_wrap_int(a.i, e->dt);
         return r;
     }
     if (e->op == KO_NOT) {
@@ -284,6 +288,15 @@ static V ev(Ev *E, const KExpr *e) {
     case KE_UN: return un(E, e);
     case KE_BIN: return bin(E, e);
     case KE_SELECT: return ev(E, e->a).i ? ev(E, e->b) : ev(E, e->c);
+    case KE_TABLE: {
+        int64_t i = ev(E, e->a).i;
+        const KTable *t = &E->k->tables[e->id];
+        if (i < 0 || i >= t->n)
+            fail(E, "table t%d index %lld out of range [0, %d)", e->id, (long long)i, t->n);
+        else
+            r.i = t->data[i];
+        return r;
+    }
     }
     return r;
 }
@@ -348,7 +361,7 @@ bool cg_kir_eval_into(const Graph *g, const Kernel *k, void *const *bufs, const 
             else
                 n *= v;
         }
-        nelem[b] = n;
+        nelem[b] = k->bufs[b].role == KB_DATA ? k->bufs[b].nelems : n;
         if (!E.bad && n > 0 && !bufs[b]) fail(&E, "b%d has no memory", b);
     }
     /* the parallel space, row-major, one point at a time */

@@ -55,12 +55,9 @@
  * rounded (spec section 4 allows it), but an explicit cast to f16 or bf16 must
  * round, and so should a half-precision value that a cast or a comparison in
  * the group reads (a truncation or a comparison would otherwise see digits
- * the value does not have).  The kernel IR has no rounding operator, so such
- * a value is computed by a kernel of its own that stores it (to its planned
- * buffer, or to an allocation of its own: KB_PLANNED with ann.buffer == -1)
- * and its readers load it: the store rounds.  (When memplan made that value
- * an in-place update of an operand, the readers use the unrounded value
- * instead, which is only fused-intermediate precision.)
+ * the value does not have).  Such a value is rounded where it is computed,
+ * in the kernel (KO_WRAP to f16/bf16: stored and read back), so the casts
+ * that passes/precision.c puts around a GEMM stay in the GEMM's kernel.
  *
  * Integers follow the interpreter exactly: i64 arithmetic that wraps, KO_WRAP
  * to i8/i32 after every operation that can leave the dtype's range, truncating
@@ -84,6 +81,7 @@
 
 #include "../ir/assert.h"
 #include "../ir/trap.h"
+#include "lower_sparse.h"
 
 enum {
     MAX_UNROLL = 256, /* attention: most output channels kept in separate locals */
@@ -130,7 +128,9 @@ typedef struct {
     int64_t *sample;    /* a binding of the dims for cost estimates */
     int *uses;          /* by node id: uses inside its group, +1 if it escapes */
     bool *esc;          /* by node id: read outside its group or a graph output */
-    bool *bnd;          /* by node id: a rounding point, computed by a kernel of its own */
+    bool *bnd;          /* by node id: a rounding point, rounded in the kernel (KO_WRAP) */
+    bool *own;          /* by node id: computed by a kernel of its own (a sparse GEMM and its
+                           operands computed in the group); the rest of the group loads it */
     bool *reach;        /* by node id: reached from the attention core (current group) */
     const Group *grp;   /* the group, or NULL: `single` alone */
     const Node *single;
@@ -1555,12 +1555,13 @@ static KExpr *compute(Low *L, const Node *n, const Ix *ix) {
 /* n's element at ix as a scalar expression of its compute type. */
 static KExpr *val(Low *L, const Node *n, const Ix *ix) {
     if (n->op == OP_CONST) return const_value(L, n);
-    if (!in_group(L, n) || (L->G->bnd[n->id] && !is_target(L, n))) return ext(L, n, ix);
+    if (!in_group(L, n) || (L->G->own[n->id] && !is_target(L, n))) return ext(L, n, ix);
     Ix c = *ix;
     canon(L, &c, &n->type);
     KExpr *v = cache_get(L, n, TAG_VAL, &c);
     if (v) return v;
     v = compute(L, n, &c);
+    if (L->G->bnd[n->id]) v = kir_wrap(L->g, n->type.dtype, v); /* a rounding point */
     if (L->G->uses[n->id] > 1 || v->kind == KE_LOCAL) {
         v = mat(L, v);
         cache_put(L, n, TAG_VAL, &c, v);
@@ -1630,8 +1631,7 @@ static const Node *epi_source(GCtx *G, const Node *n) {
     int nops = n->op == OP_BATCHNORM ? 1 : n->nin;
     for (int k = 0; k < nops; k++) {
         const Node *p = n->in[k];
-        if (p && member(G, p) && G->reach[p->id] && !G->bnd[p->id] &&
-            ir_type_numel(G->g, &p->type) == numel)
+        if (p && member(G, p) && G->reach[p->id] && !G->own[p->id] && ir_type_numel(G->g, &p->type) == numel)
             return p;
     }
     return NULL;
@@ -1643,7 +1643,7 @@ static void reach_from(GCtx *G, const Node *o) {
     G->reach[o->id] = true;
     for (int i = 0; i < G->nm; i++) {
         const Node *n = G->m[i];
-        if (n->id > o->id && !G->bnd[n->id] && epi_source(G, n)) G->reach[n->id] = true;
+        if (n->id > o->id && !G->own[n->id] && epi_source(G, n)) G->reach[n->id] = true;
     }
 }
 
@@ -1659,6 +1659,7 @@ static void push(Low *L, const Node *o, const Ix *ix, KExpr *v) {
     GCtx *G = L->G;
     Known *kn = arena_alloc(L->g->arena, sizeof(Known) * (size_t)(G->nm + 1));
     int nk = 0;
+    if (G->bnd[o->id]) v = kir_wrap(L->g, o->type.dtype, v); /* a rounding point */
     v = mat(L, v);
     cache_put(L, o, TAG_VAL, ix, v);
     kn[nk++] = (Known){o, *ix, v};
@@ -1835,21 +1836,40 @@ static void estimates(Low *L) {
     L->k->bytes = b == DIM_INVALID ? dim_const(t, 0) : b;
 }
 
-static void commit(GCtx *G, Low *L) {
-    Kernel *k = L->k;
-    k->body = L->root->body;
+/* Names k, verifies it and adds it to the program. */
+static void add_kernel(GCtx *G, Kernel *k) {
     if (G->grp)
         k->name = arena_printf(G->g->arena, "%s_g%d_%d", G->prefix, G->grp->id, G->kno++);
     else
         k->name = arena_printf(G->g->arena, "%s_n%d_%d", G->prefix, G->single->id, G->kno++);
     k->load_time = G->grp && G->grp->kind == GK_CONSTANT;
-    estimates(L);
     if (!kir_verify(G->g, k, G->d)) {
         diag_error(G->d, loc_file(G->g->file), "internal error: lowering produced an invalid kernel %s", k->name);
         G->ok = false;
         return;
     }
     kir_program_add(G->prog, k);
+}
+
+static void commit(GCtx *G, Low *L) {
+    L->k->body = L->root->body;
+    estimates(L);
+    add_kernel(G, L->k);
+}
+
+/* A GEMM over a weight pruned with a known pattern, outside load-time
+ * groups: a kernel of its own specialised to the pattern (lower_sparse.c). */
+static bool sparse_gemm(const GCtx *G, const Node *n) {
+    return cg_sparse_gemm(n) && !(G->grp && G->grp->kind == GK_CONSTANT);
+}
+
+static void emit_sparse(GCtx *G, const Node *n) {
+    Graph *g = G->g;
+    const Node *x = root_of(g, n->in[0]);
+    const Node *b = n->op == OP_LINEAR && n->nin > 2 && n->in[2] ? root_of(g, n->in[2]) : NULL;
+    Kernel *k = cg_lower_sparse(g, n, x, role_of(g, x), b, b ? role_of(g, b) : KB_PARAM, n, role_of(g, n), "sparse",
+                                G->grp ? G->grp->id : -1);
+    add_kernel(G, k);
 }
 
 static bool rowish(const GCtx *G) {
@@ -1897,7 +1917,7 @@ static void emit_by_shape(GCtx *G, const Node **vals, int nv, bool try_seq) {
 static bool find_att(GCtx *G, Att *A) {
     for (int i = 0; i < G->nm; i++) {
         const Node *n = G->m[i];
-        if (n->op == OP_ATTENTION && n->type.rank >= 2 && !G->bnd[n->id]) {
+        if (n->op == OP_ATTENTION && n->type.rank >= 2 && !G->own[n->id]) {
             const Node *k = n->in[1];
             *A = (Att){n, NULL, n->in[2], k->type.dim[k->type.rank - 2]};
             return true;
@@ -1917,20 +1937,6 @@ static bool find_att(GCtx *G, Att *A) {
     return false;
 }
 
-/* Is there an operand read from outside the group whose buffer is b? (memplan's
- * in-place updates give an output the buffer of such an operand) */
-static bool donor_buffer(GCtx *G, int b) {
-    for (int i = 0; i < G->nm; i++) {
-        const Node *n = G->m[i];
-        for (int k = 0; k < n->nin; k++) {
-            const Node *x = n->in[k];
-            if (!x || ir_is_source(x) || (G->grp && x->ann.group == G->grp->id)) continue;
-            if (root_of(G->g, x)->ann.buffer == b) return true;
-        }
-    }
-    return false;
-}
-
 static bool half(DType t) { return t == DT_F16 || t == DT_BF16; }
 
 /* An f16/bf16 value computed in the group whose rounding its readers in the
@@ -1942,7 +1948,7 @@ static bool member(const GCtx *G, const Node *n);
 /* Is n's value in a kernel already rounded to its dtype?  Loaded values and
  * constants are, and so is data movement of rounded values. */
 static bool rounded(GCtx *G, const Node *n) {
-    if (!member(G, n) || G->bnd[n->id]) return true;
+    if (!member(G, n) || G->bnd[n->id] || G->own[n->id]) return true;
     switch (n->op) {
     case OP_RESHAPE:
     case OP_SQUEEZE:
@@ -1992,16 +1998,23 @@ static void lower_group(GCtx *G) {
             if (x && member(G, x) && half(x->type.dtype) && !rounded(G, x)) G->bnd[x->id] = true;
         }
     }
+    /* a sparse GEMM is computed by a kernel of its own, and so are its
+     * operands computed in the group: it reads them from memory */
+    for (int i = 0; i < G->nm; i++) G->own[G->m[i]->id] = false;
     for (int i = 0; i < G->nm; i++) {
         const Node *n = G->m[i];
-        if (G->bnd[n->id] && pure && n->ann.buffer >= 0 && donor_buffer(G, n->ann.buffer)) G->bnd[n->id] = false;
+        if (!sparse_gemm(G, n)) continue;
+        G->own[n->id] = true;
+        for (int k = 0; k < n->nin; k++)
+            if (n->in[k] && member(G, n->in[k])) G->own[n->in[k]->id] = true;
     }
     const Node **vals = arena_alloc(g->arena, sizeof(Node *) * ((size_t)G->nm + 1));
     int nv = 0;
     bool seq = rowish(G);
     for (int i = 0; i < G->nm && G->ok; i++) {
         const Node *n = G->m[i];
-        if (G->bnd[n->id]) emit_plain(G, &n, 1, seq);
+        if (G->own[n->id] && sparse_gemm(G, n)) emit_sparse(G, n);
+        else if (G->own[n->id]) emit_plain(G, &n, 1, seq);
         else if (G->esc[n->id]) vals[nv++] = n;
     }
     if (!nv || !G->ok) return;
@@ -2061,6 +2074,7 @@ bool cg_lower(Graph *g, KProgram *out, Diag *d) {
     G.uses = arena_alloc(g->arena, sizeof(int) * ((size_t)nn + 1));
     G.esc = arena_alloc(g->arena, (size_t)nn + 1);
     G.bnd = arena_alloc(g->arena, (size_t)nn + 1);
+    G.own = arena_alloc(g->arena, (size_t)nn + 1);
     G.reach = arena_alloc(g->arena, (size_t)nn + 1);
     bool grouped = g->ngroups > 0;
     for (int i = 0; i < nn; i++) {

@@ -237,6 +237,8 @@ typedef struct Graph {
     Group **groups; /* set by fusion; empty before */
     int ngroups;
     size_t groupcap;
+    /* passes/precision: what --precision asked for (passes/precision.h); NULL: f32 */
+    struct PrecisionRequest *precision;
     Buffer *buffers; /* set by memory planning; empty before */
     int nbuffers;
     size_t buffercap;

@@ -104,7 +104,8 @@ KExpr *kir_cast(Graph *g, KType to, KExpr *a) {
 }
 
 KExpr *kir_wrap(Graph *g, DType dt, KExpr *a) {
-    KExpr *e = expr(g, KE_UN, KT_I64);
+    DSC_ASSERT(a->type == ((dt == DT_F16 || dt == DT_BF16) ? KT_F32 : KT_I64));
+    KExpr *e = expr(g, KE_UN, a->type);
     e->op = KO_WRAP;
     e->dt = dt;
     e->a = a;
@@ -126,6 +127,30 @@ KExpr *kir_select(Graph *g, KExpr *cond, KExpr *a, KExpr *b) {
     e->b = a;
     e->c = b;
     return e;
+}
+
+KExpr *kir_table_load(Graph *g, const Kernel *k, int table, KExpr *index) {
+    DSC_ASSERT(table >= 0 && table < k->ntables);
+    KExpr *e = expr(g, KE_TABLE, KT_I64);
+    e->id = table;
+    e->a = index;
+    return e;
+}
+
+int kir_data_buffer(Graph *g, Kernel *k, const Node *from, DType dtype, const void *data, int64_t nelems) {
+    k->bufs = arena_grow(g->arena, k->bufs, sizeof(KBuf) * (size_t)k->nbufs, sizeof(KBuf) * (size_t)(k->nbufs + 1));
+    k->bufs[k->nbufs] = (KBuf){from, dtype, KB_DATA, false, data, nelems};
+    return k->nbufs++;
+}
+
+int kir_new_table(Graph *g, Kernel *k, const int32_t *data, int n) {
+    DSC_ASSERT(n >= 1);
+    int32_t *copy = arena_alloc(g->arena, sizeof(int32_t) * (size_t)n);
+    memcpy(copy, data, sizeof(int32_t) * (size_t)n);
+    k->tables = arena_grow(g->arena, k->tables, sizeof(KTable) * (size_t)k->ntables,
+                           sizeof(KTable) * (size_t)(k->ntables + 1));
+    k->tables[k->ntables] = (KTable){n, copy};
+    return k->ntables++;
 }
 
 static KExpr *atom_expr(Graph *g, int atom) {
@@ -187,7 +212,7 @@ int kir_buffer(Graph *g, Kernel *k, const Node *node, KBufRole role, bool writte
             return i;
         }
     k->bufs = arena_grow(g->arena, k->bufs, sizeof(KBuf) * (size_t)k->nbufs, sizeof(KBuf) * (size_t)(k->nbufs + 1));
-    k->bufs[k->nbufs] = (KBuf){node, node->type.dtype, role, written};
+    k->bufs[k->nbufs] = (KBuf){.node = node, .dtype = node->type.dtype, .role = role, .written = written};
     return k->nbufs++;
 }
 
@@ -296,6 +321,11 @@ static void check_expr(Check *c, const KExpr *e) {
         check_expr(c, e->a);
         if (e->a && e->a->type != KT_I64) bad(c, "load index is not i64");
         break;
+    case KE_TABLE:
+        if (e->id < 0 || e->id >= c->k->ntables || e->type != KT_I64) bad(c, "bad table");
+        check_expr(c, e->a);
+        if (e->a && e->a->type != KT_I64) bad(c, "table index is not i64");
+        break;
     case KE_UN:
         check_expr(c, e->a);
         if (e->op != KO_CAST && e->op != KO_NOT && e->op != KO_WRAP && e->a && e->a->type != e->type)
@@ -394,6 +424,11 @@ static void print_expr(const Graph *g, const Kernel *k, const KExpr *e, FILE *ou
         print_expr(g, k, e->a, out);
         fputc(']', out);
         break;
+    case KE_TABLE:
+        fprintf(out, "t%d[", e->id);
+        print_expr(g, k, e->a, out);
+        fputc(']', out);
+        break;
     case KE_UN:
         if (e->op == KO_CAST)
             fprintf(out, "%s(", kir_type_name(e->type));
@@ -474,7 +509,7 @@ static void print_block(const Graph *g, const Kernel *k, const KStmt *s, int dep
 }
 
 void kir_print(const Graph *g, const Kernel *k, FILE *out) {
-    static const char *roles[] = {"input", "param", "constant", "planned"};
+    static const char *roles[] = {"input", "param", "constant", "planned", "data"};
     fprintf(out, "kernel %s (group %d%s)\n", k->name, k->group, k->load_time ? ", load time" : "");
     for (int i = 0; i < k->nbufs; i++) {
         const KBuf *b = &k->bufs[i];
@@ -482,6 +517,11 @@ void kir_print(const Graph *g, const Kernel *k, FILE *out) {
                 ir_type_str(g, &b->node->type), b->written ? " (written)" : "");
     }
     for (int i = 0; i < k->nlocals; i++) fprintf(out, "  l%d: %s\n", i, kir_type_name(k->locals[i]));
+    for (int i = 0; i < k->ntables; i++) {
+        fprintf(out, "  t%d: i32[%d] {", i, k->tables[i].n);
+        for (int j = 0; j < k->tables[i].n && j < 16; j++) fprintf(out, "%s%d", j ? ", " : "", (int)k->tables[i].data[j]);
+        fputs(k->tables[i].n > 16 ? ", ...}\n" : "}\n", out);
+    }
     fputs("  parallel", out);
     for (int i = 0; i < k->npar; i++) {
         fprintf(out, " v%d < ", i);

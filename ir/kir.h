@@ -46,7 +46,8 @@ typedef enum {
     KE_LOAD,  /* buffer `id` at element index a (a KT_I64 expression) */
     KE_UN,    /* op(a) */
     KE_BIN,   /* op(a, b) */
-    KE_SELECT /* a ? b : c (a is KT_BOOL) */
+    KE_SELECT, /* a ? b : c (a is KT_BOOL) */
+    KE_TABLE   /* entry a (KT_I64) of the kernel's constant table `id`, as KT_I64 */
 } KExprKind;
 
 /* Operators.  Unless said otherwise the operands and result have one type. */
@@ -56,7 +57,8 @@ typedef enum {
     KO_ERF, KO_SILU, KO_GELU, KO_GELU_TANH, KO_NOT,
     KO_CAST, /* to the expression's type from a's type (float->int truncates and saturates,
                 NaN -> 0; int->int keeps the value; ->bool is != 0) */
-    KO_WRAP, /* i64 wrapped to the width of DType `dt` (i8, i32): two's complement */
+    KO_WRAP, /* the value stored as DType `dt` and read back: KT_I64 wrapped to the width
+                of i8/i32 (two's complement); KT_F32 rounded to f16/bf16 (nearest even) */
     /* binary */
     KO_ADD, KO_SUB, KO_MUL, KO_DIV, /* KT_I64 div truncates toward zero; a division by zero
                                        is the caller's to prevent (lowering guards it) */
@@ -74,7 +76,7 @@ struct KExpr {
     KExprKind kind;
     KType type;
     KOp op;       /* KE_UN, KE_BIN */
-    DType dt;     /* KO_WRAP: the dtype to wrap to */
+    DType dt;     /* KO_WRAP: the dtype to wrap or round to */
     int id;       /* KE_DIM: symbol, KE_VAR: variable, KE_LOCAL: local, KE_LOAD: buffer */
     double f;     /* KE_CONST, KT_F32 */
     int64_t i;    /* KE_CONST, KT_I64 / KT_BOOL */
@@ -109,6 +111,9 @@ typedef enum {
     KB_PARAM,    /* a weight */
     KB_CONSTANT, /* a value of a load-time constant group */
     KB_PLANNED,  /* a value in the memory plan (arena buffer node->ann.buffer) */
+    KB_DATA,     /* read-only data lowering made from a weight (KBuf.data, `nelems`
+                    elements of `dtype`), bound by the host executor; `node` is the
+                    weight it was made from (a packed block-sparse weight) */
 } KBufRole;
 
 typedef struct {
@@ -116,7 +121,18 @@ typedef struct {
     DType dtype;
     KBufRole role;
     bool written;     /* the kernel stores into it */
+    const void *data; /* KB_DATA only */
+    int64_t nelems;   /* KB_DATA only */
 } KBuf;
+
+/* A constant int32 table that is part of the kernel's code (a block-sparse
+ * pattern: codegen/lower_sparse.c): an LLVM private constant, a CUDA
+ * __device__ const array.  Its contents are part of the rendered source, so
+ * the kernel cache keys on them.  `data` lives in the graph's arena. */
+typedef struct {
+    int n; /* entries, >= 1 */
+    const int32_t *data;
+} KTable;
 
 typedef struct Kernel {
     const char *name;   /* unique in the program, a C identifier */
@@ -130,6 +146,8 @@ typedef struct Kernel {
     int npar;
     KExpr **par_extent; /* extents of the parallel variables (KT_I64, in dims) */
     KStmt *body;
+    int ntables;
+    KTable *tables;
     /* Estimates for the kernel record: floating-point (or integer) operations
      * and bytes moved per run, as dim expressions. */
     DimId flops, bytes;
@@ -156,6 +174,8 @@ KExpr *kir_cast(Graph *g, KType to, KExpr *a);
 KExpr *kir_wrap(Graph *g, DType dt, KExpr *a);
 KExpr *kir_bin(Graph *g, KOp op, KExpr *a, KExpr *b);
 KExpr *kir_select(Graph *g, KExpr *cond, KExpr *a, KExpr *b);
+/* Entry `index` of table `table` of k (KT_I64). */
+KExpr *kir_table_load(Graph *g, const Kernel *k, int table, KExpr *index);
 /* A dim expression as a KT_I64 expression over KE_DIM terms. */
 KExpr *kir_from_dim(Graph *g, DimId d);
 
@@ -163,6 +183,10 @@ Kernel *kir_kernel_create(Graph *g, const char *name, int group);
 /* The index of the buffer for `node` in k (added if new; `written` is or-ed in). */
 int kir_buffer(Graph *g, Kernel *k, const Node *node, KBufRole role, bool written);
 int kir_new_local(Graph *g, Kernel *k, KType t);
+/* Adds a KB_DATA buffer (see KBufRole) and returns its index. */
+int kir_data_buffer(Graph *g, Kernel *k, const Node *from, DType dtype, const void *data, int64_t nelems);
+/* Adds a constant table of n >= 1 entries (copied into the arena); its index. */
+int kir_new_table(Graph *g, Kernel *k, const int32_t *data, int n);
 int kir_new_var(Kernel *k);
 
 KStmt *kir_for(Graph *g, int var, KExpr *extent, KStmt *body);

@@ -31,64 +31,24 @@
  * removed. */
 #include <string.h>
 
+#include "build.h"
 #include "passes.h"
 
-typedef struct {
-    Graph *g;
-    Diag *d;
-    Loc loc;
-    Node **order; /* the new node order, built during the sweep */
-    int n;
-    size_t cap;
-    bool ok; /* false once a new node failed to type-check (an internal error) */
-} Cx;
+/* The sweep's builder: the new node order (passes/build.h). */
+typedef Builder Cx;
 
-/* A new node with up to two operands, type-checked and placed in the order. */
-static Node *emit(Cx *c, OpKind op, Node *a, Node *b) {
-    Node *n = ir_node_create(c->g, op, ir_op_tensor_params(op), c->loc);
-    n->in[0] = a;
-    if (b) n->in[1] = b;
-    return n;
-}
-
-/* Once one node fails to type-check (an internal error), the rest of the
- * fold is abandoned: nothing more is placed and the batchnorm is untouched. */
-static Node *finish(Cx *c, Node *n) {
-    if (!c->ok) return n;
-    if (!ir_infer(c->g, n, c->d)) {
-        diag_error(c->d, c->loc, "internal error: fold-batchnorm built an invalid %s", ir_op_name(n->op));
-        c->ok = false;
-        return n;
-    }
-    VEC_PUSH(c->g->arena, c->order, c->n, c->cap, n);
-    return n;
-}
-
-static Node *op2(Cx *c, OpKind op, Node *a, Node *b) { return finish(c, emit(c, op, a, b)); }
-
-static Node *cast(Cx *c, Node *x, DType dt) {
-    if (!x || x->type.dtype == dt) return x;
-    Node *n = emit(c, OP_CAST, x, NULL);
-    ir_attr_set(c->g, n, "dtype", AV_DTYPE, c->loc)->dt = dt;
-    return finish(c, n);
-}
+static Node *op2(Cx *c, OpKind op, Node *a, Node *b) { return pb_op(c, op, a, b); }
+static Node *cast(Cx *c, Node *x, DType dt) { return pb_cast(c, x, dt); }
 
 /* s with trailing unit axes, to scale the rows of a weight of rank `rank`. */
 static Node *unsqueeze_rows(Cx *c, Node *s, int rank) {
-    Node *n = emit(c, OP_UNSQUEEZE, s, NULL);
+    Node *n = pb_new(c, OP_UNSQUEEZE, s, NULL, NULL);
     Attr *a = ir_attr_set(c->g, n, "axes", AV_INTS, c->loc);
     a->n = rank - 1;
     a->ints = arena_alloc(c->g->arena, sizeof(int64_t) * (size_t)rank);
     for (int i = 1; i < rank; i++)
         a->ints[i - 1] = i;
-    return finish(c, n);
-}
-
-static Node *scalar(Cx *c, DType dt, double v) {
-    Node *n = ir_node_create(c->g, OP_CONST, 0, c->loc);
-    n->type.dtype = dt;
-    n->fval = v;
-    return finish(c, n);
+    return pb_place(c, n);
 }
 
 /* Rewrites batchnorm bn(z = conv2d/linear(x, w, b), scale, bias, mean, var)
@@ -100,10 +60,10 @@ static void fold(Cx *c, Node *bn) {
     Node *w = cast(c, z->in[1], ct), *b = cast(c, z->in[2], ct);
     Node *scale = cast(c, bn->in[1], ct), *bias = cast(c, bn->in[2], ct), *mean = cast(c, bn->in[3], ct),
          *var = cast(c, bn->in[4], ct);
-    Node *eps = scalar(c, ct, ir_attr_float(bn, "eps", 1e-5));
-    Node *s = op2(c, OP_MUL, scale, finish(c, emit(c, OP_RSQRT, op2(c, OP_ADD, var, eps), NULL)));
+    Node *eps = pb_scalar(c, ct, ir_attr_float(bn, "eps", 1e-5));
+    Node *s = op2(c, OP_MUL, scale, op2(c, OP_RSQRT, op2(c, OP_ADD, var, eps), NULL));
     Node *w2 = cast(c, op2(c, OP_MUL, w, unsqueeze_rows(c, s, w->type.rank)), dt);
-    Node *centred = b ? op2(c, OP_SUB, b, mean) : finish(c, emit(c, OP_NEG, mean, NULL));
+    Node *centred = b ? op2(c, OP_SUB, b, mean) : op2(c, OP_NEG, mean, NULL);
     Node *b2 = cast(c, op2(c, OP_ADD, op2(c, OP_MUL, centred, s), bias), dt);
     if (!c->ok) return;
     Node saved = *bn;
@@ -153,7 +113,7 @@ bool pass_fold_batchnorm(Graph *g, Diag *d) {
     for (int i = 0; i < g->noutputs; i++)
         output[g->outputs[i].node->id] = true;
 
-    Cx c = {.g = g, .d = d, .ok = true};
+    Cx c = {.g = g, .d = d, .pass = "fold-batchnorm", .ok = true};
     bool changed = false;
     for (int i = 0; i < g->nnodes; i++) {
         Node *n = g->nodes[i];

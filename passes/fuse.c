@@ -26,7 +26,10 @@
  *     at load time and scheduled first.  A value that depends on a dim (a dim
  *     used as a value, a param or result of symbolic shape) is not constant:
  *     dims are bound per run.  No other group contains a constant
- *     node, so no other group can feed a constant one.
+ *     node, so no other group can feed a constant one.  Exception: a cast
+ *     that widens i8 (int8 weights from passes/precision.c) read by no
+ *     constant node is not constant: it is computed where it is read (a
+ *     GEMM prologue), so the weights are stored as i8, not i32.
  *  1. GK_ATTENTION: the `attention` operator, and the written-out pattern
  *     matmul(q, [transpose(k) swapping the last two axes]) followed by any of
  *     scale (mul/div) and mask (add), at most 4 of them, then softmax over the
@@ -40,7 +43,11 @@
  *     squeeze / unsqueeze (load-index remaps) on a data operand, recursively,
  *     when all their users are in the group and they are not outputs: a
  *     prologue is recomputed per output tile, so it must be cheap and must not
- *     need to be written.  Then the epilogue.
+ *     need to be written.  A cast to i8 (a quantisation) is never taken:
+ *     it is stored once rather than its producers recomputed per tile.  A
+ *     linear's weight operand takes the same prologue when it is an i8
+ *     widening cast (int8 weights), and a conv2d takes a cast of its input
+ *     (f16/bf16), recomputed per tap.  Then the epilogue.
  *     Epilogue (GEMM and attention): a user of a core or epilogue member that
  *     is elementwise (bias, activation, residual add, cast), batchnorm (a
  *     per-channel affine at inference), or transpose/reshape/squeeze/unsqueeze
@@ -375,9 +382,20 @@ static void phase_attention(Fuse *f) {
 
 /* ---- phase 2: GEMM ----------------------------------------------------------- */
 
-static bool weight_const(const Fuse *f, const Node *w) { return w->op == OP_PARAM || f->konst[w->id]; }
+/* A cast that widens i8 storage (int8 weights, passes/precision.c): computed
+ * where it is read, so the value stored stays i8. */
+static bool widens_i8(const Node *n) {
+    return n->op == OP_CAST && n->in[0]->type.dtype == DT_I8 && n->type.dtype != DT_I8;
+}
 
+static bool weight_const(const Fuse *f, const Node *w) {
+    return w->op == OP_PARAM || f->konst[w->id] || (widens_i8(w) && f->konst[w->in[0]->id]);
+}
+
+/* A cast to i8 (a quantisation) is not taken into a prologue: storing the i8
+ * value once is cheaper than recomputing its producers for every tile. */
 static bool prologue_ok(const Fuse *f, int gid, const Node *p) {
+    if (p && p->op == OP_CAST && p->type.dtype == DT_I8) return false;
     return is_free(f, p) && (is_elementwise(p) || is_remap(p)) && users_all_in(f, p, gid);
 }
 
@@ -409,7 +427,13 @@ static void form_gemm(Fuse *f, Node *seed) {
     int ncore = G->n;
     for (int j = 0; j < ncore; j++) {
         Node *c = G->m[j];
-        if (c->op == OP_LINEAR) grow_prologue(f, gid, c->in[0], f->work);
+        if (c->op == OP_LINEAR) {
+            grow_prologue(f, gid, c->in[0], f->work);
+            if (widens_i8(c->in[1])) grow_prologue(f, gid, c->in[1], f->work);
+        }
+        /* a convolution takes the cast of its input (passes/precision.c), recomputed per tap */
+        if (c->op == OP_CONV2D && c->in[0]->op == OP_CAST && prologue_ok(f, gid, c->in[0]))
+            join(f, gid, c->in[0], R_PRO);
         if (c->op == OP_MATMUL) {
             grow_prologue(f, gid, c->in[0], f->work);
             grow_prologue(f, gid, c->in[1], f->work);
@@ -809,6 +833,14 @@ bool pass_fuse(Graph *g, Diag *d) {
         }
     }
     for (int i = 0; i < g->noutputs; i++) f.out[g->outputs[i].node->id] = true;
+    /* i8 storage widened where it is read: not constant when no constant reads it */
+    for (int i = 0; i < g->nnodes; i++) {
+        if (!f.konst[i] || !widens_i8(g->nodes[i]) || f.out[i]) continue;
+        bool konst_user = false;
+        for (int u = 0; u < f.nusers[i]; u++)
+            konst_user |= f.konst[f.users[i][u]->id];
+        if (!konst_user) f.konst[i] = false;
+    }
 
     phase_constant(&f);
     phase_attention(&f);

@@ -7,12 +7,14 @@
 #include <time.h>
 
 static const PassInfo pipeline[] = {
+    {"sparsify", pass_sparsify, 0, "block pruning of @sparse params (applied when the weights load)"},
     {"simplify", pass_simplify, 1, "algebraic identities: x*1, x+0, double transposes, reshape and cast chains"},
     {"canonicalize", pass_canonicalize, 1, "canonical GEMMs: transposes folded into matmul, linear for [out,in] weights"},
     {"fold-batchnorm", pass_fold_batchnorm, 1, "batchnorm folded into the weights of the conv2d or linear before it"},
     {"constfold", pass_constfold, 1, "constant folding of operations on constants"},
     {"cse", pass_cse, 1, "common subexpression elimination"},
     {"dce", pass_dce, 1, "dead code elimination: drop operations no output depends on"},
+    {"precision", pass_precision, 1, "GEMMs in f16, bf16 or int8 as --precision or @precision asks (docs/precision.md)"},
     {"fuse", pass_fuse, 2, "fusion groups: elementwise chains, reductions, GEMM prologue/epilogue, attention"},
     {"memplan", pass_memplan, 2, "memory plan: liveness over the groups, buffer reuse, in-place updates"},
 };
@@ -40,9 +42,12 @@ static double now_ms(void) {
 
 bool pass_run_pipeline(Graph *g, Diag *d, PipelineOptions *opt) {
     opt->nrecords = 0;
+    if (!pass_sparsify_hints(g, opt->sparse, d)) return false;
     for (int i = 0; i < pass_count(); i++) {
         const PassInfo *p = &pipeline[i];
-        if (opt->opt_level < p->min_opt || disabled(opt, p->name)) continue;
+        /* a pass of every level (sparsify) carries a meaning change the model asked
+         * for: --disable-pass does not skip it */
+        if (opt->opt_level < p->min_opt || (p->min_opt > 0 && disabled(opt, p->name))) continue;
         if (opt->before) opt->before(opt->ctx, i + 1, p, g);
         int before = ir_count_ops(g);
         double t0 = now_ms();

@@ -33,11 +33,15 @@ static double value_bytes(Ctx *c, const Node *n) {
     return bytes_of(c, ir_value_bytes(c->g, n));
 }
 
+static bool in_constant_group(const Graph *g, const Node *n) {
+    return n->ann.group >= 0 && g->groups[n->ann.group]->kind == GK_CONSTANT;
+}
+
 /* Activation bytes of an operand: params (and values computed from params
  * alone, at load time) are weights, counted apart. */
 static double operand_bytes(Ctx *c, const Node *n) {
     if (n->op == OP_PARAM) return 0;
-    if (n->ann.group >= 0 && c->g->groups[n->ann.group]->kind == GK_CONSTANT) return 0;
+    if (in_constant_group(c->g, n)) return 0;
     return value_bytes(c, n);
 }
 
@@ -52,6 +56,35 @@ static bool escapes(const Graph *g, const Node *n, int grp) {
             if (u->in[k] == n) return true;
     }
     return false;
+}
+
+/* Weights as the compiled model stores them: the params read per inference,
+ * and the values of load-time constant groups read per inference (int8 or
+ * f16 weights, folded batchnorms) -- a param read only by constant groups is
+ * replaced by what they compute. */
+static void weight_bytes(Ctx *c, GraphStats *out) {
+    Graph *g = c->g;
+    bool *stored = calloc((size_t)g->nnodes + 1, sizeof(bool));
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *u = g->nodes[i];
+        if (ir_is_source(u) || in_constant_group(g, u)) continue;
+        for (int k = 0; k < u->nin; k++) {
+            const Node *x = u->in[k];
+            if (x && (x->op == OP_PARAM || in_constant_group(g, x))) stored[x->id] = true;
+        }
+    }
+    for (int i = 0; i < g->noutputs; i++) {
+        const Node *x = g->outputs[i].node;
+        if (x->op == OP_PARAM || in_constant_group(g, x)) stored[x->id] = true;
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (!stored[i] && !(n->op == OP_PARAM && g->ngroups == 0)) continue;
+        double b = value_bytes(c, n);
+        out->weight_bytes += b;
+        out->weight_bytes_by_dtype[n->type.dtype] += b;
+    }
+    free(stored);
 }
 
 bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d) {
@@ -69,8 +102,7 @@ bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d) {
         }
         out->peak_bytes_naive += value_bytes(&c, n);
     }
-    for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i]->op == OP_PARAM) out->weight_bytes += value_bytes(&c, g->nodes[i]);
+    weight_bytes(&c, out);
     /* fused: every kernel reads each external operand once and writes what escapes */
     for (int k = 0; k < g->ngroups; k++) {
         const Group *grp = g->groups[k];
@@ -96,5 +128,6 @@ bool pass_graph_stats(Graph *g, const int64_t *syms, GraphStats *out, Diag *d) {
     if (!out->fused) out->bytes_fused = out->bytes_unfused, out->kernels = out->ops;
     for (int b = 0; b < g->nbuffers; b++) out->peak_bytes_planned += bytes_of(&c, g->buffers[b].bytes);
     if (!out->planned) out->peak_bytes_planned = out->peak_bytes_naive;
+    pass_sparsify_count(g, &out->gemm_weight_params, &out->gemm_weight_params_kept, &out->sparse_bytes_saved);
     return c.ok;
 }

@@ -30,6 +30,7 @@
 #include "../codegen/lower.h"
 #include "exec.h"
 #include "interp.h"
+#include "sparse.h"
 #include "threadpool.h"
 
 double rt_bench_now(void) {
@@ -183,6 +184,7 @@ bool rt_bench_model(const Graph *g, const char *model_path, const BenchOptions *
     /* lowering (for the estimates on every device) and compiling */
     t0 = rt_bench_now();
     Diag *setup = diag_create();
+    rt_sparse_decide_hwdb(g, false);
     bool lowered = cg_lower((Graph *)g, &prog, setup);
     if (dev == RT_DEVICE_CPU) {
         HostOptions ho = {.no_cache = opt->no_cache};

@@ -15,6 +15,7 @@
  *  - KB_PLANNED with ann.buffer == -1 (no memory plan: -O0/-O1 or memplan
  *    disabled; or a value lowering keeps in memory on its own, such as a
  *    rounding cast): a slot of its own in the arena, after the plan's buffers;
+ *  - KB_DATA (data lowering made, a packed sparse weight): KBuf.data itself;
  *  - KB_CONSTANT (values of load-time constant groups): a slot in the
  *    constant block (one allocation; dims never change its layout).
  * Both blocks are zeroed.
@@ -22,8 +23,12 @@
  * (reported, not overrun).  Sizes are computed with overflow checks; an
  * allocation that fails is reported with the number of bytes asked for.
  *
- * The kernels run in order, load-time ones included (a host that keeps
- * weights loaded would run those once; this entry point is one whole run).
+ * The kernels run in order: the load-time ones (lowering puts them first)
+ * fill the constant block, then the others.  rt_exec_run is one whole run;
+ * a host that keeps a model loaded (runtime/api.c) computes the constant
+ * block once with rt_exec_constants and runs with rt_exec_run_mem in an
+ * arena of its own that it keeps across runs (nothing here has state, so
+ * any number of threads may run one program at once, each with its arena).
  * Outputs: a new tensor per graph output with the output node's dtype and
  * shape, copied from where its value lives (an output that is an input, a
  * param or a view of one is copied from there; a constant output is filled).
@@ -172,7 +177,9 @@ bool rt_exec_layout(const Graph *g, const KProgram *p, const int64_t *syms, RtEx
         const Kernel *k = p->kernels[ki];
         for (int b = 0; ok && b < k->nbufs; b++) {
             const Node *n = k->bufs[b].node;
-            if (out->home[n->id].kind != RT_HOME_NONE || (constants_only && k->bufs[b].role != KB_CONSTANT)) continue;
+            if (out->home[n->id].kind != RT_HOME_NONE || (constants_only && k->bufs[b].role != KB_CONSTANT) ||
+                k->bufs[b].role == KB_DATA)
+                continue;
             int64_t shape[IR_MAX_RANK], numel;
             size_t bytes, at;
             if (!value_size(g, n, syms, shape, &numel, &bytes, d)) {
@@ -263,14 +270,87 @@ static void *host_addr(const RtHome *h, Tensor *const *inputs, Tensor *const *pa
     }
 }
 
-bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int ninputs, Tensor *const *params,
-                 Tensor **outputs, KernelLauncher launch, void *ctx, Diag *d) {
+/* Runs the kernels of p (the load-time ones when load_time, else the others)
+ * with their buffers at host addresses. */
+static bool launch_all(const Graph *g, const KProgram *p, const RtExecLayout *L, bool load_time,
+                       Tensor *const *inputs, Tensor *const *params, unsigned char *arena,
+                       unsigned char *constants, const int64_t *syms, KernelLauncher launch, void *ctx,
+                       Diag *d) {
+    int errs = diag_error_count(d), maxb = 1;
+    for (int ki = 0; ki < p->nkernels; ki++)
+        if (p->kernels[ki]->nbufs > maxb) maxb = p->kernels[ki]->nbufs;
+    void **bufs = calloc((size_t)maxb, sizeof *bufs);
+    if (!bufs) {
+        diag_error(d, g->loc, "out of memory");
+        return false;
+    }
+    bool ok = true;
+    for (int ki = 0; ok && ki < p->nkernels; ki++) {
+        const Kernel *k = p->kernels[ki];
+        if (k->load_time != load_time) continue;
+        for (int b = 0; b < k->nbufs; b++) {
+            if (k->bufs[b].role == KB_DATA) { /* the kernel's own data (a packed sparse weight) */
+                bufs[b] = (void *)k->bufs[b].data;
+                continue;
+            }
+            const RtHome *h = &L->home[k->bufs[b].node->id];
+            if (load_time && h->kind != RT_HOME_PARAM && h->kind != RT_HOME_CONSTANT) {
+                diag_error(d, g->loc,
+                           "internal error: load-time kernel %s uses a value that is not a weight or a "
+                           "constant",
+                           k->name);
+                ok = false;
+                break;
+            }
+            bufs[b] = host_addr(h, inputs, params, arena, constants);
+        }
+        if (ok && !launch(ctx, g, k, bufs, syms, d)) {
+            if (diag_error_count(d) == errs) diag_error(d, g->loc, "kernel %s failed", k->name);
+            ok = false;
+        }
+    }
+    free(bufs);
+    return ok;
+}
+
+bool rt_exec_constants(const Graph *g, const KProgram *p, Tensor *const *params, KernelLauncher launch,
+                       void *ctx, unsigned char **block, size_t *bytes, Diag *d) {
+    *block = NULL;
+    *bytes = 0;
+    RtExecLayout cl = {0};
+    bool ok = rt_check_params(g, params, d) && rt_exec_layout(g, p, NULL, &cl, d);
+    unsigned char *constants = ok ? aligned_alloc(ALIGN, cl.constant_bytes) : NULL;
+    if (ok && !constants) {
+        diag_error(d, g->loc, "out of memory: %zu bytes for %d constant values", cl.constant_bytes,
+                   cl.nconstants);
+        ok = false;
+    }
+    if (ok) {
+        memset(constants, 0, cl.constant_bytes);
+        int64_t *zeros = calloc((size_t)dim_sym_count(g->dims) + 1, sizeof *zeros);
+        ok = zeros && launch_all(g, p, &cl, true, NULL, params, NULL, constants, zeros, launch, ctx, d);
+        if (!zeros) diag_error(d, g->loc, "out of memory");
+        free(zeros);
+    }
+    if (ok) {
+        *block = constants;
+        *bytes = cl.constant_bytes;
+    } else {
+        free(constants);
+    }
+    rt_exec_layout_free(&cl);
+    return ok;
+}
+
+bool rt_exec_run_mem(const Graph *g, const KProgram *p, Tensor *const *inputs, int ninputs,
+                     Tensor *const *params, const RtExecMem *mem, Tensor **outputs, KernelLauncher launch,
+                     void *ctx, Diag *d) {
     int errs = diag_error_count(d), nsym = dim_sym_count(g->dims);
-    for (int i = 0; i < g->noutputs; i++) outputs[i] = NULL;
+    for (int i = 0; i < g->noutputs; i++)
+        outputs[i] = NULL;
     int64_t *syms = calloc((size_t)nsym + 1, sizeof *syms);
     RtExecLayout L = {0};
     unsigned char *arena = NULL, *constants = NULL;
-    void **bufs = NULL;
     bool ok = syms != NULL;
     if (!ok) diag_error(d, g->loc, "out of memory");
     ok = ok && rt_bind_dims(g, inputs, ninputs, syms, d) && rt_check_params_bound(g, params, syms, d);
@@ -282,51 +362,51 @@ bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int n
         Tensor *t = n->op == OP_INPUT ? inputs[ii++] : params[pi++];
         char why[256];
         if (!rt_tensor_check(t, why, sizeof why)) {
-            diag_error(d, n->loc, "%s '%s': %s", n->op == OP_INPUT ? "input" : "weight", n->name ? n->name : "?", why);
+            diag_error(d, n->loc, "%s '%s': %s", n->op == OP_INPUT ? "input" : "weight",
+                       n->name ? n->name : "?", why);
             ok = false;
         }
     }
 
-    /* the arena and the constant block */
+    /* the arena (the caller's, or one for this run) and the constant block */
     ok = ok && rt_exec_layout(g, p, syms, &L, d);
-    if (ok) {
-        arena = aligned_alloc(ALIGN, L.arena_bytes);
-        constants = aligned_alloc(ALIGN, L.constant_bytes);
-        if (!arena || !constants) {
-            diag_error(d, g->loc,
-                       "out of memory: the run needs %zu bytes (%d memory-plan buffers, %d values of their own) and "
-                       "%zu bytes for %d constant values",
-                       L.arena_bytes, L.nbuffers, L.nown, L.constant_bytes, L.nconstants);
+    if (ok && mem && mem->arena) {
+        if (mem->arena_bytes < L.arena_bytes) {
+            diag_error(d, g->loc, "internal error: the run needs an arena of %zu bytes, it has %zu",
+                       L.arena_bytes, mem->arena_bytes);
             ok = false;
         } else {
+            arena = mem->arena;
             memset(arena, 0, L.arena_bytes);
-            memset(constants, 0, L.constant_bytes);
         }
+    } else if (ok && !(arena = aligned_alloc(ALIGN, L.arena_bytes))) {
+        diag_error(d, g->loc,
+                   "out of memory: the run needs %zu bytes (%d memory-plan buffers, %d values of their own)",
+                   L.arena_bytes, L.nbuffers, L.nown);
+        ok = false;
+    } else if (ok) {
+        memset(arena, 0, L.arena_bytes);
+    }
+    if (ok && mem && mem->constants) {
+        constants = (unsigned char *)mem->constants; /* read only: the load-time kernels do not run */
+    } else if (ok && !(constants = aligned_alloc(ALIGN, L.constant_bytes))) {
+        diag_error(d, g->loc, "out of memory: %zu bytes for %d constant values", L.constant_bytes,
+                   L.nconstants);
+        ok = false;
+    } else if (ok) {
+        memset(constants, 0, L.constant_bytes);
+        ok = launch_all(g, p, &L, true, inputs, params, arena, constants, syms, launch, ctx, d);
     }
 
     /* the kernels */
-    int maxb = 1;
-    for (int ki = 0; ki < p->nkernels; ki++)
-        if (p->kernels[ki]->nbufs > maxb) maxb = p->kernels[ki]->nbufs;
-    if (ok && !(bufs = calloc((size_t)maxb, sizeof *bufs))) {
-        diag_error(d, g->loc, "out of memory");
-        ok = false;
-    }
-    for (int ki = 0; ok && ki < p->nkernels; ki++) {
-        const Kernel *k = p->kernels[ki];
-        for (int b = 0; b < k->nbufs; b++)
-            bufs[b] = host_addr(&L.home[k->bufs[b].node->id], inputs, params, arena, constants);
-        if (!launch(ctx, g, k, bufs, syms, d)) {
-            if (diag_error_count(d) == errs) diag_error(d, g->loc, "kernel %s failed", k->name);
-            ok = false;
-        }
-    }
+    ok = ok && launch_all(g, p, &L, false, inputs, params, arena, constants, syms, launch, ctx, d);
 
     /* the outputs */
     for (int i = 0; ok && i < g->noutputs; i++) {
         const RtHome *from;
         ok = rt_exec_output(g, &L, syms, i, &outputs[i], &from, d);
-        if (ok && from) memcpy(outputs[i]->data, host_addr(from, inputs, params, arena, constants), outputs[i]->nbytes);
+        if (ok && from)
+            memcpy(outputs[i]->data, host_addr(from, inputs, params, arena, constants), outputs[i]->nbytes);
     }
     if (!ok || diag_error_count(d) != errs) {
         ok = false;
@@ -336,9 +416,13 @@ bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int n
         }
     }
     rt_exec_layout_free(&L);
-    free(arena);
-    free(constants);
-    free(bufs);
+    if (!(mem && mem->arena)) free(arena);
+    if (!(mem && mem->constants)) free(constants);
     free(syms);
     return ok;
+}
+
+bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int ninputs, Tensor *const *params,
+                 Tensor **outputs, KernelLauncher launch, void *ctx, Diag *d) {
+    return rt_exec_run_mem(g, p, inputs, ninputs, params, NULL, outputs, launch, ctx, d);
 }

@@ -32,6 +32,29 @@ typedef bool (*KernelLauncher)(void *ctx, const Graph *g, const Kernel *k, void 
 bool rt_exec_run(const Graph *g, const KProgram *p, Tensor *const *inputs, int ninputs, Tensor *const *params,
                  Tensor **outputs, KernelLauncher launch, void *ctx, Diag *d);
 
+/* Memory a caller keeps across runs of one program (a session of the public
+ * API, runtime/api.c).  Both borrowed; either may be NULL. */
+typedef struct {
+    unsigned char *arena;           /* RT_EXEC_ALIGN-aligned, arena_bytes long: at least the layout's
+                                       arena_bytes at the run's dims (else an error); zeroed by each run */
+    size_t arena_bytes;             /* NULL arena: one is allocated for the run */
+    const unsigned char *constants; /* the block rt_exec_constants computed (read only: the load-time
+                                       kernels do not run); NULL: computed by this run */
+} RtExecMem;
+
+/* rt_exec_run in the caller's memory (mem may be NULL: rt_exec_run).  No
+ * state of its own: threads may run one program at once with their own
+ * arenas (and a launcher that is thread-safe, as rt_host_launch is). */
+bool rt_exec_run_mem(const Graph *g, const KProgram *p, Tensor *const *inputs, int ninputs,
+                     Tensor *const *params, const RtExecMem *mem, Tensor **outputs, KernelLauncher launch,
+                     void *ctx, Diag *d);
+
+/* Runs the load-time kernels of p once (they read params and constants only,
+ * never dims) into a new constant block of *bytes bytes (aligned_alloc'd;
+ * free() it) laid out as rt_exec_layout says.  On failure *block is NULL. */
+bool rt_exec_constants(const Graph *g, const KProgram *p, Tensor *const *params, KernelLauncher launch,
+                       void *ctx, unsigned char **block, size_t *bytes, Diag *d);
+
 /* ---- the layout: where every value lives, for any kind of memory -------------
  *
  * rt_exec_run's placement rules as data, so that an executor with memory of

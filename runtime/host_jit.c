@@ -109,7 +109,8 @@ static void hash_expr(Hash *h, const KExpr *e) {
     case KE_DIM:
     case KE_VAR:
     case KE_LOCAL: mix(h, (uint64_t)e->id); return;
-    case KE_LOAD: mix(h, (uint64_t)e->id); break;
+    case KE_LOAD:
+    case KE_TABLE: mix(h, (uint64_t)e->id); break;
     case KE_UN: mix(h, (uint64_t)e->dt); break;
     default: break;
     }
@@ -145,6 +146,10 @@ static Hash variant_hash(const Kernel *k, const int *alias, bool overlap) {
     mix(&h, (uint64_t)k->nvars << 32 | (uint32_t)k->npar);
     for (int i = 0; i < k->npar; i++) hash_expr(&h, k->par_extent[i]);
     hash_stmts(&h, k->body);
+    for (int t = 0; t < k->ntables; t++) { /* a sparsity pattern is part of the code */
+        mix(&h, (uint64_t)k->tables[t].n);
+        for (int i = 0; i < k->tables[t].n; i++) mix(&h, (uint32_t)k->tables[t].data[i]);
+    }
     return h;
 }
 

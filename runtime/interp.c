@@ -1124,7 +1124,22 @@ static const Kernel kernels[OP_COUNT] = {
 
 /* ---- binding dims from the inputs ------------------------------------------------------ */
 
-static const char *node_type_str(const Graph *g, const Type *t) { return ir_type_str(g, t); }
+/* The declared type as text ("f32[B,S,768]", as ir_type_str writes it) in a
+ * buffer of the calling thread, valid until its next call.  Not in the
+ * graph's arena: a run only reads the graph, so that threads can share one
+ * (runtime/api.c) and repeated runs do not grow it. */
+static const char *node_type_str(const Graph *g, const Type *t) {
+    static _Thread_local char buf[1024];
+    size_t len = (size_t)snprintf(buf, sizeof buf, "%s", dtype_name(t->dtype));
+    for (int i = 0; i < t->rank && len < sizeof buf - 2; i++) {
+        buf[len++] = i ? ',' : '[';
+        len += (size_t)dim_snprint(g->dims, t->dim[i], buf + len, sizeof buf - len);
+        if (len > sizeof buf - 2) len = sizeof buf - 2; /* truncated */
+    }
+    if (t->rank) buf[len++] = ']';
+    buf[len] = 0;
+    return buf;
+}
 
 /* Probe values for deciding whether an expression depends on a symbol:
  * highly composite so exact divisions by small numbers stay exact. */

@@ -6,8 +6,9 @@
  * a few exceptions chosen so that random models compute finite numbers:
  * 2-D and larger float params are scaled by 1/sqrt(last dim) (keeps
  * activations of deep stacks in range), params used as a batchnorm variance
- * are in [0.5, 1.5), integer inputs used as gather indices are in range for
+ * (or read by sqrt, rsqrt or log) are in [0.5, 1.5), integer inputs used as gather indices are in range for
  * the gathered axis, other integers are in [0, 10).  Everything is seeded.
+ * Params that read one key (`from`) get one value, as from a weights file.
  *
  * Devices (RunOptions.device): ref runs the interpreter; cpu lowers the graph
  * to kernel IR and runs it with rt_exec_run and the host JIT's launcher (a
@@ -30,6 +31,7 @@
 #include "interp.h"
 #include "npy.h"
 #include "safetensors.h"
+#include "sparse.h"
 
 /* ---- devices ------------------------------------------------------------------ */
 
@@ -127,6 +129,7 @@ static bool run_on_device(const Graph *g, const RunOptions *opt, Tensor *const *
      * warning saying why); errors while running are the model's own. */
     KProgram prog = {0};
     Diag *setup = diag_create();
+    rt_sparse_decide_hwdb(g, dev == RT_DEVICE_CUDA);
     bool ok = cg_lower((Graph *)g, &prog, setup);
     if (ok && dev == RT_DEVICE_CUDA) {
         int r = run_cuda(g, &prog, inputs, nin, params, outs, opt->device == RT_DEVICE_AUTO, d);
@@ -285,6 +288,21 @@ static const Node *find_param(const Graph *g, const char *name) {
     return NULL;
 }
 
+/* Whether x is a batchnorm variance: operand 4 of a batchnorm, or (as the
+ * fold-batchnorm pass leaves it, so a compiled model without the graph as
+ * written gets the same ranges) read by sqrt/rsqrt/log directly or after
+ * adding a constant. */
+static bool is_variance(const Graph *g, const Node *x) {
+    if (user_as(g, x, OP_BATCHNORM, 4)) return true;
+    for (int i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (n->op == OP_ADD && n->nin == 2 && n->in[0] == x && n->in[1] && n->in[1]->op == OP_CONST &&
+            (user_as(g, n, OP_SQRT, 0) || user_as(g, n, OP_RSQRT, 0) || user_as(g, n, OP_LOG, 0)))
+            return true;
+    }
+    return user_as(g, x, OP_SQRT, 0) || user_as(g, x, OP_RSQRT, 0) || user_as(g, x, OP_LOG, 0);
+}
+
 /* `src` is the graph as written, where the param's uses are judged. */
 static Tensor *random_param(const Graph *g, const Graph *src, const Node *n, uint64_t *rng, Diag *d) {
     int64_t shape[IR_MAX_RANK];
@@ -301,7 +319,7 @@ static Tensor *random_param(const Graph *g, const Graph *src, const Node *n, uin
     }
     double lo = -1, hi = 1;
     const Node *written = src ? find_param(src, n->name) : n;
-    if (written && user_as(src ? src : g, written, OP_BATCHNORM, 4)) {
+    if (written && is_variance(src ? src : g, written)) {
         lo = 0.5;
         hi = 1.5;
     } else if (!dtype_is_float(n->type.dtype)) {
@@ -315,10 +333,25 @@ static Tensor *random_param(const Graph *g, const Graph *src, const Node *n, uin
     return t;
 }
 
-/* The weights path: --weights, else the model's `weights` relative to the
- * directory of the model file.  Returns malloc'd text or NULL. */
-static char *weights_path(const Graph *g, const char *model_path, const RunOptions *opt) {
-    if (opt->weights) return strdup(opt->weights);
+/* Params that read one key are one tensor, random ones too: a copy of the
+ * value made for an earlier param of the same key and type, or NULL. */
+static Tensor *shared_param(const Graph *g, const Node *n, Tensor *const *made, int nmade) {
+    int k = 0;
+    for (int i = 0; i < g->nnodes && k < nmade; i++) {
+        const Node *p = g->nodes[i];
+        if (p->op != OP_PARAM) continue;
+        if (strcmp(p->key, n->key) == 0 && ir_type_eq(&p->type, &n->type)) {
+            Tensor *t = rt_tensor_new(made[k]->dtype, made[k]->rank, made[k]->shape);
+            if (t) memcpy(t->data, made[k]->data, t->nbytes);
+            return t;
+        }
+        k++;
+    }
+    return NULL;
+}
+
+char *rt_weights_path(const Graph *g, const char *model_path, const char *weights) {
+    if (weights) return strdup(weights);
     if (!g->weights) return NULL;
     if (g->weights[0] == '/' || !model_path || !strchr(model_path, '/')) return strdup(g->weights);
     const char *slash = strrchr(model_path, '/');
@@ -363,8 +396,9 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
     bool ok = false;
     uint64_t rng = opt->seed;
 
+    if (opt->params_only) nin = 0;
     /* Inputs given as files. */
-    for (int k = 0; k < opt->ninputs; k++) {
+    for (int k = 0; k < opt->ninputs && !opt->params_only; k++) {
         int idx = 0, found = -1;
         for (int i = 0; i < g->nnodes; i++) {
             if (g->nodes[i]->op != OP_INPUT) continue;
@@ -383,7 +417,7 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
         if (!(inputs[found] = npy_read(opt->input_files[k], d))) goto done;
     }
     /* Missing inputs: random, or an error naming them. */
-    if (opt->random_inputs) {
+    if (opt->random_inputs && !opt->params_only) {
         if (!bind_for_random(g, opt, inputs, syms, d)) goto done;
         int idx = 0;
         for (int i = 0; i < g->nnodes; i++) {
@@ -392,7 +426,7 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
             if (!inputs[idx] && !(inputs[idx] = random_input(g, n, syms, &rng, d))) goto done;
             idx++;
         }
-    } else {
+    } else if (!opt->params_only) {
         int idx = 0;
         bool missing = false;
         for (int i = 0; i < g->nnodes; i++) {
@@ -409,12 +443,15 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
     /* Weights. */
     if (opt->random_weights) {
         int idx = 0;
-        for (int i = 0; i < g->nnodes; i++)
-            if (g->nodes[i]->op == OP_PARAM &&
-                !(params[idx++] = random_param(g, opt->as_written, g->nodes[i], &rng, d)))
-                goto done;
+        for (int i = 0; i < g->nnodes; i++) {
+            const Node *n = g->nodes[i];
+            if (n->op != OP_PARAM) continue;
+            params[idx] = shared_param(g, n, params, idx);
+            if (!params[idx] && !(params[idx] = random_param(g, opt->as_written, n, &rng, d))) goto done;
+            idx++;
+        }
     } else if (nparams > 0) {
-        wpath = weights_path(g, model_path, opt);
+        wpath = rt_weights_path(g, model_path, opt->weights);
         if (!wpath) {
             diag_error(d, g->loc, "model '%s' has params but names no weights file (give --weights FILE or --random-weights)",
                        g->name);
@@ -442,6 +479,7 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
         }
         if (missing) goto done;
     }
+    if (!rt_sparse_apply(g, params, d)) goto done; /* @sparse: prune as the weights load */
     ok = true;
 done:
     if (ok) {

@@ -54,6 +54,8 @@ typedef struct {
      * pipeline) is lowered to kernel IR (codegen/lower.c) and run by
      * rt_exec_run with that backend's launcher. */
     RtDevice device;
+    /* rt_model_data_load: the params only (no inputs read or made; ninputs 0). */
+    bool params_only;
 } RunOptions;
 
 /* Runs `g` (compiled from `model_path`, against which a relative `weights`
@@ -75,6 +77,11 @@ typedef struct {
     struct SafeTensors *weights; /* the open weights file, or NULL */
 } RtModelData;
 
+/* The weights file: `weights` (--weights) if non-NULL, else the model's
+ * `weights` relative to the directory of the model file.  Malloc'd text, or
+ * NULL when the model names none. */
+char *rt_weights_path(const Graph *g, const char *model_path, const char *weights);
+
 /* On failure reports into d and leaves *md zeroed (safe to free). */
 bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions *opt, RtModelData *md, Diag *d);
 void rt_model_data_free(RtModelData *md);
@@ -88,5 +95,10 @@ bool rt_model_outputs_write(const Graph *g, const RunOptions *opt, Tensor *const
  * floats uniform in [lo, hi), integers uniform in [lo, hi) truncated, bool
  * 0/1 with equal odds. */
 void rt_fill_random(Tensor *t, uint64_t *state, double lo, double hi);
+
+/* Loads the weights as rt_model_data_load does (which prunes the params with
+ * @sparse, runtime/sparse.c) and writes every param under its key to `out`
+ * (safetensors, written atomically).  (runtime/prune.c) */
+bool rt_prune_write(const Graph *g, const char *model_path, const RunOptions *opt, const char *out, Diag *d);
 
 #endif

@@ -11,6 +11,7 @@ const char *dsc_status_str(dsc_status s) {
         [DSC_ERR_RUNTIME] = "run-time error",
         [DSC_ERR_NO_MEMORY] = "out of memory",
         [DSC_ERR_NO_DEVICE] = "no usable device",
+        [DSC_ERR_SHAPE] = "an input's shape does not fit the model",
     };
     return (unsigned)s < DSC_STATUS_COUNT ? names[s] : "unknown status";
 }

@@ -31,6 +31,7 @@ if [ "${CI:-}" = "true" ]; then
       fuzz_frontend) seeds="examples tests/diagnostics" ;;
       fuzz_npy) seeds="tests/data/npy tests/data/corrupt" ;;
       fuzz_safetensors) seeds="tests/data/safetensors tests/data/corrupt" ;;
+      fuzz_dsm) seeds="tests/data/corrupt_dsm" ;;
       *) seeds="" ;;
     esac
     existing=""

@@ -53,4 +53,35 @@ static inline char *test_print_dsg(const Graph *g) {
         cr_skip_test(__VA_ARGS__);                                                                           \
     } while (0)
 
+/* A whole file (malloc'd, NUL-terminated; *len without the NUL), or NULL. */
+static inline char *test_slurp(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0, got = 0;
+    bool ok = true;
+    do {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                ok = false;
+                break;
+            }
+            buf = nb;
+        }
+        got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+    } while (got > 0);
+    ok = ok && !ferror(f);
+    fclose(f);
+    if (!ok) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len) *len = n;
+    return buf;
+}
+
 #endif

@@ -166,6 +166,8 @@ typedef struct {
     Fmt cast[KT_COUNT][KT_COUNT];       /* [from][to] */
     Fmt wrap[DT_COUNT];
     const char *restrict_kw;
+    const char *table_decl; /* a constant table: %s kernel name, %d table, %d entries */
+    Fmt table_load;         /* $a[$0]: entry $0 of table $a, as an index */
 } Dialect;
 
 #define F(s) {s, 0}
@@ -173,6 +175,8 @@ typedef struct {
 
 static const Dialect cuda = {
     .kernel_prefix = "extern \"C\" __global__ void __launch_bounds__(%d)",
+    .table_decl = "__device__ const int %s_t%d[%d] = {",
+    .table_load = F("(long long)$a[$0]"),
     .index_type = "long long",
     .global_index = "(long long)blockIdx.x * blockDim.x + threadIdx.x",
     .global_stride = "(long long)gridDim.x * blockDim.x",
@@ -229,7 +233,9 @@ static const Dialect cuda = {
             [KT_I64] = {[KT_F32] = F("(float)$0"), [KT_BOOL] = F("($0 != 0)")},
             [KT_BOOL] = {[KT_F32] = F("($0 ? 1.0f : 0.0f)"), [KT_I64] = F("(long long)$0")},
         },
-    .wrap = {[DT_I8] = F("(long long)(signed char)$0"), [DT_I32] = F("(long long)(int)$0"), [DT_I64] = F("$0")},
+    .wrap = {[DT_I8] = F("(long long)(signed char)$0"), [DT_I32] = F("(long long)(int)$0"), [DT_I64] = F("$0"),
+             [DT_F16] = FH("dsc_f16_to_f32(dsc_f32_to_f16($0))", H_F16),
+             [DT_BF16] = FH("dsc_bf16_to_f32(dsc_f32_to_bf16($0))", H_BF16)},
     .restrict_kw = "__restrict__",
 };
 
@@ -404,6 +410,15 @@ static void emit_expr(R *r, const KExpr *e) {
         emit_fmt(r, dl->load[r->k->bufs[e->id].dtype], ops, name, 0);
         return;
     }
+    case KE_TABLE: {
+        if (e->id < 0 || e->id >= r->k->ntables) {
+            fail(r, "table %d out of range", e->id);
+            return;
+        }
+        char *name = arena_printf(r->g->arena, "%s_t%d", r->k->name, e->id);
+        emit_fmt(r, dl->table_load, ops, name, 0);
+        return;
+    }
     case KE_UN:
         if (!e->a) {
             fail(r, "missing operand");
@@ -424,7 +439,8 @@ static void emit_expr(R *r, const KExpr *e) {
         }
         if (e->op == KO_WRAP) {
             Fmt f = (unsigned)e->dt < DT_COUNT ? dl->wrap[e->dt] : (Fmt){0};
-            if (!f.fmt || e->a->type != KT_I64) {
+            bool half = e->dt == DT_F16 || e->dt == DT_BF16;
+            if (!f.fmt || e->a->type != (half ? KT_F32 : KT_I64)) {
                 fail(r, "cannot wrap %s to %s", kir_type_name(e->a->type),
                      (unsigned)e->dt < DT_COUNT ? dtype_name(e->dt) : "?");
                 return;
@@ -668,6 +684,12 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     Str src = {0};
     emit_helpers(&src, r.need);
 
+    for (int t = 0; t < k->ntables; t++) { /* a sparsity pattern, part of the source */
+        s_printf(&src, dl->table_decl, k->name, t, k->tables[t].n);
+        for (int i = 0; i < k->tables[t].n; i++)
+            s_printf(&src, "%s%d", i ? (i % 32 ? "," : ",\n") : "", (int)k->tables[t].data[i]);
+        s_puts(&src, "};\n");
+    }
     s_printf(&src, "/* kernel %s (group %d%s) */\n", k->name, k->group, k->load_time ? ", load time" : "");
     s_put(&src, head.p ? head.p : "", head.n);
     s_put(&src, prologue.p ? prologue.p : "", prologue.n);

@@ -115,6 +115,8 @@ typedef struct {
     int rows, cols;       /* the block's shape (jammed_body) */
     int lane;             /* the one being rendered */
     int ndims;
+    LLVMValueRef *tabs;  /* the kernel's constant tables: private constant globals */
+    LLVMTypeRef *tabty;  /* [n x i32] */
     char *err;
     size_t errn;
     bool failed;
@@ -519,11 +521,16 @@ static LLVMValueRef local_slot(R *r, int local) { return r->locals[r->lane * r->
 
 static bool has_load(const KExpr *e) {
     if (!e) return false;
-    if (e->kind == KE_LOAD) return true;
+    if (e->kind == KE_LOAD || e->kind == KE_TABLE) return true;
     return has_load(e->a) || has_load(e->b) || has_load(e->c);
 }
 
 static LLVMValueRef expr(R *r, const KExpr *e, bool index);
+
+static bool has_table(const KExpr *e) {
+    if (!e) return false;
+    return e->kind == KE_TABLE || has_table(e->a) || has_table(e->b) || has_table(e->c);
+}
 
 /* cond ? (then) : (else) with branches, so only the chosen side runs. */
 static LLVMValueRef lazy_select(R *r, LLVMValueRef cond, const KExpr *then_e, LLVMValueRef then_v, const KExpr *else_e,
@@ -616,6 +623,12 @@ static LLVMValueRef unary(R *r, const KExpr *e, bool index) {
     if (r->failed) return NULL;
     if (e->op == KO_CAST) return cast(r, e->type, t, x);
     if (e->op == KO_WRAP) {
+        if (t == KT_F32 && e->dt == DT_F16) {
+            if (r->o->f16c) return LLVMBuildFPExt(b, LLVMBuildFPTrunc(b, x, r->th, ""), r->tf, "");
+            LLVMValueRef h = call(b, helper(r, "dsc.f32_to_f16", r->t16, &r->tf, 1, body_f32_to_f16), &x, 1);
+            return call(b, helper(r, "dsc.f16_to_f32", r->tf, &r->t16, 1, body_f16_to_f32), &h, 1);
+        }
+        if (t == KT_F32 && e->dt == DT_BF16) return bf16_to_f32(r, f32_to_bf16(r, x));
         if (t != KT_I64) return x;
         LLVMTypeRef w = e->dt == DT_I8 ? r->t8 : e->dt == DT_I32 ? r->t32 : NULL;
         if (!w) return x;
@@ -770,6 +783,14 @@ static LLVMValueRef expr(R *r, const KExpr *e, bool index) {
         LLVMValueRef i = expr(r, e->a, true);
         return r->failed ? NULL : load_buf(r, e->id, i);
     }
+    case KE_TABLE: {
+        if (e->id < 0 || e->id >= r->k->ntables) break;
+        LLVMValueRef i = expr(r, e->a, true);
+        if (r->failed) return NULL;
+        LLVMValueRef idx[2] = {ci64(r, 0), i};
+        LLVMValueRef p = LLVMBuildInBoundsGEP2(r->B, r->tabty[e->id], r->tabs[e->id], idx, 2, "");
+        return LLVMBuildSExt(r->B, LLVMBuildLoad2(r->B, r->t32, p, ""), r->t64, "");
+    }
     case KE_UN: return unary(r, e, index);
     case KE_BIN: return binary(r, e, index);
     case KE_SELECT: {
@@ -851,7 +872,10 @@ static void stmts(R *r, const KStmt *s) {
             LLVMValueRef i2 = LLVMBuildLoad2(b, r->t64, var, "");
             LLVMBuildStore(b, LLVMBuildNSWAdd(b, i2, ci64(r, 1), ""), var);
             LLVMValueRef br = LLVMBuildBr(b, head);
-            if (!has_loop(s->body)) mark_vectorize(r, br);
+            /* not a loop over a sparse block list (its extent reads a
+             * table): vectorizing across blocks would gather; the SLP
+             * vectorizer packs each block's columns instead */
+            if (!has_loop(s->body) && !has_table(s->extent)) mark_vectorize(r, br);
             LLVMPositionBuilderAtEnd(b, exit);
             break;
         }
@@ -1121,6 +1145,24 @@ LLVMValueRef cg_llvm_render(LLVMModuleRef m, const Graph *g, const Kernel *k, co
     r.th = LLVMHalfTypeInContext(r.C);
     r.tp = LLVMPointerTypeInContext(r.C, 0);
     r.ndims = dim_sym_count(g->dims);
+    /* constant tables (a sparsity pattern): private constants of the module,
+     * so their contents are in the IR text the kernel cache keys on */
+    r.tabs = calloc((size_t)k->ntables + 1, sizeof(LLVMValueRef));
+    r.tabty = calloc((size_t)k->ntables + 1, sizeof(LLVMTypeRef));
+    for (int t = 0; t < k->ntables; t++) {
+        const KTable *kt = &k->tables[t];
+        LLVMValueRef *vals = malloc(sizeof(LLVMValueRef) * (size_t)kt->n);
+        for (int i = 0; i < kt->n; i++) vals[i] = LLVMConstInt(r.t32, (unsigned long long)(int64_t)kt->data[i], 1);
+        r.tabty[t] = LLVMArrayType(r.t32, (unsigned)kt->n);
+        char tname[64];
+        snprintf(tname, sizeof tname, "%.40s.t%d", name, t);
+        r.tabs[t] = LLVMAddGlobal(m, r.tabty[t], tname);
+        LLVMSetInitializer(r.tabs[t], LLVMConstArray(r.t32, vals, (unsigned)kt->n));
+        LLVMSetGlobalConstant(r.tabs[t], 1);
+        LLVMSetLinkage(r.tabs[t], LLVMPrivateLinkage);
+        LLVMSetUnnamedAddr(r.tabs[t], 1);
+        free(vals);
+    }
 
     int nb = k->nbufs, nrep = 0;
     int *rep = calloc((size_t)nb + 1, sizeof(int)), *param = calloc((size_t)nb + 1, sizeof(int));
@@ -1136,6 +1178,8 @@ LLVMValueRef cg_llvm_render(LLVMModuleRef m, const Graph *g, const Kernel *k, co
     if (r.failed) {
         free(rep);
         free(param);
+        free(r.tabs);
+        free(r.tabty);
         return NULL;
     }
 
@@ -1221,5 +1265,7 @@ LLVMValueRef cg_llvm_render(LLVMModuleRef m, const Graph *g, const Kernel *k, co
     free(r.dimv);
     free(r.vars);
     free(r.locals);
+    free(r.tabs);
+    free(r.tabty);
     return f;
 }

@@ -3,7 +3,7 @@
 
 Usage:
     bench_host.py [--dsc PATH] [--models NAME,...] [--iters N] [--warmup N]
-                  [--ref-iters N] [--no-ref] [--threads N] [--numpy-python PY]...
+                  [--ref-iters N] [--no-ref] [--precisions f32,f16,bf16,int8] [--threads N] [--numpy-python PY]...
                   [--keep-openblas-env] [--profile] [--retries N] [--wait-idle S]
                   [--seed N] [--json FILE] [--keep DIR]
 
@@ -22,6 +22,9 @@ For each example model at the dims below, in one run on one machine:
   4. checks that dsc cpu, dsc ref and every numpy computed the same outputs
      (relative L2 error against the first numpy), so the timings are of the
      same computation;
+  4b. with --precisions (e.g. f32,f16,bf16,int8): times `dsc bench --device
+     cpu --precision=P` on the same files and reports each against f32
+     (latency ratio, relative L2 error of the outputs against dsc's f32);
   5. prints a Markdown table: medians, min, and the ratios numpy / cpu (how
      many times faster the JIT is) and ref / cpu; with --profile also dsc's
      per-kernel times and numpy's per-stage times of the BERT layer.
@@ -446,6 +449,9 @@ def main():
                     help="keep OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for the numpy workers")
     ap.add_argument("--profile", action="store_true", help="also print dsc's per-kernel profile (cpu)")
     ap.add_argument("--no-ref", action="store_true", help="skip the interpreter")
+    ap.add_argument("--precisions", default="f32",
+                    help="comma-separated dsc cpu --precision values to time too (f16, bf16, int8; "
+                         "default f32 only): a table of their latency against f32 and output error")
     ap.add_argument("--retries", type=int, default=3,
                     help="measure again when other processes took > 5%% of the machine during it (default 3)")
     ap.add_argument("--wait-idle", type=float, default=120, metavar="S",
@@ -528,6 +534,13 @@ def main():
         cmd = base + ["--device", "cpu", "--iters", str(a.iters), "--warmup", str(a.warmup),
                       "--output-dir", os.path.join(d, "out_cpu")]
         row["cpu"] = guarded("dsc cpu", lambda: run_dsc(cmd, env_dsc))
+        row["precisions"] = {}
+        for prec in [p for p in a.precisions.split(",") if p and p != "f32"]:
+            pcmd = base + ["--device", "cpu", "--iters", str(a.iters), "--warmup", str(a.warmup),
+                           f"--precision={prec}", "--output-dir", os.path.join(d, f"out_cpu_{prec}")]
+            if a.profile:
+                pcmd.append("--profile")
+            row["precisions"][prec] = guarded(f"dsc cpu --precision={prec}", lambda: run_dsc(pcmd, env_dsc))
         if a.profile:
             pcmd = base + ["--device", "cpu", "--iters", str(a.iters), "--warmup", str(a.warmup), "--profile"]
             row["cpu_profile"] = guarded("dsc cpu --profile", lambda: run_dsc(pcmd, env_dsc))
@@ -555,6 +568,8 @@ def main():
         outs = [os.path.splitext(f)[0] for f in os.listdir(os.path.join(d, "out_numpy0"))]
         ref_dir = os.path.join(d, "out_numpy0")
         row["err_cpu"] = rel_err(os.path.join(d, "out_cpu"), ref_dir, outs)
+        for prec, pr in row["precisions"].items():
+            pr["err_vs_f32"] = rel_err(os.path.join(d, f"out_cpu_{prec}"), os.path.join(d, "out_cpu"), outs)
         if "ref" in row:
             row["err_ref"] = rel_err(os.path.join(d, "out_ref"), ref_dir, outs)
         row["err_numpy"] = [rel_err(os.path.join(d, f"out_numpy{i}"), ref_dir, outs) for i in range(len(pythons))]
@@ -612,8 +627,38 @@ def main():
                  if any(disturbed(m) for m in [r["cpu"], r.get("ref", {})] + r["numpy"])]
     if contended:
         print(f"(*) other processes took more than 5% of the machine during a measurement of: {', '.join(contended)}")
+    if any(r["precisions"] for r in results["models"]):
+        precs = [p for p in a.precisions.split(",") if p and p != "f32"]
+        print("\nlower precisions on the host (dsc cpu --precision; no accuracy guard), same data:")
+        hdr = ["model", "dims", "f32 median (min) ms"]
+        for p in precs:
+            hdr += [f"{p} median (min) ms", f"{p} / f32", f"{p} rel. error vs f32"]
+        print("| " + " | ".join(hdr) + " |")
+        print("|" + "---|" * len(hdr))
+        for r in results["models"]:
+            c = r["cpu"]
+            cells = [r["model"], " ".join(f"{k}={v}" for k, v in r["dims"].items()),
+                     f"{fmt_ms(c['median_ms'])} ({fmt_ms(c['min_ms'])})"]
+            for p in precs:
+                q = r["precisions"][p]
+                cells += [f"{fmt_ms(q['median_ms'])} ({fmt_ms(q['min_ms'])})",
+                          f"{q['median_ms'] / c['median_ms']:.2f}", f"{q['err_vs_f32']:.1e}"]
+            if any(disturbed(m) for m in [c] + list(r["precisions"].values())):
+                cells[0] += " (*)"
+            print("| " + " | ".join(cells) + " |")
     if a.profile:
         for r in results["models"]:
+            for prec, q in r["precisions"].items():
+                print(f"\nprofile of {r['model']} at {prec} (dsc cpu, median {q['median_ms']:.3f} ms):")
+                print("| kernel | median ms | share | GFLOP/s | GB/s |")
+                print("|---|---|---|---|---|")
+                for k in q["profile"]:
+                    if k["load_time"]:
+                        continue
+                    g = "-" if k["gflops_per_s"] is None else f"{k['gflops_per_s']:.1f}"
+                    b = "-" if k["gb_per_s"] is None else f"{k['gb_per_s']:.1f}"
+                    print(f"| {k['name']} | {k['median_ms']:.3f} | {100 * k['median_ms'] / q['median_ms']:.1f}% "
+                          f"| {g} | {b} |")
             p = r["cpu_profile"]
             print(f"\nprofile of {r['model']} (dsc cpu, median {p['median_ms']:.3f} ms):")
             print("| kernel | median ms | share | GFLOP/s | GB/s |")

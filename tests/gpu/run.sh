@@ -30,6 +30,9 @@
 #              weights and inputs, and both sides also against its numpy
 #              references; without numpy: on seeded random inputs and weights
 #              (the message says which)
+#   precision  every examples/*.dsg compiled at f16, bf16 and int8 (--precision,
+#              docs/precision.md), `--device cuda` against `--device ref` on
+#              seeded random inputs and weights
 #   randgraph  $DSC_GPU_SEEDS (default 200) models of tests/randgraph.c, random
 #              inputs and weights, `--device cuda` against `--device ref` (a
 #              model the interpreter itself refuses is skipped and counted)
@@ -517,6 +520,50 @@ elif [ "$CUDA_RUN" = yes ] || [ "$GPU_DEVICE" = ref -a -n "$DSC" ]; then
   fi
 else
   not_run examples
+fi
+
+# ---- precision -----------------------------------------------------------------------------------
+
+# every example compiled at f16, bf16 and int8 (dsc compile --precision=P --no-guard; the
+# dump's text names f16/bf16, which gives its f32 outputs the 16-bit tolerance), run on
+# seeded random inputs and weights, `--device cuda` against `--device ref`
+run_precision() {
+  local fail=0 m p name side dev
+  : >"$OUT/precision.log"
+  mkdir -p "$W/prec/models" "$W/prec/ref" "$W/prec/gpu"
+  for m in examples/*.dsg; do
+    for p in f16 bf16 int8; do
+      name=$(basename "$m" .dsg)-$p
+      if ! "$DSC" compile "$m" --precision=$p --no-guard -o "$W/prec/models/$name.dsg" >>"$OUT/precision.log" 2>&1; then
+        echo "dsc compile $m --precision=$p failed (see $OUT/precision.log)"; fail=1; continue
+      fi
+      for side in ref gpu; do
+        dev=ref; [ $side = gpu ] && dev=$GPU_DEVICE
+        if ! timeout "$(cap 60)" "$DSC" run "$W/prec/models/$name.dsg" --random-inputs --random-weights --seed 1 \
+             --bind B=2 --bind S=16 --bind N=2 --device "$dev" --output-dir "$W/prec/$side/$name" \
+             >>"$OUT/precision.log" 2>&1; then
+          echo "dsc run $name --device $dev failed (see $OUT/precision.log)"; fail=1
+        fi
+      done
+    done
+  done
+  "$CMP" "$W/prec/ref" "$W/prec/gpu" precision "$W/prec/models/%s.dsg" >>"$OUT/precision.log" 2>&1 || fail=1
+  grep -m1 "^precision" "$OUT/precision.log"
+  grep "^FAIL" "$OUT/precision.log" | head -n 5
+  return $fail
+}
+
+if [ -z "$CMP" ]; then
+  stage precision FAIL "cannot build the comparison program ($OUT/npy_compare.log): $(last_error "$OUT/npy_compare.log")"
+elif [ "$CUDA_RUN" = yes ] || [ "$GPU_DEVICE" = ref -a -n "$DSC" ]; then
+  if msg=$(run_precision); then
+    stage precision "$([ "$GPU_DEVICE" = ref ] && echo FAIL || echo PASS)" \
+      "$([ "$GPU_DEVICE" = ref ] && echo "dry run (ref against ref, plumbing only): ")$(head -n1 <<<"$msg")"
+  else
+    stage precision FAIL "$(tr '\n' ' ' <<<"$msg" | cut -c1-300)"
+  fi
+else
+  not_run precision
 fi
 
 # ---- random graphs -------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@
 #include "codegen/lower.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "passes/precision.h"
 
 #define HAVE_LOWER 1
 #else
@@ -1226,20 +1227,26 @@ Test(cli, unsupported_target_is_an_error, .timeout = 60) {
 #if HAVE_LOWER
 TestSuite(examples, .init = setup, .fini = teardown);
 
-Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 600) {
+Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 900) {
     need_nvrtc();
     static const char *examples[] = {"mlp", "ffn_block", "cnn_block", "bert_layer_attention", "bert_layer"};
+    /* at every precision (passes/precision.c) */
+    static const DType precs[] = {DT_F32, DT_F16, DT_BF16, DT_I8};
     int sms[16];
     int nsms = hwdb_archs(sms, 16);
-    /* every kernel of every example, then one parallel batch over all archs */
+    /* every distinct kernel of every example, then one parallel batch over all archs */
     int nk = 0;
-    CudaKernel recs[512];
-    for (size_t e = 0; e < sizeof examples / sizeof *examples; e++) {
+    CudaKernel recs[1024];
+    for (size_t e = 0; e < sizeof examples / sizeof *examples * 4; e++) {
         char path[512];
-        snprintf(path, sizeof path, DSC_SOURCE_DIR "/examples/%s.dsg", examples[e]);
+        snprintf(path, sizeof path, DSC_SOURCE_DIR "/examples/%s.dsg", examples[e / 4]);
         Graph *g = fe_compile_file(A, D, path);
         if (!g) dump_diag();
         cr_assert(g, "%s", path);
+        if (precs[e % 4] != DT_F32) {
+            g->precision = arena_alloc(A, sizeof(PrecisionRequest));
+            g->precision->dtype = precs[e % 4];
+        }
         PipelineOptions po = {.opt_level = 2};
         cr_assert(pass_run_pipeline(g, D, &po), "%s: passes", path);
         KProgram prog = {.g = g};
@@ -1248,8 +1255,12 @@ Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 6
         cr_assert(ok, "%s: lowering", path);
         cr_assert_gt(prog.nkernels, 0);
         for (int i = 0; i < prog.nkernels; i++) {
-            cr_assert_lt(nk, 512);
-            cr_assert(cg_cuda_render(g, prog.kernels[i], 0, &recs[nk++], D), "%s: render", path);
+            cr_assert_lt(nk, 1024);
+            cr_assert(cg_cuda_render(g, prog.kernels[i], 0, &recs[nk], D), "%s: render", path);
+            bool seen = false;
+            for (int j = 0; j < nk && !seen; j++)
+                seen = strcmp(recs[j].source, recs[nk].source) == 0;
+            nk += !seen;
         }
     }
     int n = nk * nsms;
