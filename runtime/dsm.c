@@ -35,6 +35,7 @@
 
 #include "../codegen/lower.h"
 #include "../frontend/frontend.h"
+#include "../passes/passes.h"
 #include "dsc.h"
 #include "interp.h"
 #include "kcache.h"
@@ -454,6 +455,14 @@ static bool open_checked(SafeTensors *st, const char *name, Arena *a, RtDsm *out
     if (m.graph->weights) {
         ERR("the graph names a weights file ('%s'); a compiled model holds its own weights",
             m.graph->weights);
+        goto fail;
+    }
+    /* @sparse hints in the graph text become the params' pruning records
+     * (Node.ann.sparse), as compiling the source does: the stored weights
+     * are pruned already, but the kernels are chosen per layer at load and
+     * --random-weights must prune as the source does */
+    if (!pass_sparsify(m.graph, d)) {
+        ERR("the graph's @sparse hints are invalid (see the errors above)");
         goto fail;
     }
     cJSON *plan = cJSON_Parse(m.plan_json);

@@ -93,7 +93,11 @@ grep -q "linear(h2, fc3.weight, fc3.bias)" <<<"$out" || bad "snippet: graph text
 while IFS=$'\t' read -r -a f; do
   "$dsc" inspect "$tmp/${f[0]}.dsm" >"$tmp/inspect.txt" 2>"$tmp/log" || { bad "inspect ${f[0]}.dsm:"; cat "$tmp/log"; }
   "$dsc" inspect --json "$tmp/${f[0]}.dsm" >"$tmp/inspect.json" 2>"$tmp/log" || { bad "inspect --json ${f[0]}.dsm"; cat "$tmp/log"; }
-  "$py" - "$tmp/${f[0]}.dsm" "${f[2]}" "$tmp/inspect.txt" "$tmp/inspect.json" <<'EOF' || bad "python checks of ${f[0]}.dsm"
+  # the stored weights are the params as the model means them: pruned where it
+  # says @sparse (dsc prune applies exactly that rule; other params unchanged)
+  "$dsc" prune "${f[1]}" --weights "${f[2]}" -o "$tmp/pruned.safetensors" >"$tmp/log" 2>&1 ||
+    { bad "dsc prune ${f[1]}:"; cat "$tmp/log"; }
+  "$py" - "$tmp/${f[0]}.dsm" "$tmp/pruned.safetensors" "$tmp/inspect.txt" "$tmp/inspect.json" <<'EOF' || bad "python checks of ${f[0]}.dsm"
 import json, re, sys
 sys.path.insert(0, "tests/data")
 from make_corrupt_dsm import checksum, read_st
@@ -111,7 +115,7 @@ keys = set(re.findall(r'^  param (\S+) : \S+(?: from "([^"]+)")?', meta["dsc.gra
 keys = {k or name for name, k in keys}
 check(set(tensors) == keys, "tensors %s != param keys %s" % (sorted(tensors), sorted(keys)))
 for k, (dt, shape, raw) in tensors.items():
-    check(wts[k] == (dt, shape, raw), "tensor %s differs from the weights file" % k)
+    check(wts[k] == (dt, shape, raw), "tensor %s differs from the (pruned) weights file" % k)
 check("weights \"" not in meta["dsc.graph"], "graph names a weights file")
 plan = json.loads(meta["dsc.plan"])
 t = open(text).read()
