@@ -10,12 +10,16 @@
  * and the kernel IR for people.  Kernels are not stored compiled: they are
  * specialised for the device found at load time (through the kernel caches).
  *
- * Weights: the params the optimized graph still uses, unchanged, under their
- * param keys; params the passes made dead are dropped.  Load-time constant
- * groups (a folded batchnorm's scale, ...) are NOT precomputed into the file:
- * they stay in the graph and every backend computes them once when the
- * weights load, so a .dsm computes bit for bit what its .dsg computes on the
- * same device (and the weights stay the user's own, inspectable tensors).
+ * Weights: the params the optimized graph still uses, under their param
+ * keys; params the passes made dead are dropped.  Load-time constant groups
+ * made of exactly rounded operations (an int8 weight's quantisation, an f16
+ * weight's cast) are folded: evaluated here by the reference interpreter and
+ * stored as params of the stored graph (dsm_fold.c), so an int8 model stores
+ * i8 weights; every backend computes those operations bit for bit as the
+ * interpreter does, so a .dsm still computes bit for bit what its .dsg
+ * computes on the same device.  Groups with inexact operations (a folded
+ * batchnorm's rsqrt) stay in the graph and are computed when the weights
+ * load, as for a .dsg.
  *
  * Integrity: the safetensors reader checks the container; the checksum
  * (SHA-256 over every metadata entry but itself and over every tensor's name,
@@ -37,6 +41,7 @@
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "dsc.h"
+#include "dsm_fold.h"
 #include "interp.h"
 #include "kcache.h"
 #include "safetensors.h"
@@ -204,6 +209,33 @@ static int cmp_keyed(const void *a, const void *b) {
     return c ? c : (x->param->id > y->param->id) - (x->param->id < y->param->id);
 }
 
+/* One entry per param key (two params may read one key), in name order (the
+ * order of the checksum), into keyed (room for every param); -1 if two
+ * params read one key as different types. */
+static int unique_keys(const Graph *g, Tensor *const *params, Keyed *keyed, Diag *d) {
+    int n = 0;
+    for (int i = 0, idx = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->op == OP_PARAM) {
+            keyed[n] = (Keyed){g->nodes[i], params[idx++]};
+            n++;
+        }
+    qsort(keyed, (size_t)n, sizeof *keyed, cmp_keyed);
+    int kept = 0;
+    for (int i = 0; i < n; i++) {
+        if (kept && strcmp(keyed[kept - 1].param->key, keyed[i].param->key) == 0) {
+            if (!ir_type_eq(&keyed[kept - 1].param->type, &keyed[i].param->type)) {
+                diag_error(d, keyed[i].param->loc,
+                           "params '%s' and '%s' read the key '%s' as different types",
+                           keyed[kept - 1].param->name, keyed[i].param->name, keyed[i].param->key);
+                return -1;
+            }
+            continue;
+        }
+        keyed[kept++] = keyed[i];
+    }
+    return kept;
+}
+
 bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt, const char *out_path,
                   Diag *d) {
     Graph *g = (Graph *)cg; /* lowering adds to the arena and dim table; the graph is not changed */
@@ -219,6 +251,7 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
                      .bind_values = opt->bind_values,
                      .as_written = opt->as_written};
     RtModelData md = {0};
+    RtDsmFolded folded = {0};
     KProgram prog = {0};
     char *graph = NULL, *kernels = NULL, *plan = NULL;
     const char **names = NULL;
@@ -227,39 +260,37 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     bool ok = false;
     if (!rt_model_data_load(g, model_path, &ro, &md, d)) goto done;
     if (!rt_check_params(g, md.params, d)) goto done; /* each param's dtype and shape */
+    keyed = calloc((size_t)md.nparams + 1, sizeof *keyed);
+    if (!keyed) {
+        diag_error(d, loc_file(out_path), "out of memory");
+        goto done;
+    }
+    if (unique_keys(g, md.params, keyed, d) < 0) goto done; /* before folding hides a param */
+    free(keyed);
+    keyed = NULL;
+    /* exactly reproducible load-time constants become params (dsm_fold.c) */
+    graph = print_to_string(print_graph, g);
+    if (!graph) {
+        diag_error(d, loc_file(out_path), "out of memory");
+        goto done;
+    }
+    if (!rt_dsm_fold(g->arena, graph, md.params, md.nparams, &folded, d)) goto done;
+    free(graph);
+    graph = NULL;
+    g = folded.graph;
     if (!cg_lower(g, &prog, d)) goto done;
     graph = print_to_string(print_graph, g);
     kernels = print_to_string(print_kernels, &prog);
     plan = plan_json(g, &prog);
-    names = calloc((size_t)md.nparams + 1, sizeof *names);
-    tensors = calloc((size_t)md.nparams + 1, sizeof *tensors);
-    keyed = calloc((size_t)md.nparams + 1, sizeof *keyed);
+    names = calloc((size_t)folded.nparams + 1, sizeof *names);
+    tensors = calloc((size_t)folded.nparams + 1, sizeof *tensors);
+    keyed = calloc((size_t)folded.nparams + 1, sizeof *keyed);
     if (!graph || !kernels || !plan || !names || !tensors || !keyed) {
         diag_error(d, loc_file(out_path), "out of memory");
         goto done;
     }
-    /* One tensor per param key (two params may read one key), in name
-     * order: the order of the checksum. */
-    int n = 0;
-    for (int i = 0, idx = 0; i < g->nnodes; i++)
-        if (g->nodes[i]->op == OP_PARAM) {
-            keyed[n] = (Keyed){g->nodes[i], md.params[idx++]};
-            n++;
-        }
-    qsort(keyed, (size_t)n, sizeof *keyed, cmp_keyed);
-    int kept = 0;
-    for (int i = 0; i < n; i++) {
-        if (kept && strcmp(keyed[kept - 1].param->key, keyed[i].param->key) == 0) {
-            if (!ir_type_eq(&keyed[kept - 1].param->type, &keyed[i].param->type)) {
-                diag_error(d, keyed[i].param->loc,
-                           "params '%s' and '%s' read the key '%s' as different types",
-                           keyed[kept - 1].param->name, keyed[i].param->name, keyed[i].param->key);
-                goto done;
-            }
-            continue;
-        }
-        keyed[kept++] = keyed[i];
-    }
+    int kept = unique_keys(g, folded.params, keyed, d);
+    if (kept < 0) goto done;
     for (int i = 0; i < kept; i++) {
         names[i] = keyed[i].param->key;
         tensors[i] = keyed[i].t;
@@ -292,6 +323,7 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     values[NMETA - 1] = checksum;
     ok = st_write(out_path, kept, names, tensors, NMETA, keys, values, d);
 done:
+    rt_dsm_folded_free(&folded);
     rt_model_data_free(&md);
     free(graph);
     free(kernels);

@@ -8,7 +8,8 @@
  * kernel IR as text (for inspection; kernels are lowered and JIT-compiled for
  * the device found at load time) and a SHA-256 checksum over the metadata and
  * the tensor data.  The tensors are the params the optimized graph uses, under
- * their param keys.  The exact layout is in docs/formats.md (".dsm").
+ * their param keys, with its exactly computable load-time constants folded
+ * into params (runtime/dsm_fold.h).  The exact layout is in docs/formats.md (".dsm").
  *
  * Loading checks everything before returning: the safetensors container, the
  * format id and version, the metadata keys, the checksum, that the graph

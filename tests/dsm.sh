@@ -2,8 +2,9 @@
 # Compiled models (.dsm) through the command line:
 #   - every example compiled with its real weights (tests/gen_examples.py) runs
 #     from the .dsm with outputs byte-identical to the .dsg's, on --device ref
-#     and cpu (same graph, same kernels, same weights: nothing may differ), and
-#     the .dsm's outputs match the independent numpy references;
+#     and cpu (same graph, same kernels, same weights: nothing may differ), at
+#     f32, int8 and f16 (folded constants: i8/f16 weights stored, about 1/4 and
+#     1/2 of the f32 bytes), and the .dsm's outputs match the numpy references;
 #   - compiled with --random-weights --seed, it equals `dsc run --random-inputs
 #     --random-weights` with that seed, and so does the .dsm run with
 #     --random-weights (random weights do not depend on the passes);
@@ -34,30 +35,54 @@ gen=tests/gen_examples.py
 runs=$("$py" "$gen" --list "$tmp/data") || { echo "FAIL $gen --list"; exit 1; }
 [ -n "$runs" ] || { echo "FAIL empty manifest"; exit 1; }
 
-# ---- every example: .dsm == .dsg, exactly, on ref and cpu --------------------
+# ---- every example: .dsm == .dsg, exactly, on ref and cpu, at every precision
+# (f32 stores the params; int8/f16/bf16 store the folded load-time constants:
+# the i8/f16 weights and the f32 scales, docs/formats.md; bf16 takes the f16 path)
 compared=0
-mkdir -p "$tmp/dsm-ref" "$tmp/dsm-cpu"
-while IFS=$'\t' read -r -a f; do
-  name=${f[0]} model=${f[1]} weights=${f[2]}
-  args=()
-  for i in "${f[@]:3}"; do args+=(--input "$i"); done
-  if ! "$dsc" compile "$model" --weights "$weights" -o "$tmp/$name.dsm" >"$tmp/log" 2>&1; then
-    bad "dsc compile $model -o $name.dsm:"; cat "$tmp/log"; continue
-  fi
-  for dev in ref cpu; do
-    "$dsc" run "$model" --weights "$weights" "${args[@]}" --device $dev --output-dir "$tmp/dsg-$dev-$name" \
-      >"$tmp/log" 2>&1 || { bad "dsc run $model --device $dev:"; cat "$tmp/log"; }
-    "$dsc" run "$tmp/$name.dsm" "${args[@]}" --device $dev --output-dir "$tmp/dsm-$dev/$name" \
-      >"$tmp/log" 2>&1 || { bad "dsc run $name.dsm --device $dev:"; cat "$tmp/log"; }
-    for want in "$tmp/dsg-$dev-$name"/*.npy; do
-      got="$tmp/dsm-$dev/$name/$(basename "$want")"
-      if cmp -s "$want" "$got"; then compared=$((compared + 1)); else bad "$name $dev: $(basename "$want") differs"; fi
+for prec in f32 int8 f16; do
+  mkdir -p "$tmp/dsm-ref-$prec" "$tmp/dsm-cpu-$prec"
+  popt=()
+  [ $prec = f32 ] || popt=(--precision=$prec)
+  while IFS=$'\t' read -r -a f; do
+    name=${f[0]} model=${f[1]} weights=${f[2]}
+    out=$prec-$name
+    args=()
+    for i in "${f[@]:3}"; do args+=(--input "$i"); done
+    if ! "$dsc" compile "$model" "${popt[@]}" --weights "$weights" -o "$tmp/$out.dsm" >"$tmp/log" 2>&1; then
+      bad "dsc compile $model ${popt[*]} -o $out.dsm:"; cat "$tmp/log"; continue
+    fi
+    for dev in ref cpu; do
+      "$dsc" run "$model" "${popt[@]}" --weights "$weights" "${args[@]}" --device $dev \
+        --output-dir "$tmp/dsg-$dev-$out" >"$tmp/log" 2>&1 || { bad "dsc run $model ${popt[*]} --device $dev:"; cat "$tmp/log"; }
+      "$dsc" run "$tmp/$out.dsm" "${args[@]}" --device $dev --output-dir "$tmp/dsm-$dev-$prec/$name" \
+        >"$tmp/log" 2>&1 || { bad "dsc run $out.dsm --device $dev:"; cat "$tmp/log"; }
+      for want in "$tmp/dsg-$dev-$out"/*.npy; do
+        got="$tmp/dsm-$dev-$prec/$name/$(basename "$want")"
+        if cmp -s "$want" "$got"; then compared=$((compared + 1)); else bad "$out $dev: $(basename "$want") differs"; fi
+      done
     done
-  done
-done <<<"$runs"
-[ $compared -ge 12 ] || bad "only $compared outputs compared"
-echo "dsm: $compared outputs of $(wc -l <<<"$runs") examples identical from .dsg and .dsm (ref and cpu)"
-"$py" "$gen" --check "$tmp/data" "$tmp/dsm-ref" || bad "the .dsm outputs do not match numpy"
+  done <<<"$runs"
+done
+# the f32 ones are the .dsm files of the checks below
+while IFS=$'\t' read -r -a f; do cp "$tmp/f32-${f[0]}.dsm" "$tmp/${f[0]}.dsm" 2>/dev/null; done <<<"$runs"
+[ $compared -ge 36 ] || bad "only $compared outputs compared"
+echo "dsm: $compared outputs of $(wc -l <<<"$runs") examples at f32, int8 and f16 identical from .dsg and .dsm (ref and cpu)"
+# the stored weight bytes: int8 about a quarter of f32, f16 about half
+"$py" - "$tmp" <<'EOF' || bad "stored weight bytes"
+import json, struct, sys
+def wbytes(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+    return sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in h.items() if k != "__metadata__")
+for name in ("mlp", "bert_layer"):
+    f32 = wbytes(f"{sys.argv[1]}/f32-{name}.dsm")
+    for prec, lo, hi in (("int8", 0.24, 0.30), ("f16", 0.49, 0.55)):
+        r = wbytes(f"{sys.argv[1]}/{prec}-{name}.dsm") / f32
+        print(f"dsm: {name} {prec} weights {r:.3f} of f32 ({f32} bytes)")
+        assert lo <= r <= hi, (name, prec, r)
+EOF
+"$py" "$gen" --check "$tmp/data" "$tmp/dsm-ref-f32" || bad "the .dsm outputs do not match numpy"
 
 # ---- random weights: compile --random-weights --seed == run --random-weights --
 for m in examples/*.dsg; do

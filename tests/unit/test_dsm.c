@@ -1,7 +1,8 @@
 /* Tests of the compiled-model file (runtime/dsm.c).
  *
  *   - round trip: tests/data/dsm_tiny.dsg (a param read twice under one key,
- *     a dead param, a batchnorm, i32 and bool params) through the pipeline
+ *     a dead param, a batchnorm, i32 and bool params, a load-time constant
+ *     computed at load and one stored folded) through the pipeline
  *     and rt_dsm_write with seeded random weights; the loaded graph prints as
  *     the stored text, holds exactly the params the optimized graph uses, and
  *     the reference interpreter gives bit-identical outputs on the original
@@ -104,10 +105,15 @@ Test(dsm, round_trip_runs_the_same) {
     cr_expect(m.graph->ngroups == 2 && m.graph->nbuffers == 1, "plan lost: %d groups, %d buffers",
               m.graph->ngroups, m.graph->nbuffers);
 
-    /* Tensors: one per key the optimized graph reads; 'dead' dropped, 'w' once. */
-    const char *want[] = {"b", "bn.bias", "bn.mean", "bn.scale", "bn.var", "keep", "offsets", "w"};
-    cr_assert_eq(st_count(m.file), 8);
-    for (int i = 0; i < 8; i++)
+    /* Tensors: one per key the optimized graph reads; 'dead' dropped, 'w'
+     * once; abs(b) folded (exact), cast(offsets) * exp(bn.bias) not. */
+    cr_expect(strstr(m.graph_text, "param b.folded0 : f32[6]\n"), "graph: %s", m.graph_text);
+    cr_expect(strstr(m.graph_text, "exp(bn.bias)") && !strstr(m.graph_text, "abs("), "graph: %s",
+              m.graph_text);
+    const char *want[] = {"b",      "b.folded0", "bn.bias", "bn.mean", "bn.scale",
+                          "bn.var", "keep",      "offsets", "w"};
+    cr_assert_eq(st_count(m.file), 9);
+    for (int i = 0; i < 9; i++)
         cr_expect_str_eq(st_name(m.file, i), want[i]);
 
     /* Same outputs, bit for bit, from the original with its random weights
