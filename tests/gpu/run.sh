@@ -472,6 +472,27 @@ GPU_DEVICE=cuda
 
 # ---- examples --------------------------------------------------------------------------------------
 
+# A stage that runs models on the GPU and compares them with the interpreter:
+# compare_stage NAME FUNCTION head|tail [NOTE].  FUNCTION prints its summary
+# (the first or last line is shown) and fails on a mismatch; without the
+# comparison program the stage fails, without a GPU it does not run (the
+# dry run, ref against ref, checks the plumbing only and reports FAIL).
+compare_stage() {
+  local name=$1 fn=$2 pick=$3 note=${4:-} msg
+  if [ -z "$CMP" ]; then
+    stage "$name" FAIL "cannot build the comparison program ($OUT/npy_compare.log): $(last_error "$OUT/npy_compare.log")"
+  elif [ "$CUDA_RUN" = yes ] || [ "$GPU_DEVICE" = ref -a -n "$DSC" ]; then
+    if msg=$("$fn"); then
+      stage "$name" "$([ "$GPU_DEVICE" = ref ] && echo FAIL || echo PASS)" \
+        "$([ "$GPU_DEVICE" = ref ] && echo "dry run (ref against ref, plumbing only): ")$("$pick" -n1 <<<"$msg")${note:+; $note}"
+    else
+      stage "$name" FAIL "$(tr '\n' ' ' <<<"$msg" | cut -c1-300)"
+    fi
+  else
+    not_run "$name"
+  fi
+}
+
 run_examples() {
   local data=$W/ex/data fail=0 runs
   : >"$OUT/examples.log"
@@ -507,20 +528,9 @@ run_examples() {
   return $fail
 }
 
-if [ -z "$CMP" ]; then
-  stage examples FAIL "cannot build the comparison program ($OUT/npy_compare.log): $(last_error "$OUT/npy_compare.log")"
-elif [ "$CUDA_RUN" = yes ] || [ "$GPU_DEVICE" = ref -a -n "$DSC" ]; then
-  how="real data and numpy references"
-  [ -z "$PY" ] && how="random data (no python3 with numpy for tests/gen_examples.py)"
-  if msg=$(run_examples); then
-    stage examples "$([ "$GPU_DEVICE" = ref ] && echo FAIL || echo PASS)" \
-      "$([ "$GPU_DEVICE" = ref ] && echo "dry run (ref against ref, plumbing only): ")$(head -n1 <<<"$msg"); $how"
-  else
-    stage examples FAIL "$(tr '\n' ' ' <<<"$msg" | cut -c1-300)"
-  fi
-else
-  not_run examples
-fi
+how="real data and numpy references"
+[ -z "$PY" ] && how="random data (no python3 with numpy for tests/gen_examples.py)"
+compare_stage examples run_examples head "$how"
 
 # ---- precision -----------------------------------------------------------------------------------
 
@@ -553,18 +563,7 @@ run_precision() {
   return $fail
 }
 
-if [ -z "$CMP" ]; then
-  stage precision FAIL "cannot build the comparison program ($OUT/npy_compare.log): $(last_error "$OUT/npy_compare.log")"
-elif [ "$CUDA_RUN" = yes ] || [ "$GPU_DEVICE" = ref -a -n "$DSC" ]; then
-  if msg=$(run_precision); then
-    stage precision "$([ "$GPU_DEVICE" = ref ] && echo FAIL || echo PASS)" \
-      "$([ "$GPU_DEVICE" = ref ] && echo "dry run (ref against ref, plumbing only): ")$(head -n1 <<<"$msg")"
-  else
-    stage precision FAIL "$(tr '\n' ' ' <<<"$msg" | cut -c1-300)"
-  fi
-else
-  not_run precision
-fi
+compare_stage precision run_precision head
 
 # ---- random graphs -------------------------------------------------------------------------------------
 
@@ -634,18 +633,7 @@ EOF
   [ "$fails" -eq 0 ] && [ $rc -eq 0 ]
 }
 
-if [ -z "$CMP" ]; then
-  stage randgraph FAIL "cannot build the comparison program ($OUT/npy_compare.log): $(last_error "$OUT/npy_compare.log")"
-elif [ "$CUDA_RUN" = yes ] || [ "$GPU_DEVICE" = ref -a -n "$DSC" ]; then
-  if msg=$(run_randgraph); then
-    stage randgraph "$([ "$GPU_DEVICE" = ref ] && echo FAIL || echo PASS)" \
-      "$([ "$GPU_DEVICE" = ref ] && echo "dry run (ref against ref, plumbing only): ")$(tail -n1 <<<"$msg")"
-  else
-    stage randgraph FAIL "$(tr '\n' ' ' <<<"$msg" | cut -c1-300)"
-  fi
-else
-  not_run randgraph
-fi
+compare_stage randgraph run_randgraph tail
 
 # ---- timing -------------------------------------------------------------------------------------------------
 
