@@ -154,7 +154,8 @@ bool rt_calibrate(const char *file, const CalibOptions *o, double *absmax, int *
         disabled[i] = o->disabled[i];
     disabled[o->ndisabled] = "fuse";
     disabled[o->ndisabled + 1] = "memplan";
-    PipelineOptions po = {.opt_level = o->opt_level, .disabled = disabled, .ndisabled = o->ndisabled + 2};
+    PipelineOptions po = {
+        .opt_level = o->opt_level, .disabled = disabled, .ndisabled = o->ndisabled + 2, .sparse = o->sparse};
     bool ok = g && (!run.random_weights || run.as_written);
     if (ok) {
         g->precision = arena_alloc(a, sizeof(PrecisionRequest)); /* f32: numbers the candidates only */

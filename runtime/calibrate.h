@@ -38,6 +38,7 @@ typedef struct {
     int opt_level;
     const char *const *disabled;
     int ndisabled;
+    const SparsifyOptions *sparse; /* --sparsity / --sparse-block, or NULL */
     RunOptions run; /* weights and device; the inputs come from the sets */
 } CalibOptions;
 

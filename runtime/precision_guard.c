@@ -67,7 +67,10 @@ static bool compile_run(G *s, DType dt, const bool *keep, Tensor ***out, Precisi
         g->precision->nabsmax = s->o->nabsmax;
     }
     PipelineOptions po = {
-        .opt_level = s->o->opt_level, .disabled = s->o->disabled, .ndisabled = s->o->ndisabled};
+        .opt_level = s->o->opt_level,
+        .disabled = s->o->disabled,
+        .ndisabled = s->o->ndisabled,
+        .sparse = s->o->sparse};
     ok = ok && pass_run_pipeline(g, s->d, &po);
     if (ok && req && g->precision) *req = *g->precision;
     Tensor **t = NULL;

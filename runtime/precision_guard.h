@@ -23,6 +23,7 @@ typedef struct {
     int opt_level; /* pipeline options for every compilation */
     const char *const *disabled;
     int ndisabled;
+    const SparsifyOptions *sparse; /* --sparsity / --sparse-block, or NULL */
     /* The data: inputs, weights, dims, seed and device, as for dsc run
      * (summary and output_dir are ignored; as_written is set here). */
     RunOptions run;

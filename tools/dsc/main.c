@@ -636,12 +636,13 @@ typedef struct {
 /* Before compiling at a lower precision: with --calibrate, static int8
  * activation scales from the f32 model on the calibration sets; then the
  * accuracy guard on the first calibration set, else on seeded random inputs
- * (dims from --bind), with the --weights file or seeded random weights.
+ * (dims from --bind), with the --weights file or seeded random weights, pruned
+ * as --sparsity / --sparse-block and @sparse say.
  * Prints the guard's table to stderr and stores the scales and the ops moved
  * back to f32 in g->precision.  False (diagnostics printed) on error or when
  * even f32 everywhere misses the budget (non-finite outputs). */
 static bool prepare_precision(const char *file, Graph *g, const PrecOptions *p, const Binds *binds, int opt,
-                              const char **disabled, int ndisabled, Diag *d) {
+                              const char **disabled, int ndisabled, const SparsifyOptions *so, Diag *d) {
     RunOptions run = {.random_inputs = true,
                       .random_weights = !p->weights,
                       .weights = p->weights,
@@ -657,6 +658,7 @@ static bool prepare_precision(const char *file, Graph *g, const PrecOptions *p, 
                            .opt_level = opt,
                            .disabled = disabled,
                            .ndisabled = ndisabled,
+                           .sparse = so,
                            .run = run};
         double *absmax = arena_alloc(g->arena, sizeof(double) * PREC_MAX_CAND);
         int n;
@@ -676,6 +678,7 @@ static bool prepare_precision(const char *file, Graph *g, const PrecOptions *p, 
                        .opt_level = opt,
                        .disabled = disabled,
                        .ndisabled = ndisabled,
+                       .sparse = so,
                        .report = stderr,
                        .run = run,
                        .act_absmax = g->precision->act_absmax,
@@ -868,7 +871,7 @@ static int cmd_compile(int argc, char **argv) {
     rc = EXIT_DIAG;
     Graph *g = load(arena, d, file);
     request_precision(arena, g, po_prec.prec);
-    if (g && g->precision && !prepare_precision(file, g, &po_prec, &binds, opt, disabled, ndisabled, d))
+    if (g && g->precision && !prepare_precision(file, g, &po_prec, &binds, opt, disabled, ndisabled, &so, d))
         g = NULL;
     if (g) {
         PassRecord *records = calloc((size_t)pass_count() + 1, sizeof(PassRecord));
