@@ -556,7 +556,7 @@ static bool check_params(const Graph *g, const SafeTensors *st, const char *name
             /* stored block-compressed: checked completely by rebuilding it */
             if (!(dense = rt_dsm_bsr_decode(st, name, p->key, parts, d))) {
                 ok = false;
-                continue;
+                break; /* once: another param may read the key */
             }
             t = *dense;
             for (int k = 0; k < 3; k++)
