@@ -41,6 +41,7 @@
 #include "../frontend/frontend.h"
 #include "../passes/passes.h"
 #include "dsc.h"
+#include "dsm_bsr.h"
 #include "dsm_fold.h"
 #include "interp.h"
 #include "kcache.h"
@@ -236,6 +237,103 @@ static int unique_keys(const Graph *g, Tensor *const *params, Keyed *keyed, Diag
     return kept;
 }
 
+/* Tensors made for the file (BSR parts), with their names; ends at name NULL. */
+typedef struct {
+    char *name;
+    Tensor *t;
+} Owned;
+
+static int cmp_named(const void *a, const void *b) {
+    const Owned *x = a, *y = b;
+    return strcmp(x->name, y->name);
+}
+
+static bool key_taken(const Keyed *keyed, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (strcmp(keyed[i].param->key, name) == 0) return true;
+    return false;
+}
+
+/* The pruning record of the param of `src` (the graph the weights were
+ * loaded for) that reads `key`, if any. */
+static const IrSparse *sparse_of(const Graph *src, const char *key) {
+    for (int i = 0; i < src->nnodes; i++) {
+        const Node *n = src->nodes[i];
+        if (n->op == OP_PARAM && n->ann.sparse && strcmp(n->key, key) == 0) return n->ann.sparse;
+    }
+    return NULL;
+}
+
+/* The file's tensors, in name order, into *names / *tensors (reallocated):
+ * each of the `*n` keyed params, its dense tensor or, for a pruned param
+ * whose BSR form is smaller, its three BSR tensors; *json gets the "dsc.bsr"
+ * metadata (NULL if none).  Returns the tensors made (free them), or NULL
+ * after an error. */
+static Owned *bsr_tensors(const Graph *src, const Keyed *keyed, int *n, const char ***names,
+                          const Tensor ***tensors, char **json, const char *out_path, Diag *d) {
+    Owned *all = calloc((size_t)*n * 3 + 1, sizeof *all), *made = calloc((size_t)*n * 3 + 1, sizeof *made);
+    cJSON *meta = cJSON_CreateObject();
+    int count = 0, nmade = 0;
+    bool ok = all && made && meta;
+    for (int i = 0; ok && i < *n; i++) {
+        const Node *p = keyed[i].param;
+        Tensor *parts[3];
+        char *pn[3] = {NULL, NULL, NULL};
+        bool encoded = rt_dsm_bsr_encode(keyed[i].t, sparse_of(src, p->key), parts), use = encoded;
+        static const char *const part_names[3] = {"rowptr", "colidx", "values"};
+        for (int k = 0; use && k < 3; k++) {
+            pn[k] = rt_dsm_bsr_name(p->key, part_names[k]);
+            use = pn[k] && !key_taken(keyed, *n, pn[k]);
+        }
+        if (!use) {
+            for (int k = 0; k < 3; k++) {
+                free(pn[k]);
+                if (encoded) rt_tensor_free(parts[k]);
+            }
+            all[count++] = (Owned){(char *)p->key, (Tensor *)keyed[i].t};
+            continue;
+        }
+        for (int k = 0; k < 3; k++) {
+            made[nmade++] = (Owned){pn[k], parts[k]};
+            all[count++] = (Owned){pn[k], parts[k]};
+        }
+        cJSON *e = cJSON_CreateObject(), *shape = cJSON_AddArrayToObject(e, "shape"),
+              *block = cJSON_AddArrayToObject(e, "block");
+        cJSON_AddStringToObject(e, "dtype", st_dtype_name(keyed[i].t->dtype));
+        for (int k = 0; k < keyed[i].t->rank; k++)
+            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)keyed[i].t->shape[k]));
+        cJSON_AddItemToArray(block, cJSON_CreateNumber(parts[2]->shape[1]));
+        cJSON_AddItemToArray(block, cJSON_CreateNumber(parts[2]->shape[2]));
+        cJSON_AddItemToObject(meta, p->key, e);
+    }
+    if (ok && nmade) ok = (*json = cJSON_PrintUnformatted(meta)) != NULL;
+    const char **nn = ok ? realloc(*names, ((size_t)count + 1) * sizeof *nn) : NULL;
+    if (nn) *names = nn;
+    const Tensor **tt = nn ? realloc(*tensors, ((size_t)count + 1) * sizeof *tt) : NULL;
+    if (tt) *tensors = tt;
+    ok = ok && tt;
+    if (ok) {
+        qsort(all, (size_t)count, sizeof *all, cmp_named);
+        for (int i = 0; i < count; i++) {
+            (*names)[i] = all[i].name;
+            (*tensors)[i] = all[i].t;
+        }
+        *n = count;
+    }
+    cJSON_Delete(meta);
+    free(all);
+    if (!ok) {
+        diag_error(d, loc_file(out_path), "out of memory");
+        for (int i = 0; i < nmade; i++) {
+            free(made[i].name);
+            rt_tensor_free(made[i].t);
+        }
+        free(made);
+        return NULL;
+    }
+    return made;
+}
+
 bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt, const char *out_path,
                   Diag *d) {
     Graph *g = (Graph *)cg; /* lowering adds to the arena and dim table; the graph is not changed */
@@ -257,6 +355,8 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     const char **names = NULL;
     const Tensor **tensors = NULL;
     Keyed *keyed = NULL;
+    Owned *bsr = NULL;
+    char *bsr_json = NULL;
     bool ok = false;
     if (!rt_model_data_load(g, model_path, &ro, &md, d)) goto done;
     if (!rt_check_params(g, md.params, d)) goto done; /* each param's dtype and shape */
@@ -291,25 +391,29 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
     }
     int kept = unique_keys(g, folded.params, keyed, d);
     if (kept < 0) goto done;
-    for (int i = 0; i < kept; i++) {
-        names[i] = keyed[i].param->key;
-        tensors[i] = keyed[i].t;
-    }
+    /* pruned params smaller block-compressed: three tensors each (dsm_bsr.c) */
+    if (!(bsr = bsr_tensors(cg, keyed, &kept, &names, &tensors, &bsr_json, out_path, d))) goto done;
 
     char version[16];
     snprintf(version, sizeof version, "%d", RT_DSM_FORMAT_VERSION);
-    const char *keys[] = {K_FORMAT, K_VERSION, K_DSC, K_MODEL, K_GRAPH, K_PLAN, K_KERNELS, K_CHECKSUM};
-    const char *values[] = {RT_DSM_FORMAT_ID, version, dsc_version(), g->name, graph, plan, kernels, NULL};
-    enum { NMETA = sizeof keys / sizeof keys[0] };
+    const char *keys[] = {K_FORMAT, K_VERSION, K_DSC,          K_MODEL,   K_GRAPH,
+                          K_PLAN,   K_KERNELS, RT_DSM_BSR_KEY, K_CHECKSUM};
+    const char *values[] = {RT_DSM_FORMAT_ID, version,  dsc_version(), g->name, graph, plan,
+                            kernels,          bsr_json, NULL};
+    int nmeta = sizeof keys / sizeof keys[0];
+    if (!bsr_json) { /* no block-compressed param: no dsc.bsr entry */
+        keys[nmeta - 2] = K_CHECKSUM;
+        nmeta--;
+    }
 
     /* The checksum: metadata in key order (all but the checksum), then the
      * tensors in name order. */
     Sha256 s;
     rt_sha256_init(&s);
-    const char *sorted[NMETA - 1];
+    const char *sorted[sizeof keys / sizeof keys[0]];
     memcpy(sorted, keys, sizeof sorted);
-    qsort(sorted, NMETA - 1, sizeof sorted[0], cmp_str);
-    for (int i = 0; i < NMETA - 1; i++) {
+    qsort(sorted, (size_t)nmeta - 1, sizeof sorted[0], cmp_str);
+    for (int i = 0; i < nmeta - 1; i++) {
         int k = 0;
         while (strcmp(keys[k], sorted[i]) != 0)
             k++;
@@ -320,9 +424,17 @@ bool rt_dsm_write(const Graph *cg, const char *model_path, const RunOptions *opt
         sum_tensor(&s, names[i], tensors[i], true);
     char checksum[RT_DSM_CHECKSUM_SIZE];
     sum_finish(&s, checksum);
-    values[NMETA - 1] = checksum;
-    ok = st_write(out_path, kept, names, tensors, NMETA, keys, values, d);
+    values[nmeta - 1] = checksum;
+    ok = st_write(out_path, kept, names, tensors, nmeta, keys, values, d);
 done:
+    if (bsr) {
+        for (int i = 0; bsr[i].name; i++) {
+            free(bsr[i].name);
+            rt_tensor_free(bsr[i].t);
+        }
+        free(bsr);
+    }
+    free(bsr_json);
     rt_dsm_folded_free(&folded);
     rt_model_data_free(&md);
     free(graph);
@@ -433,11 +545,22 @@ static bool check_params(const Graph *g, const SafeTensors *st, const char *name
     for (int i = 0; i < g->nnodes; i++) {
         const Node *p = g->nodes[i];
         if (p->op != OP_PARAM) continue;
-        Tensor t;
+        Tensor t, *dense = NULL;
         if (!st_get(st, p->key, &t)) {
-            ERR("the graph's param '%s' has no tensor '%s' in the file", p->name, p->key);
-            ok = false;
-            continue;
+            int parts[3];
+            if (!rt_dsm_bsr_has(st, p->key)) {
+                ERR("the graph's param '%s' has no tensor '%s' in the file", p->name, p->key);
+                ok = false;
+                continue;
+            }
+            /* stored block-compressed: checked completely by rebuilding it */
+            if (!(dense = rt_dsm_bsr_decode(st, name, p->key, parts, d))) {
+                ok = false;
+                break; /* once: another param may read the key */
+            }
+            t = *dense;
+            for (int k = 0; k < 3; k++)
+                used[parts[k]] = 1;
         }
         for (int k = 0; k < st_count(st); k++)
             if (strcmp(st_name(st, k), p->key) == 0) used[k] = 1;
@@ -453,6 +576,7 @@ static bool check_params(const Graph *g, const SafeTensors *st, const char *name
                 ir_type_str(g, &p->type));
             ok = false;
         }
+        rt_tensor_free(dense);
     }
     for (int k = 0; k < st_count(st) && ok; k++)
         if (!used[k]) {

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "dsm.h"
+#include "dsm_bsr.h"
 #include "safetensors.h"
 
 typedef struct {
@@ -84,6 +85,24 @@ static bool print_json(const RtDsm *m, const char *path, FILE *out, bool kernel_
         cJSON_AddNumberToObject(e, "count", sums[t].count);
         cJSON_AddNumberToObject(e, "bytes", sums[t].bytes);
     }
+    RtDsmBsrInfo *bsr;
+    int nbsr = rt_dsm_bsr_infos(m->file, &bsr);
+    cJSON *sp = cJSON_AddArrayToObject(o, "sparse");
+    double saved = 0;
+    for (int i = 0; i < nbsr; i++) {
+        cJSON *e = cJSON_CreateObject(), *blk = cJSON_AddArrayToObject(e, "block");
+        cJSON_AddStringToObject(e, "key", bsr[i].key);
+        cJSON_AddItemToArray(blk, cJSON_CreateNumber((double)bsr[i].br));
+        cJSON_AddItemToArray(blk, cJSON_CreateNumber((double)bsr[i].bc));
+        cJSON_AddNumberToObject(e, "blocks", (double)bsr[i].blocks);
+        cJSON_AddNumberToObject(e, "kept", (double)bsr[i].kept);
+        cJSON_AddNumberToObject(e, "dense_bytes", bsr[i].dense_bytes);
+        cJSON_AddNumberToObject(e, "stored_bytes", bsr[i].stored_bytes);
+        cJSON_AddItemToArray(sp, e);
+        saved += bsr[i].dense_bytes - bsr[i].stored_bytes;
+    }
+    cJSON_AddNumberToObject(o, "sparse_bytes_saved", saved);
+    rt_dsm_bsr_infos_free(bsr, nbsr);
     cJSON_AddItemToObject(o, "groups",
                           cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(plan, "groups"), true));
     cJSON_AddItemToObject(o, "buffers",
@@ -143,6 +162,18 @@ static void print_text(const RtDsm *m, const char *path, FILE *out, bool kernel_
         if (sums[t].count)
             fprintf(out, "  %-5s %d tensors, %.0f bytes\n", st_dtype_name((DType)t), sums[t].count,
                     sums[t].bytes);
+    RtDsmBsrInfo *bsr;
+    int nbsr = rt_dsm_bsr_infos(m->file, &bsr);
+    double saved = 0;
+    for (int i = 0; i < nbsr; i++)
+        saved += bsr[i].dense_bytes - bsr[i].stored_bytes;
+    if (nbsr > 0)
+        fprintf(out, "sparse:    %d params block-compressed (BSR), %.0f bytes saved\n", nbsr, saved);
+    for (int i = 0; i < nbsr; i++)
+        fprintf(out, "  %s  block %lldx%lld, %lld of %lld blocks kept, %.0f -> %.0f bytes\n", bsr[i].key,
+                (long long)bsr[i].br, (long long)bsr[i].bc, (long long)bsr[i].kept, (long long)bsr[i].blocks,
+                bsr[i].dense_bytes, bsr[i].stored_bytes);
+    rt_dsm_bsr_infos_free(bsr, nbsr);
     int nk = 0, nload = 0;
     for (const cJSON *k = plan_list(plan, "kernels"); k; k = k->next) {
         nk++;

@@ -26,6 +26,7 @@
 
 #include "../codegen/lower.h"
 #include "cuda_exec.h"
+#include "dsm_bsr.h"
 #include "exec.h"
 #include "host_jit.h"
 #include "interp.h"
@@ -464,6 +465,11 @@ bool rt_model_data_load(const Graph *g, const char *model_path, const RunOptions
             const Node *n = g->nodes[i];
             if (n->op != OP_PARAM) continue;
             Tensor view;
+            if (!st_get(st, n->key, &view) && st_metadata(st, "dsc.format") && rt_dsm_bsr_has(st, n->key)) {
+                /* a compiled model's pruned param, stored block-compressed */
+                if (!(params[idx++] = rt_dsm_bsr_decode(st, wpath, n->key, NULL, d))) missing = true;
+                continue;
+            }
             if (!st_get(st, n->key, &view)) {
                 if (strcmp(n->key, n->name) == 0)
                     diag_error(d, loc_file(wpath), "missing weight '%s'", n->name);

@@ -125,7 +125,7 @@ while IFS=$'\t' read -r -a f; do
   "$py" - "$tmp/${f[0]}.dsm" "$tmp/pruned.safetensors" "$tmp/inspect.txt" "$tmp/inspect.json" <<'EOF' || bad "python checks of ${f[0]}.dsm"
 import json, re, sys
 sys.path.insert(0, "tests/data")
-from make_corrupt_dsm import checksum, read_st
+from make_corrupt_dsm import checksum, dense_tensors, read_st
 dsm, weights, text, js = sys.argv[1:]
 meta, tensors = read_st(open(dsm, "rb").read())
 _, wts = read_st(open(weights, "rb").read())
@@ -138,8 +138,9 @@ check(meta["dsc.format"] == "dsc.dsm" and meta["dsc.format_version"] == "1", "fo
 check(checksum(meta, tensors) == meta["dsc.checksum"], "checksum recomputed from the definition")
 keys = set(re.findall(r'^  param (\S+) : \S+(?: from "([^"]+)")?', meta["dsc.graph"], re.M))
 keys = {k or name for name, k in keys}
-check(set(tensors) == keys, "tensors %s != param keys %s" % (sorted(tensors), sorted(keys)))
-for k, (dt, shape, raw) in tensors.items():
+dense = dense_tensors(meta, tensors)  # block-compressed params rebuilt
+check(set(dense) == keys, "tensors %s != param keys %s" % (sorted(dense), sorted(keys)))
+for k, (dt, shape, raw) in dense.items():
     check(wts[k] == (dt, shape, raw), "tensor %s differs from the (pruned) weights file" % k)
 check("weights \"" not in meta["dsc.graph"], "graph names a weights file")
 plan = json.loads(meta["dsc.plan"])
@@ -162,6 +163,59 @@ check(j["checksum_status"] == "ok" and j["format_version"] == 1, "json: status, 
 check(j["weights"]["count"] == len(tensors) and j["weights"]["bytes"] == nbytes, "json: weights")
 check(j["kernels"] == plan["kernels"] and j["graph"] == meta["dsc.graph"], "json: kernels, graph")
 sys.exit(0 if ok else 1)
+EOF
+done <<<"$runs"
+
+# ---- pruned params block-compressed (BSR): ffn_block (@sparse) and bert_layer
+# at --sparsity=0.5 store KEY.bsr.{values,rowptr,colidx}; the .dsm is smaller
+# than the unpruned one, Python rebuilds from it exactly what `dsc prune`
+# writes, and its outputs are byte-identical to the .dsg's on ref and cpu
+while IFS=$'\t' read -r -a f; do
+  name=${f[0]} model=${f[1]} weights=${f[2]}
+  case $name in ffn_block | bert_layer) ;; *) continue ;; esac
+  args=()
+  for i in "${f[@]:3}"; do args+=(--input "$i"); done
+  "$dsc" compile "$model" --sparsity=0.5 --weights "$weights" -o "$tmp/sp-$name.dsm" >"$tmp/log" 2>&1 ||
+    { bad "compile --sparsity=0.5 $model:"; cat "$tmp/log"; continue; }
+  "$dsc" prune "$model" --sparsity=0.5 --weights "$weights" -o "$tmp/sp-$name.safetensors" >"$tmp/log" 2>&1 ||
+    { bad "prune --sparsity=0.5 $model:"; cat "$tmp/log"; }
+  for dev in ref cpu; do
+    "$dsc" run "$model" --sparsity=0.5 --weights "$weights" "${args[@]}" --device $dev \
+      --output-dir "$tmp/sp-dsg-$dev-$name" >"$tmp/log" 2>&1 || { bad "run $model --sparsity=0.5 --device $dev:"; cat "$tmp/log"; }
+    "$dsc" run "$tmp/sp-$name.dsm" "${args[@]}" --device $dev --output-dir "$tmp/sp-dsm-$dev-$name" \
+      >"$tmp/log" 2>&1 || { bad "run sp-$name.dsm --device $dev:"; cat "$tmp/log"; }
+    n=0
+    for want in "$tmp/sp-dsg-$dev-$name"/*.npy; do
+      cmp -s "$want" "$tmp/sp-dsm-$dev-$name/$(basename "$want")" || bad "sparse $name $dev: $(basename "$want") differs"
+      n=$((n + 1))
+    done
+    [ $n -ge 1 ] || bad "sparse $name $dev: no outputs"
+  done
+  "$dsc" inspect "$tmp/sp-$name.dsm" >"$tmp/inspect.txt" 2>&1 || { bad "inspect sp-$name.dsm"; cat "$tmp/inspect.txt"; }
+  "$py" - "$tmp/sp-$name.dsm" "$tmp/f32-$name.dsm" "$tmp/sp-$name.safetensors" "$tmp/inspect.txt" <<'EOF' || bad "BSR checks of sp-$name.dsm"
+import json, os, sys
+sys.path.insert(0, "tests/data")
+from make_corrupt_dsm import dense_tensors, read_st
+sp, full, pruned, text = sys.argv[1:]
+meta, tensors = read_st(open(sp, "rb").read())
+_, wts = read_st(open(pruned, "rb").read())
+bsr = json.loads(meta["dsc.bsr"])
+assert bsr, "no block-compressed params"
+for k in bsr:
+    for part in ("values", "rowptr", "colidx"):
+        assert k + ".bsr." + part in tensors, (k, part)
+    assert k not in tensors, k
+dense = dense_tensors(meta, tensors)
+for k in bsr:
+    assert dense[k] == wts[k], "rebuilt %s differs from dsc prune's" % k
+sp_size, full_size = os.path.getsize(sp), os.path.getsize(full)
+saved = sum(len(dense[k][2]) - sum(len(tensors[k + ".bsr." + p][2]) for p in ("values", "rowptr", "colidx"))
+            for k in bsr)
+t = open(text).read()
+assert "sparse:    %d params block-compressed (BSR), %d bytes saved\n" % (len(bsr), saved) in t, t[:600]
+print("dsm: %s --sparsity=0.5: %d params BSR, .dsm %d bytes (%d stored dense, %d unpruned), %d bytes saved"
+      % (os.path.basename(sp), len(bsr), sp_size, sp_size + saved, full_size, saved))
+assert saved > 0 and sp_size < full_size, (saved, sp_size, full_size)
 EOF
 done <<<"$runs"
 

@@ -82,6 +82,64 @@ def checksum(meta, tensors):
     return "sha256:" + h.hexdigest()
 
 
+ELEM = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I8": 1, "U8": 1, "BOOL": 1}
+PARTS = ("values", "rowptr", "colidx")
+
+
+def dense_tensors(meta, tensors):
+    """The tensors with every block-compressed param (metadata "dsc.bsr",
+    docs/formats.md) rebuilt dense and its three BSR tensors dropped."""
+    bsr = json.loads(meta.get("dsc.bsr", "{}"))
+    out = {k: v for k, v in tensors.items() if not any(k == b + ".bsr." + p for b in bsr for p in PARTS)}
+    for key, e in bsr.items():
+        shape, (br, bc), es = e["shape"], e["block"], ELEM[e["dtype"]]
+        rows, cols = shape[-2], shape[-1]
+        nbr = -(-rows // br)
+        rowptr = struct.unpack("<%di" % (len(tensors[key + ".bsr.rowptr"][2]) // 4), tensors[key + ".bsr.rowptr"][2])
+        colidx = struct.unpack("<%di" % (len(tensors[key + ".bsr.colidx"][2]) // 4), tensors[key + ".bsr.colidx"][2])
+        values = tensors[key + ".bsr.values"][2]
+        n = 1
+        for dim in shape:
+            n *= dim
+        dense = bytearray(n * es)
+        for r in range(len(rowptr) - 1):
+            lead, i0 = divmod(r, nbr)
+            i0 *= br
+            for k in range(rowptr[r], rowptr[r + 1]):
+                j0 = colidx[k] * bc
+                w = min(bc, cols - j0)
+                for y in range(min(br, rows - i0)):
+                    dst = ((lead * rows + i0 + y) * cols + j0) * es
+                    src = (k * br + y) * bc * es
+                    dense[dst:dst + w * es] = values[src:src + w * es]
+        out[key] = (e["dtype"], shape, bytes(dense))
+    return out
+
+
+def to_bsr(tensors, key, br, bc, keep):
+    """(the tensors with `key` block-compressed keeping the blocks (i, j) in
+    `keep`, its "dsc.bsr" entry); a 2-D F32 param."""
+    dtype, shape, raw = tensors[key]
+    rows, cols = shape
+    nbr, nbc = -(-rows // br), -(-cols // bc)
+    rowptr, colidx, values = [0], [], bytearray()
+    for i in range(nbr):
+        for j in range(nbc):
+            if (i, j) not in keep:
+                continue
+            colidx.append(j)
+            for y in range(br):
+                for x in range(bc):
+                    gy, gx = i * br + y, j * bc + x
+                    values += raw[(gy * cols + gx) * 4:(gy * cols + gx + 1) * 4] if gy < rows and gx < cols else bytes(4)
+        rowptr.append(len(colidx))
+    t = {k: v for k, v in tensors.items() if k != key}
+    t[key + ".bsr.rowptr"] = ("I32", [len(rowptr)], struct.pack("<%di" % len(rowptr), *rowptr))
+    t[key + ".bsr.colidx"] = ("I32", [len(colidx)], struct.pack("<%di" % len(colidx), *colidx))
+    t[key + ".bsr.values"] = (dtype, [len(colidx), br, bc], bytes(values))
+    return t, {"dtype": dtype, "shape": shape, "block": [br, bc]}
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: make_corrupt_dsm.py PATH/TO/dsc")
@@ -208,6 +266,45 @@ def main():
     t = dict(tensors)
     t["extra"] = ("F32", [1], b"\0\0\x80\x3f")
     case("extra_tensor.dsm", sealed(meta, t), "tensor 'extra' is not a param of the graph")
+
+    # -- a param stored block-compressed (BSR): w f32[6, 8] in 4x4 blocks (an
+    # edge block row of 2), blocks (0, 0), (0, 1) and (1, 1) kept
+    bt, entry = to_bsr(tensors, "w", 4, 4, {(0, 0), (0, 1), (1, 1)})
+    bm = dict(meta, **{"dsc.bsr": json.dumps({"w": entry})})
+    case("valid_bsr.dsm", sealed(bm, bt), None)
+
+    def bsr_case(name, phrase, part=None, value=None, entry_changes=None):
+        t, m = dict(bt), dict(bm)
+        if part is not None:
+            if value is None:
+                del t["w.bsr." + part]
+            else:
+                t["w.bsr." + part] = value
+        if entry_changes:
+            m["dsc.bsr"] = json.dumps({"w": dict(entry, **entry_changes)})
+        case(name, sealed(m, t), phrase)
+
+    i32 = lambda *v: ("I32", [len(v)], struct.pack("<%di" % len(v), *v))
+    bsr_case("bsr_rowptr_not_monotone.dsm", "tensor 'w.bsr.rowptr' is not monotone", "rowptr", i32(0, 4, 3))
+    bsr_case("bsr_rowptr_end.dsm", "tensor 'w.bsr.rowptr' must run from 0 to 3", "rowptr", i32(0, 2, 2))
+    bsr_case("bsr_colidx_range.dsm", "tensor 'w.bsr.colidx' element 2 is 2, out of range [0, 2)", "colidx",
+             i32(0, 1, 2))
+    bsr_case("bsr_colidx_order.dsm", "tensor 'w.bsr.colidx' is not strictly increasing in block row 0", "colidx",
+             i32(1, 0, 1))
+    dtype, shape, raw = bt["w.bsr.values"]
+    bsr_case("bsr_values_size.dsm", "tensor 'w.bsr.values' is f32[2,4,4], expected F32[3, 4, 4]", "values",
+             (dtype, [2, 4, 4], raw[:2 * 16 * 4]))
+    bsr_case("bsr_values_dtype.dsm", "tensor 'w.bsr.values' is f16[3,4,4], expected F32[3, 4, 4]", "values",
+             ("F16", shape, raw[:len(raw) // 2]))
+    for part in PARTS:
+        bsr_case("bsr_missing_%s.dsm" % part, "sparse param 'w': missing tensor 'w.bsr.%s'" % part, part)
+    bsr_case("bsr_dense_shape.dsm", "tensor 'w' is f32[6,9] but the graph's param 'w' is f32[6,8]",
+             entry_changes={"shape": [6, 9]})
+    bsr_case("bsr_dense_rows.dsm", "tensor 'w.bsr.rowptr' is i32[3], expected I32[4]", entry_changes={"shape": [9, 8]})
+    bsr_case("bsr_bad_block.dsm", "metadata 'dsc.bsr': the entry of 'w' is not", entry_changes={"block": [0, 4]})
+    t = dict(bt)
+    t["w"] = tensors["w"]
+    case("bsr_and_dense.dsm", sealed(bm, t), "tensor 'w.bsr.colidx' is not a param of the graph")
 
     with open(os.path.join(OUT, "MANIFEST.tsv"), "w") as man:
         man.write("# file\tkey phrase the error message must contain (case-insensitive); "
