@@ -42,6 +42,7 @@
 
 #include "../../ir/assert.h"
 #include "../../ir/trap.h"
+#include "schedule.h"
 
 /* ---- the dialect table ------------------------------------------------------ */
 
@@ -157,6 +158,7 @@ typedef struct {
     const char *kernel_prefix;          /* %d: threads per block */
     const char *index_type;
     const char *global_index, *global_stride;
+    const char *warp_index, *warp_stride; /* the same over warps (row kernels) */
     const char *ctype[KT_COUNT];        /* C type of a compute type */
     const char *storage[DT_COUNT];      /* C element type of a buffer */
     Fmt load[DT_COUNT];                 /* $a[$0] is the element */
@@ -180,6 +182,8 @@ static const Dialect cuda = {
     .index_type = "long long",
     .global_index = "(long long)blockIdx.x * blockDim.x + threadIdx.x",
     .global_stride = "(long long)gridDim.x * blockDim.x",
+    .warp_index = "(long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)",
+    .warp_stride = "(long long)gridDim.x * (blockDim.x >> 5)",
     .ctype = {[KT_BOOL] = "bool", [KT_I64] = "long long", [KT_F32] = "float"},
     .storage = {[DT_F32] = "float", [DT_F16] = "unsigned short", [DT_BF16] = "unsigned short",
                 [DT_I8] = "signed char", [DT_I32] = "int", [DT_I64] = "long long", [DT_BOOL] = "unsigned char"},
@@ -302,6 +306,8 @@ typedef struct {
     bool ok;
     bool *var_used; /* per loop variable: referenced in the body */
     int in_index;   /* > 0 inside an index or extent expression */
+    const CudaRowPlan *rows; /* one warp per point (NULL: one thread per point) */
+    const char **local_name; /* per local (and two scratch ids after them): a name other than l<i> */
 } R;
 
 static void fail(R *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -399,7 +405,12 @@ static void emit_expr(R *r, const KExpr *e) {
         if (e->id >= 0 && e->id < r->k->nvars) r->var_used[e->id] = true;
         s_printf(&r->body, "v%d", e->id);
         return;
-    case KE_LOCAL: s_printf(&r->body, "l%d", e->id); return;
+    case KE_LOCAL:
+        if (r->local_name && e->id >= 0 && r->local_name[e->id])
+            s_puts(&r->body, r->local_name[e->id]);
+        else
+            s_printf(&r->body, "l%d", e->id);
+        return;
     case KE_LOAD: {
         if (e->id < 0 || e->id >= r->k->nbufs) {
             fail(r, "load from buffer %d out of range", e->id);
@@ -480,8 +491,10 @@ static void indent(R *r, int depth) {
     for (int i = 0; i < depth; i++) s_puts(&r->body, "    ");
 }
 
-static void emit_block(R *r, const KStmt *s, int depth) {
-    for (; s && r->ok; s = s->next) {
+static void emit_block(R *r, const KStmt *s, int depth);
+
+static void emit_stmt(R *r, const KStmt *s, int depth) {
+    {
         indent(r, depth);
         switch (s->kind) {
         case KS_FOR:
@@ -495,7 +508,10 @@ static void emit_block(R *r, const KStmt *s, int depth) {
             s_puts(&r->body, "}\n");
             break;
         case KS_SET:
-            s_printf(&r->body, "l%d = ", s->id);
+            if (r->local_name && r->local_name[s->id])
+                s_printf(&r->body, "%s = ", r->local_name[s->id]);
+            else
+                s_printf(&r->body, "l%d = ", s->id);
             emit_expr(r, s->value);
             s_puts(&r->body, ";\n");
             break;
@@ -536,6 +552,106 @@ static void emit_block(R *r, const KStmt *s, int depth) {
             indent(r, depth);
             s_puts(&r->body, "}\n");
             break;
+        }
+    }
+}
+
+static void emit_block(R *r, const KStmt *s, int depth) {
+    for (; s && r->ok; s = s->next) emit_stmt(r, s, depth);
+}
+
+/* ---- row kernels: one warp per point (codegen/cuda/schedule.h) ------------------ */
+
+/* The identity of an accumulator's operator, as a C literal of its type. */
+static const char *identity(KOp op, KType t) {
+    if (t == KT_F32) return op == KO_ADD ? "-0.0f" : op == KO_MAX ? "__int_as_float(0xff800000)" : "__int_as_float(0x7f800000)";
+    return op == KO_ADD ? "0LL" : op == KO_MAX ? "(-9223372036854775807LL - 1)" : "9223372036854775807LL";
+}
+
+/* `dst = dst OP src;` through the dialect's operator format (two names). */
+static void emit_combine(R *r, KOp op, KType t, const char *dst, const char *src, int depth) {
+    int x = r->k->nlocals, y = x + 1;
+    KExpr a = {.kind = KE_LOCAL, .type = t, .id = x}, b = {.kind = KE_LOCAL, .type = t, .id = y};
+    KExpr e = {.kind = KE_BIN, .type = t, .op = op, .a = &a, .b = &b};
+    r->local_name[x] = dst;
+    r->local_name[y] = src;
+    indent(r, depth);
+    s_printf(&r->body, "%s = ", dst);
+    emit_expr(r, &e);
+    s_puts(&r->body, ";\n");
+    r->local_name[x] = r->local_name[y] = NULL;
+}
+
+/* A loop at point level, split over the 32 lanes; a reduce loop accumulates
+ * per lane from the identity, reduces across the warp (every lane gets the
+ * total) and folds the total into the local once. */
+static void emit_row_loop(R *r, const KStmt *s, int depth) {
+    const Kernel *k = r->k;
+    const CudaLocalPlan *pl = r->rows->locals;
+    bool reduce = cg_cuda_is_reduce_loop(k, r->rows, s);
+    int inner = depth;
+    if (reduce) {
+        indent(r, depth);
+        s_puts(&r->body, "{\n");
+        inner = depth + 1;
+        for (int l = 0; l < k->nlocals; l++) {
+            if (pl[l].role != CR_ACC || pl[l].loop != s) continue;
+            r->local_name[l] = arena_printf(r->g->arena, "dsc_a%d", l);
+            indent(r, inner);
+            s_printf(&r->body, "%s dsc_a%d = %s;\n", r->dl->ctype[k->locals[l]], l, identity(pl[l].op, k->locals[l]));
+        }
+    }
+    indent(r, inner);
+    s_printf(&r->body, "for (%s v%d = dsc_lane, v%d_end = ", r->dl->index_type, s->id, s->id);
+    r->in_index++;
+    emit_expr(r, s->extent);
+    r->in_index--;
+    s_printf(&r->body, "; v%d < v%d_end; v%d += 32) {\n", s->id, s->id, s->id);
+    emit_block(r, s->body, inner + 1);
+    indent(r, inner);
+    s_puts(&r->body, "}\n");
+    if (!reduce) return;
+    for (int l = 0; l < k->nlocals; l++) {
+        if (pl[l].role != CR_ACC || pl[l].loop != s) continue;
+        const char *acc = r->local_name[l], *ct = r->dl->ctype[k->locals[l]];
+        r->local_name[l] = NULL;
+        indent(r, inner);
+        s_puts(&r->body, "for (int dsc_o = 16; dsc_o > 0; dsc_o >>= 1) {\n");
+        indent(r, inner + 1);
+        s_printf(&r->body, "const %s dsc_t = __shfl_xor_sync(0xffffffffu, %s, dsc_o);\n", ct, acc);
+        emit_combine(r, pl[l].op, k->locals[l], acc, "dsc_t", inner + 1);
+        indent(r, inner);
+        s_puts(&r->body, "}\n");
+        emit_combine(r, pl[l].op, k->locals[l], arena_printf(r->g->arena, "l%d", l), acc, inner);
+    }
+    indent(r, depth);
+    s_puts(&r->body, "}\n");
+}
+
+/* Point level of a row kernel: assignments run in every lane (the same value
+ * in each), stores and traps in lane 0, loops split over the lanes. */
+static void emit_row_block(R *r, const KStmt *s, int depth) {
+    for (; s && r->ok; s = s->next) {
+        switch (s->kind) {
+        case KS_SET: emit_stmt(r, s, depth); break;
+        case KS_STORE:
+        case KS_TRAP:
+            indent(r, depth);
+            s_puts(&r->body, "if (dsc_lane == 0) {\n");
+            emit_stmt(r, s, depth + 1);
+            indent(r, depth);
+            s_puts(&r->body, "}\n");
+            break;
+        case KS_IF:
+            indent(r, depth);
+            s_puts(&r->body, "if (");
+            emit_expr(r, s->value);
+            s_puts(&r->body, ") {\n");
+            emit_row_block(r, s->body, depth + 1);
+            indent(r, depth);
+            s_puts(&r->body, "}\n");
+            break;
+        case KS_FOR: emit_row_loop(r, s, depth); break;
         }
     }
 }
@@ -595,7 +711,7 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     const Dialect *dl = &cuda;
     if (block <= 0) block = CG_CUDA_DEFAULT_BLOCK;
     *out = (CudaKernel){0};
-    R r = {g, k, dl, d, {0}, 0, true, NULL, 0};
+    R r = {g, k, dl, d, {0}, 0, true, NULL, 0, NULL, NULL};
     if (!is_identifier(k->name) || reserved(k->name)) {
         fail(&r, "the name is not a C identifier free for a kernel");
         return false;
@@ -610,7 +726,12 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
             return false;
         }
     r.var_used = calloc((size_t)k->nvars + 1, sizeof(bool));
-    if (!r.var_used) DSC_ASSERT(!"out of memory");
+    r.local_name = calloc((size_t)k->nlocals + 2, sizeof(char *));
+    if (!r.var_used || !r.local_name) DSC_ASSERT(!"out of memory");
+    bool alias = buffers_may_alias(k);
+    CudaRowPlan rows;
+    cg_cuda_row_plan(g, k, alias, &rows);
+    if (rows.rows && block % 32 == 0) r.rows = &rows;
 
     /* the body first: it decides which helpers and variables are used */
     int depth = k->npar > 0 ? 2 : 1;
@@ -619,13 +740,15 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
         s_printf(&r.body, "%s l%d = %s;\n", dl->ctype[k->locals[i]], i,
                  k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
     }
-    emit_block(&r, k->body, depth);
+    if (r.rows)
+        emit_row_block(&r, k->body, depth);
+    else
+        emit_block(&r, k->body, depth);
     Str body = r.body;
     r.body = (Str){0};
 
     /* parallel extents, then the kernel around the body */
     Str head = {0};
-    bool alias = buffers_may_alias(k);
     CudaArg *args = arena_alloc(g->arena, sizeof(CudaArg) * (size_t)(k->nbufs + dim_sym_count(g->dims) + 2));
     int nargs = 0;
     s_printf(&head, dl->kernel_prefix, block);
@@ -662,8 +785,14 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
         s_printf(&r.body, "    const %s dsc_n = ", dl->index_type);
         for (int i = 0; i < k->npar; i++) s_printf(&r.body, "%se%d", i ? " * " : "", i);
         s_puts(&r.body, ";\n");
-        s_printf(&r.body, "    for (%s dsc_i = %s; dsc_i < dsc_n; dsc_i += %s) {\n", dl->index_type, dl->global_index,
-                 dl->global_stride);
+        if (r.rows) { /* one warp per point: the loop is the same in all lanes of a warp */
+            s_puts(&r.body, "    const int dsc_lane = threadIdx.x & 31;\n");
+            s_printf(&r.body, "    for (%s dsc_i = %s; dsc_i < dsc_n; dsc_i += %s) {\n", dl->index_type,
+                     dl->warp_index, dl->warp_stride);
+        } else {
+            s_printf(&r.body, "    for (%s dsc_i = %s; dsc_i < dsc_n; dsc_i += %s) {\n", dl->index_type,
+                     dl->global_index, dl->global_stride);
+        }
         if (k->npar == 1) {
             if (r.var_used[0]) s_printf(&r.body, "        const %s v0 = dsc_i;\n", dl->index_type);
         } else {
@@ -705,6 +834,7 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
         out->source = arena_strndup(g->arena, src.p, src.n);
         out->source_len = src.n;
         out->block = block;
+        out->point_threads = r.rows ? 32 : 1;
         out->nargs = nargs;
         out->args = args;
         out->flops = k->flops;
@@ -715,6 +845,7 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     free(prologue.p);
     free(body.p);
     free(r.var_used);
+    free(r.local_name);
     return r.ok;
 }
 
@@ -801,7 +932,9 @@ bool cg_cuda_grid(const CudaKernel *ck, const int64_t *dims, int64_t max_blocks,
                   size_t errlen) {
     int64_t n;
     if (!cg_cuda_parallel_size(ck->k, dims, &n, err, errlen)) return false;
-    int64_t blocks = n / ck->block + (n % ck->block != 0);
+    int64_t per_block = ck->point_threads > 1 ? ck->block / ck->point_threads : ck->block;
+    if (per_block < 1) per_block = 1;
+    int64_t blocks = n / per_block + (n % per_block != 0);
     if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;
     if (blocks > 2147483647) blocks = 2147483647; /* gridDim.x limit */
     *grid = blocks < 1 ? 1 : blocks;

@@ -63,6 +63,7 @@ typedef struct {
     const char *source;  /* the complete translation unit, NUL-terminated */
     size_t source_len;
     int block;           /* threads per block (blockDim.x) */
+    int point_threads;   /* threads per point of the parallel space: 1, or 32 (a warp per row) */
     int nargs;
     CudaArg *args;       /* buffers (k->nbufs), dims (every symbol), the trap record */
     DimId flops, bytes;  /* per-run estimates, from the kernel IR */

@@ -388,11 +388,22 @@ Test(render, multi_dimensional_space_loops_locals_and_halves) {
     cr_assert(strstr(s, "const long long dsc_n = e0 * e1;"), "%s", s);
     cr_assert(strstr(s, "const long long v1 = dsc_r % e1;"), "%s", s);
     cr_assert(strstr(s, "const long long v0 = dsc_r;"), "%s", s);
-    cr_assert(strstr(s, "for (long long v2 = 0, v2_end = d1; v2 < v2_end; ++v2) {"), "%s", s);
+    /* a loop that only accumulates: one warp per point, the lanes split the
+     * row, a butterfly reduction, the total folded into the local once, the
+     * point's store by lane 0 (codegen/cuda/schedule.h) */
+    cr_assert_eq(ck.point_threads, 32);
+    cr_assert(strstr(s, "for (long long dsc_i = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);"),
+              "%s", s);
+    cr_assert(strstr(s, "float dsc_a0 = -0.0f;"), "%s", s);
+    cr_assert(strstr(s, "for (long long v2 = dsc_lane, v2_end = d1; v2 < v2_end; v2 += 32) {"), "%s", s);
     cr_assert(strstr(s, "float l0 = 0.0f;"), "%s", s);
     cr_assert(strstr(s, "l0 = (-0.5f);"), "%s", s);
     cr_assert(strstr(s, "if ((dsc_f16_to_f32(b0[((v0 * d1) + v2)]) > 0.0f)) {"), "%s", s);
-    cr_assert(strstr(s, "b1[((v0 * 3LL) + v1)] = dsc_f32_to_bf16((l0 + (float)d1));"), "%s", s);
+    cr_assert(strstr(s, "dsc_a0 = (dsc_a0 + dsc_f16_to_f32(b0[((v0 * d1) + v2)]));"), "%s", s);
+    cr_assert(strstr(s, "const float dsc_t = __shfl_xor_sync(0xffffffffu, dsc_a0, dsc_o);"), "%s", s);
+    cr_assert(strstr(s, "l0 = (l0 + dsc_a0);"), "%s", s);
+    cr_assert(strstr(s, "if (dsc_lane == 0) {\n            b1[((v0 * 3LL) + v1)] = dsc_f32_to_bf16((l0 + (float)d1));"),
+              "%s", s);
     cr_assert(strstr(s, "const unsigned short *__restrict__ b0"), "%s", s);
     cr_assert(strstr(s, "unsigned short dsc_f32_to_f16(float f)"), "helpers of a used dtype: %s", s);
     cr_assert(strstr(s, "unsigned short dsc_f32_to_bf16(float f)"), "%s", s);
@@ -400,6 +411,41 @@ Test(render, multi_dimensional_space_loops_locals_and_halves) {
     char err[64];
     cr_assert(cg_cuda_parallel_size(k, dims, &n, err, sizeof err));
     cr_assert_eq(n, 30);
+    int64_t grid;
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 4, "30 rows, 8 warps per block: %lld", (long long)grid);
+}
+
+/* The row analysis says no where splitting a loop over lanes could change the
+ * meaning; those kernels keep one thread per point. */
+Test(render, row_split_only_when_it_keeps_the_meaning) {
+    struct {
+        const char *what;
+        int change;
+    } cases[] = {{"the accumulator read inside its loop", 0},
+                 {"a max accumulator also added to", 1},
+                 {"a store inside the reduce loop", 2},
+                 {"a row of a constant 16 elements", 3},
+                 {"a block of 48 threads", 4}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        Kernel *k = reduce_kernel();
+        KStmt *loop = k->body->next, *set = loop->body->body;
+        KExpr *x = set->value->b;
+        int block = 0;
+        switch (cases[c].change) {
+        case 0: set->value->b = kir_bin(G, KO_MUL, x, kir_local(G, k, 0)); break;
+        case 1: kir_append(&loop->body, kir_set(G, 0, kir_bin(G, KO_MAX, kir_local(G, k, 0), x))); break;
+        case 2: kir_append(&loop->body, kir_store(G, 1, kir_var(G, 2), x)); break;
+        case 3: loop->extent = kir_const_i(G, 16); break;
+        case 4: block = 48; break;
+        }
+        cr_assert(kir_verify(G, k, D), "%s", cases[c].what);
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(G, k, block, &ck, D), "%s", cases[c].what);
+        cr_assert_eq(ck.point_threads, 1, "%s: %s", cases[c].what, ck.source);
+        cr_assert(strstr(ck.source, "for (long long v2 = 0, v2_end = "), "%s: %s", cases[c].what, ck.source);
+        cr_assert(!strstr(ck.source, "dsc_lane"), "%s", cases[c].what);
+    }
 }
 
 Test(render, no_parallel_variables) {

@@ -1,0 +1,293 @@
+/* Thread mappings of the CUDA renderer: the row analysis (schedule.h). */
+#include "schedule.h"
+
+#include <string.h>
+
+#include "../../ir/assert.h"
+#include "../../ir/trap.h"
+
+/* ---- expression queries -------------------------------------------------------- */
+
+static bool mentions_local(const KExpr *e, int l) {
+    if (!e) return false;
+    if (e->kind == KE_LOCAL && e->id == l) return true;
+    return mentions_local(e->a, l) || mentions_local(e->b, l) || mentions_local(e->c, l);
+}
+
+static int count_local(const KExpr *e, int l) {
+    if (!e) return 0;
+    return (e->kind == KE_LOCAL && e->id == l) + count_local(e->a, l) + count_local(e->b, l) +
+           count_local(e->c, l);
+}
+
+static bool mentions_var(const KExpr *e, int v) {
+    if (!e) return false;
+    if (e->kind == KE_VAR && e->id == v) return true;
+    return mentions_var(e->a, v) || mentions_var(e->b, v) || mentions_var(e->c, v);
+}
+
+static bool loads_written(const Kernel *k, const KExpr *e) {
+    if (!e) return false;
+    if (e->kind == KE_LOAD && e->id >= 0 && e->id < k->nbufs && k->bufs[e->id].written) return true;
+    return loads_written(k, e->a) || loads_written(k, e->b) || loads_written(k, e->c);
+}
+
+/* The expressions a statement holds (not its body's). */
+static int stmt_exprs(const KStmt *s, const KExpr **out) {
+    int n = 0;
+    out[n++] = s->extent;
+    out[n++] = s->index;
+    out[n++] = s->value;
+    for (int i = 0; i < KTRAP_NARGS; i++)
+        out[n++] = s->arg[i];
+    return n;
+}
+
+enum { MAX_EXPRS = 3 + KTRAP_NARGS };
+
+/* Statement-tree queries over a block (all depths). */
+static bool block_loads_written(const Kernel *k, const KStmt *s) {
+    for (; s; s = s->next) {
+        const KExpr *es[MAX_EXPRS];
+        int n = stmt_exprs(s, es);
+        for (int i = 0; i < n; i++)
+            if (loads_written(k, es[i])) return true;
+        if (block_loads_written(k, s->body)) return true;
+    }
+    return false;
+}
+
+static bool block_has_store(const KStmt *s) {
+    for (; s; s = s->next)
+        if (s->kind == KS_STORE || block_has_store(s->body)) return true;
+    return false;
+}
+
+/* Mentions of local l in a block: reads (in expressions) and writes. */
+static int block_reads(const KStmt *s, int l) {
+    int n = 0;
+    for (; s; s = s->next) {
+        const KExpr *es[MAX_EXPRS];
+        int m = stmt_exprs(s, es);
+        for (int i = 0; i < m; i++)
+            n += count_local(es[i], l);
+        n += block_reads(s->body, l);
+    }
+    return n;
+}
+
+static bool block_writes(const KStmt *s, int l) {
+    for (; s; s = s->next)
+        if ((s->kind == KS_SET && s->id == l) || block_writes(s->body, l)) return true;
+    return false;
+}
+
+/* Accumulator test: every write of l in the block is `l = l OP e` with one OP
+ * (*op, KO_COUNT until the first), e not mentioning l. */
+static bool acc_writes(const KStmt *s, int l, KOp *op) {
+    for (; s; s = s->next) {
+        if (s->kind == KS_SET && s->id == l) {
+            const KExpr *v = s->value;
+            if (!v || v->kind != KE_BIN || !(v->op == KO_ADD || v->op == KO_MAX || v->op == KO_MIN))
+                return false;
+            if (!v->a || v->a->kind != KE_LOCAL || v->a->id != l || mentions_local(v->b, l)) return false;
+            if (*op != KO_COUNT && *op != v->op) return false;
+            *op = v->op;
+        }
+        if (!acc_writes(s->body, l, op)) return false;
+    }
+    return true;
+}
+
+static int count_writes(const KStmt *s, int l) {
+    int n = 0;
+    for (; s; s = s->next)
+        n += (s->kind == KS_SET && s->id == l) + count_writes(s->body, l);
+    return n;
+}
+
+/* Private test: the first mention of l in the loop body is an assignment at the
+ * body's top level whose value does not mention l. */
+static bool first_mention_is_top_set(const KStmt *body, int l) {
+    for (const KStmt *s = body; s; s = s->next) {
+        if (s->kind == KS_SET && s->id == l) return !mentions_local(s->value, l);
+        const KExpr *es[MAX_EXPRS];
+        int m = stmt_exprs(s, es);
+        for (int i = 0; i < m; i++)
+            if (mentions_local(es[i], l)) return false;
+        if (block_reads(s->body, l) || block_writes(s->body, l)) return false;
+    }
+    return true; /* never mentioned */
+}
+
+/* ---- affine store indices ------------------------------------------------------- */
+
+typedef enum { AF_NOVAR, AF_LINEAR, AF_BAD } AfKind;
+typedef struct {
+    AfKind kind;
+    int64_t c; /* AF_LINEAR: the coefficient (times dims when `sym`) */
+    bool sym;  /* the coefficient also has dim factors (each >= 1 for a nonempty tensor) */
+} Af;
+
+/* A product of positive constants and dims. */
+static bool positive_factor(const KExpr *e) {
+    if (!e) return false;
+    if (e->kind == KE_CONST) return e->type == KT_I64 && e->i > 0;
+    if (e->kind == KE_DIM) return true;
+    if (e->kind == KE_BIN && e->op == KO_MUL) return positive_factor(e->a) && positive_factor(e->b);
+    return false;
+}
+
+static Af affine(const KExpr *e, int v) {
+    Af no = {AF_NOVAR, 0, false}, bad = {AF_BAD, 0, false};
+    if (!mentions_var(e, v)) return no;
+    if (e->kind == KE_VAR) return (Af){AF_LINEAR, 1, false};
+    if (e->kind != KE_BIN || e->type != KT_I64) return bad;
+    Af a = affine(e->a, v), b = affine(e->b, v);
+    if (a.kind == AF_BAD || b.kind == AF_BAD) return bad;
+    switch (e->op) {
+    case KO_ADD:
+    case KO_SUB:
+        if (a.kind == AF_NOVAR) return e->op == KO_ADD ? b : (Af){AF_LINEAR, -b.c, b.sym};
+        if (b.kind == AF_NOVAR) return a;
+        if (a.sym || b.sym) return bad;
+        a.c = e->op == KO_ADD ? a.c + b.c : a.c - b.c;
+        return a.c ? a : bad;
+    case KO_MUL: {
+        if (a.kind == AF_LINEAR && b.kind == AF_LINEAR) return bad;
+        Af lin = a.kind == AF_LINEAR ? a : b;
+        const KExpr *f = a.kind == AF_LINEAR ? e->b : e->a;
+        if (f->kind == KE_CONST && f->type == KT_I64) {
+            if (f->i == 0 || f->i > INT32_MAX || f->i < -INT32_MAX || lin.c > INT32_MAX || lin.c < -INT32_MAX)
+                return bad;
+            lin.c *= f->i;
+            return lin;
+        }
+        if (!positive_factor(f)) return bad;
+        lin.sym = true;
+        return lin;
+    }
+    default: return bad;
+    }
+}
+
+/* ---- the plan ------------------------------------------------------------------- */
+
+typedef struct {
+    Graph *g;
+    const Kernel *k;
+    CudaLocalPlan *loc;
+    bool *point_written; /* per local: assigned at point level */
+    bool ok;
+    bool worth; /* a reduce loop with a row worth splitting */
+} Plan;
+
+static bool mentions_private(const Plan *p, const KExpr *e) {
+    for (int l = 0; l < p->k->nlocals; l++)
+        if (p->loc[l].role == CR_PRIVATE && mentions_local(e, l)) return true;
+    return false;
+}
+
+/* Stores of a map loop: at its top level or under its ifs, never in a nested
+ * loop, index affine in the loop variable (nonzero coefficient), no private local. */
+static bool map_stores_ok(const Plan *p, const KStmt *s, int var) {
+    for (; s; s = s->next) {
+        if (s->kind == KS_FOR && block_has_store(s->body)) return false;
+        if (s->kind == KS_STORE) {
+            if (mentions_private(p, s->index)) return false;
+            Af a = affine(s->index, var);
+            if (a.kind != AF_LINEAR || (!a.sym && a.c == 0)) return false;
+        }
+        if (s->kind == KS_IF && !map_stores_ok(p, s->body, var)) return false;
+    }
+    return true;
+}
+
+static void loop(Plan *p, const KStmt *s) {
+    const Kernel *k = p->k;
+    bool reduce = false;
+    for (int l = 0; l < k->nlocals && p->ok; l++) {
+        if (!block_writes(s->body, l)) continue;
+        if (p->loc[l].role != CR_POINT) { /* already another loop's local */
+            p->ok = false;
+            return;
+        }
+        KOp op = KO_COUNT;
+        if ((k->locals[l] == KT_F32 || k->locals[l] == KT_I64) && acc_writes(s->body, l, &op) &&
+            block_reads(s->body, l) == count_writes(s->body, l)) {
+            p->loc[l] = (CudaLocalPlan){CR_ACC, op, s};
+            reduce = true;
+        } else if (!p->point_written[l] && first_mention_is_top_set(s->body, l)) {
+            p->loc[l] = (CudaLocalPlan){CR_PRIVATE, KO_COUNT, s};
+        } else {
+            p->ok = false;
+            return;
+        }
+    }
+    if (reduce) {
+        if (block_has_store(s->body)) p->ok = false;
+        const KExpr *x = s->extent;
+        if (!(x && x->kind == KE_CONST && x->i < 64)) p->worth = true;
+    } else if (!map_stores_ok(p, s->body, s->id)) {
+        p->ok = false;
+    }
+}
+
+static void point_block(Plan *p, const KStmt *s) {
+    for (; s && p->ok; s = s->next) {
+        switch (s->kind) {
+        case KS_SET:
+            if (p->loc[s->id].role != CR_POINT) p->ok = false; /* written by a loop before */
+            p->point_written[s->id] = true;
+            break;
+        case KS_IF: point_block(p, s->body); break;
+        case KS_FOR: loop(p, s); break;
+        case KS_STORE:
+        case KS_TRAP: break;
+        }
+    }
+}
+
+/* A private local mentioned outside its loop. */
+static bool private_escapes(const Plan *p, const KStmt *s, const KStmt *in_loop) {
+    for (; s; s = s->next) {
+        const KStmt *scope = in_loop ? in_loop : (s->kind == KS_FOR ? s : NULL);
+        for (int l = 0; l < p->k->nlocals; l++) {
+            if (p->loc[l].role != CR_PRIVATE || p->loc[l].loop == scope) continue;
+            const KExpr *es[MAX_EXPRS];
+            int m = stmt_exprs(s, es);
+            for (int i = 0; i < m; i++)
+                if (mentions_local(es[i], l)) return true;
+            if (s->kind == KS_SET && s->id == l) return true;
+        }
+        if (private_escapes(p, s->body, scope)) return true;
+    }
+    return false;
+}
+
+void cg_cuda_row_plan(Graph *g, const Kernel *k, bool alias, CudaRowPlan *plan) {
+    *plan = (CudaRowPlan){false, NULL};
+    if (k->npar < 1 || alias || k->nlocals < 1 || block_loads_written(k, k->body)) return;
+    for (int i = 0; i < k->npar; i++)
+        if (mentions_var(k->par_extent[i], i)) return;
+    Plan p = {g,
+              k,
+              arena_alloc(g->arena, sizeof(CudaLocalPlan) * (size_t)k->nlocals),
+              arena_alloc(g->arena, sizeof(bool) * (size_t)k->nlocals),
+              true,
+              false};
+    for (int l = 0; l < k->nlocals; l++) {
+        p.loc[l] = (CudaLocalPlan){CR_POINT, KO_COUNT, NULL};
+        p.point_written[l] = false;
+    }
+    point_block(&p, k->body);
+    if (!p.ok || !p.worth || private_escapes(&p, k->body, NULL)) return;
+    plan->rows = true;
+    plan->locals = p.loc;
+}
+
+bool cg_cuda_is_reduce_loop(const Kernel *k, const CudaRowPlan *plan, const KStmt *s) {
+    for (int l = 0; l < k->nlocals; l++)
+        if (plan->locals[l].role == CR_ACC && plan->locals[l].loop == s) return true;
+    return false;
+}

@@ -1,0 +1,70 @@
+/* How the CUDA renderer maps a kernel's parallel index space to threads.
+ *
+ * The kernel IR says only that the points of a kernel are independent and
+ * that everything inside a point is sequential (ir/kir.h).  The simplest
+ * mapping -- one thread per point, a grid-stride loop -- is always correct,
+ * but a point that walks a whole row (a softmax, a layernorm, the dot
+ * product of a matrix-vector product) then runs its loops on one thread.
+ * cg_cuda_row_plan decides, from the kernel IR alone, whether a kernel can
+ * run one *warp* per point instead: its 32 lanes split every row loop of the
+ * point, and loops that only accumulate into locals finish with a warp
+ * reduction.  The analysis is conservative: when it cannot prove that the
+ * split keeps the meaning (up to the reassociation of float sums, which
+ * backends are allowed: docs/codegen.md), it says no and the kernel keeps
+ * one thread per point.
+ *
+ * What it proves, per kernel (statements at "point level" are the body's,
+ * and those inside an `if` at point level):
+ *   - no buffer is both read and written by the kernel, and no two buffers
+ *     may share memory (so lanes cannot see each other's stores);
+ *   - every `for` at point level is a *reduce loop* or a *map loop*:
+ *       reduce loop: no store inside; each local it writes is either an
+ *         accumulator -- every write is `l = l OP e` with one OP among add,
+ *         max, min (f32 or i64), and `l` is read nowhere else in the loop --
+ *         or private to the loop (see below);
+ *       map loop: no accumulator; stores only at the loop's top level or
+ *         under its `if`s, never in a nested loop, each store index affine in
+ *         the loop variable with a nonzero coefficient and otherwise made of
+ *         point-level values (so different iterations store to different
+ *         elements); locals it writes are private;
+ *     a private local is written before it is read in every iteration (its
+ *     first mention in the loop body is an assignment at the body's top
+ *     level) and mentioned nowhere outside that loop;
+ *   - at least one reduce loop has a row worth splitting (an extent that is
+ *     not a constant below 64).
+ * Point-level assignments then compute the same value in every lane;
+ * point-level stores and traps are done by lane 0. */
+#ifndef DSC_CODEGEN_CUDA_SCHEDULE_H
+#define DSC_CODEGEN_CUDA_SCHEDULE_H
+
+#include <stdbool.h>
+
+#include "../../ir/kir.h"
+
+/* The role of one local in a row kernel. */
+typedef enum {
+    CR_POINT,   /* written at point level (or never): the same in every lane */
+    CR_ACC,     /* accumulator of one reduce loop (`loop`, operator `op`) */
+    CR_PRIVATE, /* private to one loop (`loop`): per lane, per iteration */
+} CudaLocalRole;
+
+typedef struct {
+    CudaLocalRole role;
+    KOp op;            /* CR_ACC: KO_ADD, KO_MAX or KO_MIN */
+    const KStmt *loop; /* CR_ACC, CR_PRIVATE */
+} CudaLocalPlan;
+
+typedef struct {
+    bool rows;             /* one warp per point */
+    CudaLocalPlan *locals; /* k->nlocals entries (in the graph's arena) */
+} CudaRowPlan;
+
+/* Decides the row mapping for k (see above).  `alias`: two of k's buffers may
+ * share memory.  plan->rows is false when the kernel keeps one thread per point. */
+void cg_cuda_row_plan(Graph *g, const Kernel *k, bool alias, CudaRowPlan *plan);
+
+/* True when loop s (a statement at point level of a row kernel) accumulates
+ * into at least one local: a reduce loop; otherwise a map loop. */
+bool cg_cuda_is_reduce_loop(const Kernel *k, const CudaRowPlan *plan, const KStmt *s);
+
+#endif
