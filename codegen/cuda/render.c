@@ -156,6 +156,7 @@ typedef struct {
 
 typedef struct {
     const char *kernel_prefix;          /* %d: threads per block */
+    const char *gemm_prefix;            /* the same for a tiled GEMM: %d threads, %d blocks per SM */
     const char *index_type;
     const char *global_index, *global_stride;
     const char *warp_index, *warp_stride; /* the same over warps (row kernels) */
@@ -177,6 +178,7 @@ typedef struct {
 
 static const Dialect cuda = {
     .kernel_prefix = "extern \"C\" __global__ void __launch_bounds__(%d)",
+    .gemm_prefix = "extern \"C\" __global__ void __launch_bounds__(%d, %d)",
     .table_decl = "__device__ const int %s_t%d[%d] = {",
     .table_load = F("(long long)$a[$0]"),
     .index_type = "long long",
@@ -628,6 +630,134 @@ static void emit_row_loop(R *r, const KStmt *s, int depth) {
     s_puts(&r->body, "}\n");
 }
 
+/* ---- tiled GEMMs (codegen/cuda/schedule.h) -------------------------------------- */
+
+/* A block of GT_THREADS threads (16 x 16) computes a GT_M x GT_N tile of points,
+ * GT_R x GT_R per thread, strided by 16 so that neighbouring threads store
+ * neighbouring elements; A and B are staged through shared memory GT_K deep. */
+enum { GT_M = 64, GT_N = 64, GT_K = 16, GT_R = 4, GT_THREADS = 256 };
+
+static void line(R *r, int depth, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void line(R *r, int depth, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    indent(r, depth);
+    s_puts(&r->body, buf);
+    s_puts(&r->body, "\n");
+}
+
+/* Stages one operand's tile: `tile`[kk][i] = operand at (var = base + i, k = k0 + kk),
+ * 0 outside the ranges (the operand is not evaluated there). */
+static void emit_gemm_stage(R *r, const CudaGemmPlan *gp, const char *tile, const KExpr *op, int var, int span,
+                            bool k_fastest, const char *base) {
+    int kv = gp->loop->id;
+    line(r, 3, "for (int dsc_t = threadIdx.x; dsc_t < %d; dsc_t += %d) {", span * GT_K, GT_THREADS);
+    if (k_fastest) {
+        line(r, 4, "const int dsc_kk = dsc_t %% %d, dsc_x = dsc_t / %d;", GT_K, GT_K);
+    } else {
+        line(r, 4, "const int dsc_kk = dsc_t / %d, dsc_x = dsc_t %% %d;", span, span);
+    }
+    line(r, 4, "const long long v%d = %s + dsc_x;", var, base);
+    line(r, 4, "const long long v%d = dsc_k0 + dsc_kk;", kv);
+    indent(r, 4);
+    s_printf(&r->body, "%s[dsc_kk][dsc_x] = v%d < e%d && v%d < dsc_K ? ", tile, var, var, kv);
+    emit_expr(r, op);
+    s_puts(&r->body, " : 0.0f;\n");
+    line(r, 3, "}");
+}
+
+static void emit_gemm_step(R *r, int depth) {
+    line(r, depth, "float dsc_a[%d], dsc_b[%d];", GT_R, GT_R);
+    line(r, depth, "#pragma unroll");
+    line(r, depth, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", GT_R);
+    line(r, depth + 1, "dsc_a[dsc_x] = dsc_As[dsc_kk][dsc_ty + 16 * dsc_x];");
+    line(r, depth + 1, "dsc_b[dsc_x] = dsc_Bs[dsc_kk][dsc_tx + 16 * dsc_x];");
+    line(r, depth, "}");
+    line(r, depth, "#pragma unroll");
+    line(r, depth, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)", GT_R);
+    line(r, depth + 1, "#pragma unroll");
+    line(r, depth + 1, "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) dsc_c[dsc_x][dsc_y] = dsc_c[dsc_x][dsc_y] + dsc_a[dsc_x] * dsc_b[dsc_y];", GT_R);
+}
+
+/* The whole body of a tiled GEMM kernel after the extents e<i>: the tile loop
+ * (closed by the caller), the k loop, the epilogue (the plan's `rest`) per point. */
+static void emit_gemm(R *r, const CudaGemmPlan *gp) {
+    const Kernel *k = r->k;
+    int m = gp->m, n = gp->n;
+    line(r, 1, "const long long dsc_mt = (e%d + %d) / %d, dsc_nt = (e%d + %d) / %d;", m, GT_M - 1, GT_M, n, GT_N - 1,
+         GT_N);
+    indent(r, 1);
+    s_puts(&r->body, "const long long dsc_n = dsc_mt * dsc_nt");
+    for (int i = 0; i < k->npar; i++)
+        if (i != m && i != n) s_printf(&r->body, " * e%d", i);
+    s_puts(&r->body, ";\n");
+    indent(r, 1);
+    s_puts(&r->body, "const long long dsc_K = ");
+    r->in_index++;
+    emit_expr(r, gp->loop->extent);
+    r->in_index--;
+    s_puts(&r->body, ";\n");
+    line(r, 1, "__shared__ float dsc_As[%d][%d];", GT_K, GT_M + 4);
+    line(r, 1, "__shared__ float dsc_Bs[%d][%d];", GT_K, GT_N + 4);
+    line(r, 1, "const int dsc_tx = threadIdx.x & 15, dsc_ty = threadIdx.x >> 4;");
+    line(r, 1, "for (long long dsc_i = blockIdx.x; dsc_i < dsc_n; dsc_i += gridDim.x) {");
+    line(r, 2, "long long dsc_r = dsc_i;");
+    line(r, 2, "const long long dsc_n0 = dsc_r %% dsc_nt * %d;", GT_N);
+    line(r, 2, "dsc_r /= dsc_nt;");
+    line(r, 2, "const long long dsc_m0 = dsc_r %% dsc_mt * %d;", GT_M);
+    line(r, 2, "dsc_r /= dsc_mt;");
+    for (int i = k->npar - 1; i >= 0; i--) {
+        if (i == m || i == n) continue;
+        line(r, 2, "const long long v%d = dsc_r %% e%d;", i, i);
+        line(r, 2, "dsc_r /= e%d;", i);
+    }
+    line(r, 2, "float dsc_c[%d][%d];", GT_R, GT_R);
+    line(r, 2, "#pragma unroll");
+    indent(r, 2);
+    s_printf(&r->body, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)\n", GT_R * GT_R);
+    indent(r, 3);
+    s_puts(&r->body, "dsc_c[dsc_x / 4][dsc_x % 4] = ");
+    emit_expr(r, gp->init);
+    s_puts(&r->body, ";\n");
+    line(r, 2, "for (long long dsc_k0 = 0; dsc_k0 < dsc_K; dsc_k0 += %d) {", GT_K);
+    emit_gemm_stage(r, gp, "dsc_As", gp->a, m, GT_M, gp->a_k_fastest, "dsc_m0");
+    emit_gemm_stage(r, gp, "dsc_Bs", gp->b, n, GT_N, gp->b_k_fastest, "dsc_n0");
+    line(r, 3, "__syncthreads();");
+    /* Past K both tiles hold +0, and x + (+0 * +0) == x unless x is -0 -- which a
+     * sum of round-to-nearest additions only is when it started at -0: then the
+     * last tile stops at K. */
+    if (!signbit(gp->init->f)) {
+        line(r, 3, "#pragma unroll");
+        line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d; ++dsc_kk) {", GT_K);
+        emit_gemm_step(r, 4);
+        line(r, 3, "}");
+    } else {
+        line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d && dsc_k0 + dsc_kk < dsc_K; ++dsc_kk) {", GT_K);
+        emit_gemm_step(r, 4);
+        line(r, 3, "}");
+    }
+    line(r, 3, "__syncthreads();");
+    line(r, 2, "}");
+    line(r, 2, "#pragma unroll");
+    line(r, 2, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", GT_R);
+    line(r, 3, "#pragma unroll");
+    line(r, 3, "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) {", GT_R);
+    line(r, 4, "const long long v%d = dsc_m0 + dsc_ty + 16 * dsc_x;", m);
+    line(r, 4, "const long long v%d = dsc_n0 + dsc_tx + 16 * dsc_y;", n);
+    line(r, 4, "if (v%d < e%d && v%d < e%d) {", m, m, n, n);
+    for (int i = 0; i < k->nlocals; i++)
+        line(r, 5, "%s l%d = %s;", r->dl->ctype[k->locals[i]], i,
+             k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
+    line(r, 5, "l%d = dsc_c[dsc_x][dsc_y];", gp->acc);
+    emit_block(r, gp->rest, 5);
+    line(r, 4, "}");
+    line(r, 3, "}");
+    line(r, 2, "}");
+}
+
 /* Point level of a row kernel: assignments run in every lane (the same value
  * in each), stores and traps in lane 0, loops split over the lanes. */
 static void emit_row_block(R *r, const KStmt *s, int depth) {
@@ -729,21 +859,25 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     r.local_name = calloc((size_t)k->nlocals + 2, sizeof(char *));
     if (!r.var_used || !r.local_name) DSC_ASSERT(!"out of memory");
     bool alias = buffers_may_alias(k);
-    CudaRowPlan rows;
-    cg_cuda_row_plan(g, k, alias, &rows);
+    CudaGemmPlan gemm = {0};
+    if (block == GT_THREADS) cg_cuda_gemm_plan(k, alias, &gemm);
+    CudaRowPlan rows = {0};
+    if (!gemm.ok) cg_cuda_row_plan(g, k, alias, &rows);
     if (rows.rows && block % 32 == 0) r.rows = &rows;
 
     /* the body first: it decides which helpers and variables are used */
     int depth = k->npar > 0 ? 2 : 1;
-    for (int i = 0; i < k->nlocals; i++) {
+    for (int i = 0; i < k->nlocals && !gemm.ok; i++) {
         indent(&r, depth);
         s_printf(&r.body, "%s l%d = %s;\n", dl->ctype[k->locals[i]], i,
                  k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
     }
-    if (r.rows)
+    if (gemm.ok) { /* rendered after the extents */
+    } else if (r.rows) {
         emit_row_block(&r, k->body, depth);
-    else
+    } else {
         emit_block(&r, k->body, depth);
+    }
     Str body = r.body;
     r.body = (Str){0};
 
@@ -751,7 +885,10 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     Str head = {0};
     CudaArg *args = arena_alloc(g->arena, sizeof(CudaArg) * (size_t)(k->nbufs + dim_sym_count(g->dims) + 2));
     int nargs = 0;
-    s_printf(&head, dl->kernel_prefix, block);
+    if (gemm.ok) /* two blocks per SM leave 128 registers a thread: its 4 x 4 points stay in registers */
+        s_printf(&head, dl->gemm_prefix, block, 2);
+    else
+        s_printf(&head, dl->kernel_prefix, block);
     s_printf(&head, "\n%s(", k->name);
     for (int i = 0; i < k->nbufs; i++) {
         const KBuf *b = &k->bufs[i];
@@ -781,7 +918,9 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
         r.in_index--;
         s_puts(&r.body, ";\n");
     }
-    if (k->npar > 0) {
+    if (gemm.ok) {
+        emit_gemm(&r, &gemm);
+    } else if (k->npar > 0) {
         s_printf(&r.body, "    const %s dsc_n = ", dl->index_type);
         for (int i = 0; i < k->npar; i++) s_printf(&r.body, "%se%d", i ? " * " : "", i);
         s_puts(&r.body, ";\n");
@@ -835,6 +974,10 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
         out->source_len = src.n;
         out->block = block;
         out->point_threads = r.rows ? 32 : 1;
+        out->tile_m = gemm.ok ? GT_M : 0;
+        out->tile_n = gemm.ok ? GT_N : 0;
+        out->m_var = gemm.ok ? gemm.m : -1;
+        out->n_var = gemm.ok ? gemm.n : -1;
         out->nargs = nargs;
         out->args = args;
         out->flops = k->flops;
@@ -932,6 +1075,16 @@ bool cg_cuda_grid(const CudaKernel *ck, const int64_t *dims, int64_t max_blocks,
                   size_t errlen) {
     int64_t n;
     if (!cg_cuda_parallel_size(ck->k, dims, &n, err, errlen)) return false;
+    if (ck->tile_m > 0 && n > 0) { /* a tiled GEMM: one tile per block */
+        Eval ev = {dims, err, errlen, true};
+        int64_t em = eval(&ev, ck->k->par_extent[ck->m_var]), en = eval(&ev, ck->k->par_extent[ck->n_var]);
+        if (!ev.ok) return false;
+        int64_t tiles = (n / em / en) * ((em + ck->tile_m - 1) / ck->tile_m) * ((en + ck->tile_n - 1) / ck->tile_n);
+        if (max_blocks > 0 && tiles > max_blocks) tiles = max_blocks;
+        if (tiles > 2147483647) tiles = 2147483647;
+        *grid = tiles < 1 ? 1 : tiles;
+        return true;
+    }
     int64_t per_block = ck->point_threads > 1 ? ck->block / ck->point_threads : ck->block;
     if (per_block < 1) per_block = 1;
     int64_t blocks = n / per_block + (n % per_block != 0);

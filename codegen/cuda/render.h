@@ -64,6 +64,8 @@ typedef struct {
     size_t source_len;
     int block;           /* threads per block (blockDim.x) */
     int point_threads;   /* threads per point of the parallel space: 1, or 32 (a warp per row) */
+    int tile_m, tile_n;  /* a tiled GEMM (0: not): points per block along parallel variables */
+    int m_var, n_var;    /* m_var and n_var (codegen/cuda/schedule.h); a block per tile */
     int nargs;
     CudaArg *args;       /* buffers (k->nbufs), dims (every symbol), the trap record */
     DimId flops, bytes;  /* per-run estimates, from the kernel IR */

@@ -57,6 +57,12 @@ static bool block_loads_written(const Kernel *k, const KStmt *s) {
     return false;
 }
 
+static bool block_has_loop(const KStmt *s) {
+    for (; s; s = s->next)
+        if (s->kind == KS_FOR || block_has_loop(s->body)) return true;
+    return false;
+}
+
 static bool block_has_store(const KStmt *s) {
     for (; s; s = s->next)
         if (s->kind == KS_STORE || block_has_store(s->body)) return true;
@@ -290,4 +296,73 @@ bool cg_cuda_is_reduce_loop(const Kernel *k, const CudaRowPlan *plan, const KStm
     for (int l = 0; l < k->nlocals; l++)
         if (plan->locals[l].role == CR_ACC && plan->locals[l].loop == s) return true;
     return false;
+}
+
+/* ---- tiled GEMMs ---------------------------------------------------------------- */
+
+static bool mentions_any_local(const KExpr *e) {
+    if (!e) return false;
+    if (e->kind == KE_LOCAL) return true;
+    return mentions_any_local(e->a) || mentions_any_local(e->b) || mentions_any_local(e->c);
+}
+
+static const KExpr *first_load(const KExpr *e) {
+    if (!e) return NULL;
+    if (e->kind == KE_LOAD) return e;
+    const KExpr *l = first_load(e->a);
+    if (!l) l = first_load(e->b);
+    if (!l) l = first_load(e->c);
+    return l;
+}
+
+/* Whether consecutive values of var v address consecutive elements of e's first load. */
+static bool unit_stride(const KExpr *e, int v) {
+    const KExpr *ld = first_load(e);
+    if (!ld) return false;
+    Af a = affine(ld->a, v);
+    return a.kind == AF_LINEAR && !a.sym && a.c == 1;
+}
+
+/* The highest parallel variable e mentions and f does not (-1: none). */
+static int only_in(const Kernel *k, const KExpr *e, const KExpr *f) {
+    for (int v = k->npar - 1; v >= 0; v--)
+        if (mentions_var(e, v) && !mentions_var(f, v)) return v;
+    return -1;
+}
+
+void cg_cuda_gemm_plan(const Kernel *k, bool alias, CudaGemmPlan *plan) {
+    *plan = (CudaGemmPlan){0};
+    const KStmt *init = k->body, *loop = init ? init->next : NULL;
+    if (k->npar < 2 || alias || !loop || block_loads_written(k, k->body)) return;
+    for (int i = 0; i < k->npar; i++)
+        if (mentions_var(k->par_extent[i], i)) return;
+    if (init->kind != KS_SET || !init->value || init->value->kind != KE_CONST || init->value->type != KT_F32)
+        return;
+    int acc = init->id;
+    const KStmt *upd = loop->body;
+    if (loop->kind != KS_FOR || !upd || upd->next || upd->kind != KS_SET || upd->id != acc) return;
+    const KExpr *v = upd->value;
+    if (!v || v->kind != KE_BIN || v->op != KO_ADD || v->type != KT_F32 || !v->a || v->a->kind != KE_LOCAL ||
+        v->a->id != acc || !v->b || v->b->kind != KE_BIN || v->b->op != KO_MUL)
+        return;
+    const KExpr *a = v->b->a, *b = v->b->b;
+    if (mentions_any_local(a) || mentions_any_local(b) || !mentions_var(a, loop->id) ||
+        !mentions_var(b, loop->id))
+        return;
+    int m = only_in(k, a, b), n = only_in(k, b, a);
+    if (m < 0 || n < 0) return;
+    if (m > n) { /* keep n the faster-varying variable of the output: swap the operands */
+        const KExpr *t = a;
+        a = b;
+        b = t;
+        int tv = m;
+        m = n;
+        n = tv;
+    }
+    if (loop->extent && loop->extent->kind == KE_CONST && loop->extent->i < 32) return;
+    for (const KStmt *s = loop->next; s; s = s->next) /* a second dot product would run per point */
+        if (s->kind == KS_FOR || block_has_loop(s->body)) return;
+    *plan = (CudaGemmPlan){
+        true,      loop, acc, init->value, a, b, m, n, unit_stride(a, loop->id), unit_stride(b, loop->id),
+        loop->next};
 }

@@ -67,4 +67,34 @@ void cg_cuda_row_plan(Graph *g, const Kernel *k, bool alias, CudaRowPlan *plan);
  * into at least one local: a reduce loop; otherwise a map loop. */
 bool cg_cuda_is_reduce_loop(const Kernel *k, const CudaRowPlan *plan, const KStmt *s);
 
+/* ---- tiled GEMMs ----------------------------------------------------------------
+ *
+ * A kernel whose point is a dot product followed by an epilogue,
+ *
+ *     acc = C;                      (C a constant)
+ *     for k < K: acc = acc + A * B; (A, B expressions of no local)
+ *     REST...                       (anything: bias, activation, residual, stores)
+ *
+ * where A depends on a parallel variable m that B does not depend on, and B
+ * on a parallel variable n that A does not depend on (the other parallel
+ * variables are batch indices), is rendered as a tiled GEMM: a block computes
+ * a tile of (m, n) points, stages tiles of A (m x k) and B (k x n) in shared
+ * memory, every thread accumulates a few points in registers in the same k
+ * order as the loop (so each sum is the loop's, bit for bit up to FMA
+ * contraction), then runs REST for each of its points.  Loads of A and B
+ * outside the (m, k) and (n, k) ranges are never evaluated. */
+typedef struct {
+    bool ok;
+    const KStmt *loop;  /* the k loop */
+    int acc;            /* the accumulator */
+    const KExpr *init;  /* its constant initial value */
+    const KExpr *a, *b; /* the operands: a depends on m (not n), b on n (not m) */
+    int m, n;           /* the tiled parallel variables */
+    bool a_k_fastest;   /* consecutive k are adjacent in A's first load (else consecutive m) */
+    bool b_k_fastest;   /* likewise for B (else consecutive n) */
+    const KStmt *rest;  /* the statements after the loop */
+} CudaGemmPlan;
+
+void cg_cuda_gemm_plan(const Kernel *k, bool alias, CudaGemmPlan *plan);
+
 #endif
