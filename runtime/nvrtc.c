@@ -435,7 +435,7 @@ bool rt_cuda_build(Graph *g, const KProgram *p, const CudaBuildOptions *o, CudaB
     out->n = p->nkernels;
     bool ok = true;
     for (int i = 0; i < p->nkernels; i++)
-        ok = cg_cuda_render(g, p->kernels[i], o->block, &out->kernels[i].rec, d) && ok;
+        ok = cg_cuda_render_for(g, p->kernels[i], o->block, o->sm, &out->kernels[i].rec, d) && ok;
     out->render_ms = now_ms() - t0;
     if (!ok) return false;
     int major = 0, minor = 0;

@@ -63,7 +63,9 @@ enum {
     H_POWI = 1u << 12,
     H_F2I = 1u << 13,
     H_WRAPI = 1u << 14,
-    H_COUNT = 15
+    H_MMA_F16 = 1u << 15,
+    H_MMA_BF16 = 1u << 16,
+    H_COUNT = 17
 };
 
 typedef struct {
@@ -147,6 +149,29 @@ static const Helper helpers[H_COUNT] = {
      DEV "long long dsc_wmul(long long a, long long b) { return (long long)((unsigned long long)a * (unsigned long long)b); }\n"
      DEV "long long dsc_wneg(long long a) { return (long long)(0ull - (unsigned long long)a); }\n"
      DEV "long long dsc_wabs(long long a) { return a < 0 ? dsc_wneg(a) : a; }\n"},
+    /* d += a * b for one 16x8 tile of a warp, k = 16, f32 accumulation; register layouts
+     * of the PTX ISA (mma.m16n8k16); a host compiler (the emulator: docs/testing.md)
+     * gets its warp-collective stand-in */
+    {H_MMA_F16, 0,
+     DEV "void dsc_mma_f16(float *d, const unsigned *a, const unsigned *b) {\n"
+     "#ifdef __CUDA_ARCH__\n"
+     "    asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\"\n"
+     "                 : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])\n"
+     "                 : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b[0]), \"r\"(b[1]));\n"
+     "#else\n"
+     "    dsc_emu_mma_m16n8k16(d, a, b, false);\n"
+     "#endif\n"
+     "}\n"},
+    {H_MMA_BF16, 0,
+     DEV "void dsc_mma_bf16(float *d, const unsigned *a, const unsigned *b) {\n"
+     "#ifdef __CUDA_ARCH__\n"
+     "    asm volatile(\"mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\"\n"
+     "                 : \"+f\"(d[0]), \"+f\"(d[1]), \"+f\"(d[2]), \"+f\"(d[3])\n"
+     "                 : \"r\"(a[0]), \"r\"(a[1]), \"r\"(a[2]), \"r\"(a[3]), \"r\"(b[0]), \"r\"(b[1]));\n"
+     "#else\n"
+     "    dsc_emu_mma_m16n8k16(d, a, b, true);\n"
+     "#endif\n"
+     "}\n"},
 };
 
 typedef struct {
@@ -758,6 +783,129 @@ static void emit_gemm(R *r, const CudaGemmPlan *gp) {
     line(r, 2, "}");
 }
 
+/* Tensor-core GEMMs (sm_80+, both operands f16 or both bf16): a block of 8 warps
+ * computes a TC_M x TC_N tile, each warp 64 x 32 of it as 4 x 4 m16n8k16
+ * tiles; A (m x k) and B (n x k) are staged TC_K deep in shared memory as raw
+ * 16-bit values, rows padded to 40 elements so that the fragment loads of a
+ * warp touch 32 different banks. */
+enum { TC_M = 128, TC_N = 128, TC_K = 32, TC_STRIDE = 40 };
+
+/* The raw 16-bit pattern of operand e (a value of dtype `half`). */
+static void emit_half_bits(R *r, const KExpr *e, DType half) {
+    if (e->kind == KE_LOAD) { /* a buffer of that dtype: its bits */
+        s_printf(&r->body, "b%d[", e->id);
+        r->in_index++;
+        emit_expr(r, e->a);
+        r->in_index--;
+        s_puts(&r->body, "]");
+        return;
+    }
+    /* a value rounded to `half`: round it once, keep the bits */
+    const KExpr *x = e->a;
+    r->need |= half == DT_F16 ? H_F16 : H_BF16;
+    s_puts(&r->body, half == DT_F16 ? "dsc_f32_to_f16(" : "dsc_f32_to_bf16(");
+    emit_expr(r, x);
+    s_puts(&r->body, ")");
+}
+
+static void emit_mma_stage(R *r, const CudaGemmPlan *gp, const char *tile, const KExpr *op, int var, int span,
+                           bool k_fastest, const char *base) {
+    int kv = gp->loop->id;
+    line(r, 3, "for (int dsc_t = threadIdx.x; dsc_t < %d; dsc_t += %d) {", span * TC_K, GT_THREADS);
+    if (k_fastest)
+        line(r, 4, "const int dsc_kk = dsc_t %% %d, dsc_x = dsc_t / %d;", TC_K, TC_K);
+    else
+        line(r, 4, "const int dsc_kk = dsc_t / %d, dsc_x = dsc_t %% %d;", span, span);
+    line(r, 4, "const long long v%d = %s + dsc_x;", var, base);
+    line(r, 4, "const long long v%d = dsc_k0 + dsc_kk;", kv);
+    indent(r, 4);
+    s_printf(&r->body, "%s[dsc_x][dsc_kk] = v%d < e%d && v%d < dsc_K ? ", tile, var, var, kv);
+    emit_half_bits(r, op, gp->half);
+    s_puts(&r->body, " : (unsigned short)0;\n");
+    line(r, 3, "}");
+}
+
+static void emit_mma_gemm(R *r, const CudaGemmPlan *gp) {
+    const Kernel *k = r->k;
+    int m = gp->m, n = gp->n;
+    r->need |= gp->half == DT_F16 ? H_MMA_F16 : H_MMA_BF16;
+    const char *mma = gp->half == DT_F16 ? "dsc_mma_f16" : "dsc_mma_bf16";
+    line(r, 1, "const long long dsc_mt = (e%d + %d) / %d, dsc_nt = (e%d + %d) / %d;", m, TC_M - 1, TC_M, n, TC_N - 1,
+         TC_N);
+    indent(r, 1);
+    s_puts(&r->body, "const long long dsc_n = dsc_mt * dsc_nt");
+    for (int i = 0; i < k->npar; i++)
+        if (i != m && i != n) s_printf(&r->body, " * e%d", i);
+    s_puts(&r->body, ";\n");
+    indent(r, 1);
+    s_puts(&r->body, "const long long dsc_K = ");
+    r->in_index++;
+    emit_expr(r, gp->loop->extent);
+    r->in_index--;
+    s_puts(&r->body, ";\n");
+    line(r, 1, "__shared__ __align__(16) unsigned short dsc_As[%d][%d];", TC_M, TC_STRIDE);
+    line(r, 1, "__shared__ __align__(16) unsigned short dsc_Bs[%d][%d];", TC_N, TC_STRIDE);
+    line(r, 1, "const int dsc_lane = threadIdx.x & 31, dsc_warp = threadIdx.x >> 5;");
+    line(r, 1, "const int dsc_g = dsc_lane >> 2, dsc_tg = dsc_lane & 3;");
+    line(r, 1, "const int dsc_wm = (dsc_warp >> 2) * 64, dsc_wn = (dsc_warp & 3) * 32;");
+    line(r, 1, "for (long long dsc_i = blockIdx.x; dsc_i < dsc_n; dsc_i += gridDim.x) {");
+    line(r, 2, "long long dsc_r = dsc_i;");
+    line(r, 2, "const long long dsc_n0 = dsc_r %% dsc_nt * %d;", TC_N);
+    line(r, 2, "dsc_r /= dsc_nt;");
+    line(r, 2, "const long long dsc_m0 = dsc_r %% dsc_mt * %d;", TC_M);
+    line(r, 2, "dsc_r /= dsc_mt;");
+    for (int i = k->npar - 1; i >= 0; i--) {
+        if (i == m || i == n) continue;
+        line(r, 2, "const long long v%d = dsc_r %% e%d;", i, i);
+        line(r, 2, "dsc_r /= e%d;", i);
+    }
+    line(r, 2, "float dsc_c[4][4][4];");
+    line(r, 2, "#pragma unroll");
+    indent(r, 2);
+    s_puts(&r->body, "for (int dsc_x = 0; dsc_x < 64; ++dsc_x)\n");
+    indent(r, 3);
+    s_puts(&r->body, "dsc_c[dsc_x / 16][dsc_x / 4 % 4][dsc_x % 4] = ");
+    emit_expr(r, gp->init);
+    s_puts(&r->body, ";\n");
+    line(r, 2, "for (long long dsc_k0 = 0; dsc_k0 < dsc_K; dsc_k0 += %d) {", TC_K);
+    emit_mma_stage(r, gp, "dsc_As", gp->a, m, TC_M, gp->a_k_fastest, "dsc_m0");
+    emit_mma_stage(r, gp, "dsc_Bs", gp->b, n, TC_N, gp->b_k_fastest, "dsc_n0");
+    line(r, 3, "__syncthreads();");
+    line(r, 3, "#pragma unroll");
+    line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d; dsc_kk += 16) {", TC_K);
+    line(r, 4, "unsigned dsc_a[4][4], dsc_b[4][2];");
+    line(r, 4, "const int dsc_col = dsc_kk + 2 * dsc_tg;");
+    line(r, 4, "#pragma unroll");
+    line(r, 4, "for (int dsc_x = 0; dsc_x < 4; ++dsc_x) {");
+    line(r, 5, "const int dsc_row = dsc_wm + 16 * dsc_x + dsc_g, dsc_nn = dsc_wn + 8 * dsc_x + dsc_g;");
+    line(r, 5, "dsc_a[dsc_x][0] = *(const unsigned *)&dsc_As[dsc_row][dsc_col];");
+    line(r, 5, "dsc_a[dsc_x][1] = *(const unsigned *)&dsc_As[dsc_row + 8][dsc_col];");
+    line(r, 5, "dsc_a[dsc_x][2] = *(const unsigned *)&dsc_As[dsc_row][dsc_col + 8];");
+    line(r, 5, "dsc_a[dsc_x][3] = *(const unsigned *)&dsc_As[dsc_row + 8][dsc_col + 8];");
+    line(r, 5, "dsc_b[dsc_x][0] = *(const unsigned *)&dsc_Bs[dsc_nn][dsc_col];");
+    line(r, 5, "dsc_b[dsc_x][1] = *(const unsigned *)&dsc_Bs[dsc_nn][dsc_col + 8];");
+    line(r, 4, "}");
+    line(r, 4, "#pragma unroll");
+    line(r, 4, "for (int dsc_x = 0; dsc_x < 4; ++dsc_x)");
+    line(r, 5, "#pragma unroll");
+    line(r, 5, "for (int dsc_y = 0; dsc_y < 4; ++dsc_y) %s(dsc_c[dsc_x][dsc_y], dsc_a[dsc_x], dsc_b[dsc_y]);", mma);
+    line(r, 3, "}");
+    line(r, 3, "__syncthreads();");
+    line(r, 2, "}");
+    line(r, 2, "#pragma unroll");
+    line(r, 2, "for (int dsc_x = 0; dsc_x < 64; ++dsc_x) {");
+    line(r, 3, "const long long v%d = dsc_m0 + dsc_wm + 16 * (dsc_x / 16) + dsc_g + 8 * (dsc_x %% 4 / 2);", m);
+    line(r, 3, "const long long v%d = dsc_n0 + dsc_wn + 8 * (dsc_x / 4 %% 4) + 2 * dsc_tg + dsc_x %% 2;", n);
+    line(r, 3, "if (v%d < e%d && v%d < e%d) {", m, m, n, n);
+    for (int i = 0; i < k->nlocals; i++)
+        line(r, 4, "%s l%d = %s;", r->dl->ctype[k->locals[i]], i,
+             k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
+    line(r, 4, "l%d = dsc_c[dsc_x / 16][dsc_x / 4 %% 4][dsc_x %% 4];", gp->acc);
+    emit_block(r, gp->rest, 4);
+    line(r, 3, "}");
+    line(r, 2, "}");
+}
+
 /* Point level of a row kernel: assignments run in every lane (the same value
  * in each), stores and traps in lane 0, loops split over the lanes. */
 static void emit_row_block(R *r, const KStmt *s, int depth) {
@@ -838,6 +986,10 @@ static void emit_helpers(Str *out, unsigned need) {
 }
 
 bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag *d) {
+    return cg_cuda_render_for(g, k, block, 0, out, d);
+}
+
+bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel *out, Diag *d) {
     const Dialect *dl = &cuda;
     if (block <= 0) block = CG_CUDA_DEFAULT_BLOCK;
     *out = (CudaKernel){0};
@@ -861,6 +1013,8 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     bool alias = buffers_may_alias(k);
     CudaGemmPlan gemm = {0};
     if (block == GT_THREADS) cg_cuda_gemm_plan(k, alias, &gemm);
+    /* tensor cores: m16n8k16 needs sm_80; past K the tiles hold +0 (see emit_gemm) */
+    bool mma = gemm.ok && sm >= 80 && gemm.half != DT_F32 && !signbit(gemm.init->f);
     CudaRowPlan rows = {0};
     if (!gemm.ok) cg_cuda_row_plan(g, k, alias, &rows);
     if (rows.rows && block % 32 == 0) r.rows = &rows;
@@ -885,7 +1039,9 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     Str head = {0};
     CudaArg *args = arena_alloc(g->arena, sizeof(CudaArg) * (size_t)(k->nbufs + dim_sym_count(g->dims) + 2));
     int nargs = 0;
-    if (gemm.ok) /* two blocks per SM leave 128 registers a thread: its 4 x 4 points stay in registers */
+    if (mma) /* 64 accumulators a thread: one block per SM guaranteed its registers */
+        s_printf(&head, dl->gemm_prefix, block, 1);
+    else if (gemm.ok) /* two blocks per SM leave 128 registers a thread: its 4 x 4 points stay in registers */
         s_printf(&head, dl->gemm_prefix, block, 2);
     else
         s_printf(&head, dl->kernel_prefix, block);
@@ -918,7 +1074,9 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
         r.in_index--;
         s_puts(&r.body, ";\n");
     }
-    if (gemm.ok) {
+    if (mma) {
+        emit_mma_gemm(&r, &gemm);
+    } else if (gemm.ok) {
         emit_gemm(&r, &gemm);
     } else if (k->npar > 0) {
         s_printf(&r.body, "    const %s dsc_n = ", dl->index_type);
@@ -974,8 +1132,9 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
         out->source_len = src.n;
         out->block = block;
         out->point_threads = r.rows ? 32 : 1;
-        out->tile_m = gemm.ok ? GT_M : 0;
-        out->tile_n = gemm.ok ? GT_N : 0;
+        out->tile_m = mma ? TC_M : gemm.ok ? GT_M : 0;
+        out->tile_n = mma ? TC_N : gemm.ok ? GT_N : 0;
+        out->tensor_cores = mma;
         out->m_var = gemm.ok ? gemm.m : -1;
         out->n_var = gemm.ok ? gemm.n : -1;
         out->nargs = nargs;

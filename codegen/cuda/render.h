@@ -66,6 +66,7 @@ typedef struct {
     int point_threads;   /* threads per point of the parallel space: 1, or 32 (a warp per row) */
     int tile_m, tile_n;  /* a tiled GEMM (0: not): points per block along parallel variables */
     int m_var, n_var;    /* m_var and n_var (codegen/cuda/schedule.h); a block per tile */
+    bool tensor_cores;   /* the tiled GEMM multiplies on tensor cores */
     int nargs;
     CudaArg *args;       /* buffers (k->nbufs), dims (every symbol), the trap record */
     DimId flops, bytes;  /* per-run estimates, from the kernel IR */
@@ -76,6 +77,11 @@ typedef struct {
  * for the target).  Everything lives in g's arena.  Reports (naming the
  * kernel) and returns false on something the renderer cannot express. */
 bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag *d);
+
+/* The same for compute capability `sm` (90 for sm_90; 0: any): from sm_80 on,
+ * tiled GEMMs whose operands are both f16 or both bf16 use tensor cores
+ * (mma.sync m16n8k16, f32 accumulation).  cg_cuda_render is sm 0. */
+bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel *out, Diag *d);
 
 /* The number of points of k's parallel index space at the dim values `dims`
  * (one per symbol).  False (with a message in err) when an extent does not

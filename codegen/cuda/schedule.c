@@ -330,6 +330,14 @@ static int only_in(const Kernel *k, const KExpr *e, const KExpr *f) {
     return -1;
 }
 
+/* The 16-bit float dtype e's values are exactly (DT_F32: not known to be one). */
+static DType half_of(const Kernel *k, const KExpr *e) {
+    DType t = DT_F32;
+    if (e->kind == KE_LOAD && e->id >= 0 && e->id < k->nbufs) t = k->bufs[e->id].dtype;
+    if (e->kind == KE_UN && e->op == KO_WRAP) t = e->dt;
+    return t == DT_F16 || t == DT_BF16 ? t : DT_F32;
+}
+
 void cg_cuda_gemm_plan(const Kernel *k, bool alias, CudaGemmPlan *plan) {
     *plan = (CudaGemmPlan){0};
     const KStmt *init = k->body, *loop = init ? init->next : NULL;
@@ -362,7 +370,17 @@ void cg_cuda_gemm_plan(const Kernel *k, bool alias, CudaGemmPlan *plan) {
     if (loop->extent && loop->extent->kind == KE_CONST && loop->extent->i < 32) return;
     for (const KStmt *s = loop->next; s; s = s->next) /* a second dot product would run per point */
         if (s->kind == KS_FOR || block_has_loop(s->body)) return;
-    *plan = (CudaGemmPlan){
-        true,      loop, acc, init->value, a, b, m, n, unit_stride(a, loop->id), unit_stride(b, loop->id),
-        loop->next};
+    DType ha = half_of(k, a), hb = half_of(k, b);
+    *plan = (CudaGemmPlan){.ok = true,
+                           .loop = loop,
+                           .acc = acc,
+                           .init = init->value,
+                           .a = a,
+                           .b = b,
+                           .m = m,
+                           .n = n,
+                           .a_k_fastest = unit_stride(a, loop->id),
+                           .b_k_fastest = unit_stride(b, loop->id),
+                           .rest = loop->next,
+                           .half = ha == hb ? ha : DT_F32};
 }

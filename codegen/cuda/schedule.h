@@ -93,6 +93,9 @@ typedef struct {
     bool a_k_fastest;   /* consecutive k are adjacent in A's first load (else consecutive m) */
     bool b_k_fastest;   /* likewise for B (else consecutive n) */
     const KStmt *rest;  /* the statements after the loop */
+    DType half;         /* DT_F16 or DT_BF16 when both operands are values of that dtype (a load
+                           of such a buffer, or a value rounded to it), which tensor cores
+                           multiply exactly; else DT_F32 */
 } CudaGemmPlan;
 
 void cg_cuda_gemm_plan(const Kernel *k, bool alias, CudaGemmPlan *plan);

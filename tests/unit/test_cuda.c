@@ -479,6 +479,44 @@ Test(render, dot_product_with_epilogue_is_a_tiled_gemm) {
     cr_assert(!strstr(ck.source, "__syncthreads"), "%s", ck.source);
 }
 
+/* Both operands f16 (a is rounded to f16, b is an f16 buffer): from sm_80 on
+ * the tiled GEMM multiplies on tensor cores; before, and for f32 operands,
+ * it stays the f32 tile. */
+Test(render, half_operands_use_tensor_cores_from_sm_80) {
+    Kernel *k = gemm_kernel();
+    KStmt *upd = k->body->next->body;
+    upd->value->b->a = kir_wrap(G, DT_F16, upd->value->b->a);
+    cr_assert(kir_verify(G, k, D));
+    CudaKernel ck;
+    cr_assert(cg_cuda_render_for(G, k, 0, 90, &ck, D));
+    const char *s = ck.source;
+    cr_assert(ck.tensor_cores);
+    cr_assert_eq(ck.tile_m, 128);
+    cr_assert(strstr(s, "__launch_bounds__(256, 1)"), "%s", s);
+    cr_assert(strstr(s, "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"), "%s", s);
+    cr_assert(strstr(s, "dsc_As[dsc_x][dsc_kk] = v0 < e0 && v2 < dsc_K ? dsc_f32_to_f16(b0[((v0 * d1) + v2)]) : "
+                        "(unsigned short)0;"),
+              "a rounded once, its bits staged: %s", s);
+    cr_assert(strstr(s, "dsc_Bs[dsc_x][dsc_kk] = v1 < e1 && v2 < dsc_K ? b1[((v2 * d1) + v1)] : (unsigned short)0;"),
+              "an f16 buffer's bits staged as they are: %s", s);
+    cr_assert(strstr(s, "dsc_mma_f16(dsc_c[dsc_x][dsc_y], dsc_a[dsc_x], dsc_b[dsc_y]);"), "%s", s);
+    cr_assert(strstr(s, "b2[((v0 * d1) + v1)] = dsc_relu((l0 + 1.0f));"), "%s", s);
+    int64_t dims[2] = {300, 129}, grid;
+    char err[64];
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 3 * 2, "128 x 128 tiles");
+    /* sm_75, or any arch: the f32 tile */
+    int sms[] = {75, 0};
+    for (int i = 0; i < 2; i++) {
+        cr_assert(cg_cuda_render_for(G, k, 0, sms[i], &ck, D));
+        cr_assert(!ck.tensor_cores && ck.tile_m == 64 && !strstr(ck.source, "mma.sync"), "sm %d", sms[i]);
+    }
+    /* bf16 with f16: no common type, the f32 tile */
+    upd->value->b->a->dt = DT_BF16;
+    cr_assert(cg_cuda_render_for(G, k, 0, 90, &ck, D));
+    cr_assert(!ck.tensor_cores && !strstr(ck.source, "mma.sync"));
+}
+
 /* The row analysis says no where splitting a loop over lanes could change the
  * meaning; those kernels keep one thread per point. */
 Test(render, row_split_only_when_it_keeps_the_meaning) {
@@ -1343,9 +1381,11 @@ Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 9
     static const DType precs[] = {DT_F32, DT_F16, DT_BF16, DT_I8};
     int sms[16];
     int nsms = hwdb_archs(sms, 16);
-    /* every distinct kernel of every example, then one parallel batch over all archs */
-    int nk = 0;
-    CudaKernel recs[1024];
+    /* every distinct kernel of every example as rendered for each arch (tensor-core
+     * GEMMs from sm_80 on), then one parallel batch */
+    int n = 0;
+    enum { MAX_JOBS = 4096 };
+    NvrtcJob *jobs = calloc(MAX_JOBS, sizeof *jobs);
     for (size_t e = 0; e < sizeof examples / sizeof *examples * 4; e++) {
         char path[512];
         snprintf(path, sizeof path, DSC_SOURCE_DIR "/examples/%s.dsg", examples[e / 4]);
@@ -1364,19 +1404,18 @@ Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 9
         cr_assert(ok, "%s: lowering", path);
         cr_assert_gt(prog.nkernels, 0);
         for (int i = 0; i < prog.nkernels; i++) {
-            cr_assert_lt(nk, 1024);
-            cr_assert(cg_cuda_render(g, prog.kernels[i], 0, &recs[nk], D), "%s: render", path);
-            bool seen = false;
-            for (int j = 0; j < nk && !seen; j++)
-                seen = strcmp(recs[j].source, recs[nk].source) == 0;
-            nk += !seen;
+            for (int a = 0; a < nsms; a++) {
+                CudaKernel rec;
+                cr_assert(cg_cuda_render_for(g, prog.kernels[i], 0, sms[a], &rec, D), "%s: render", path);
+                bool seen = false;
+                for (int j = 0; j < n && !seen; j++)
+                    seen = jobs[j].sm == sms[a] && strcmp(jobs[j].source, rec.source) == 0;
+                if (seen) continue;
+                cr_assert_lt(n, MAX_JOBS);
+                jobs[n++] = (NvrtcJob){.name = rec.name, .source = rec.source, .sm = sms[a]};
+            }
         }
     }
-    int n = nk * nsms;
-    NvrtcJob *jobs = calloc((size_t)n, sizeof *jobs);
-    for (int a = 0; a < nsms; a++)
-        for (int i = 0; i < nk; i++)
-            jobs[a * nk + i] = (NvrtcJob){.name = recs[i].name, .source = recs[i].source, .sm = sms[a]};
     bool ok = rt_nvrtc_compile_all(jobs, n, 0, 0, D);
     if (!ok) dump_diag();
     cr_assert(ok);
