@@ -676,9 +676,9 @@ static void line(R *r, int depth, const char *fmt, ...) {
 
 /* Stages one operand's tile: `tile`[kk][i] = operand at (var = base + i, k = k0 + kk),
  * 0 outside the ranges (the operand is not evaluated there). */
-static void emit_gemm_stage(R *r, const CudaGemmPlan *gp, const char *tile, const KExpr *op, int var, int span,
+static void emit_gemm_stage(R *r, const CudaGemmProduct *pr, const char *tile, const KExpr *op, int var, int span,
                             bool k_fastest, const char *base) {
-    int kv = gp->loop->id;
+    int kv = pr->loop->id;
     line(r, 3, "for (int dsc_t = threadIdx.x; dsc_t < %d; dsc_t += %d) {", span * GT_K, GT_THREADS);
     if (k_fastest) {
         line(r, 4, "const int dsc_kk = dsc_t %% %d, dsc_x = dsc_t / %d;", GT_K, GT_K);
@@ -694,7 +694,7 @@ static void emit_gemm_stage(R *r, const CudaGemmPlan *gp, const char *tile, cons
     line(r, 3, "}");
 }
 
-static void emit_gemm_step(R *r, int depth) {
+static void emit_gemm_step(R *r, int depth, int p) {
     line(r, depth, "float dsc_a[%d], dsc_b[%d];", GT_R, GT_R);
     line(r, depth, "#pragma unroll");
     line(r, depth, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", GT_R);
@@ -704,68 +704,100 @@ static void emit_gemm_step(R *r, int depth) {
     line(r, depth, "#pragma unroll");
     line(r, depth, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)", GT_R);
     line(r, depth + 1, "#pragma unroll");
-    line(r, depth + 1, "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) dsc_c[dsc_x][dsc_y] = dsc_c[dsc_x][dsc_y] + dsc_a[dsc_x] * dsc_b[dsc_y];", GT_R);
+    line(r, depth + 1,
+         "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) dsc_c%d[dsc_x][dsc_y] = dsc_c%d[dsc_x][dsc_y] + dsc_a[dsc_x] * "
+         "dsc_b[dsc_y];",
+         GT_R, p, p);
 }
 
-/* The whole body of a tiled GEMM kernel after the extents e<i>: the tile loop
- * (closed by the caller), the k loop, the epilogue (the plan's `rest`) per point. */
-static void emit_gemm(R *r, const CudaGemmPlan *gp) {
+/* The tile loop's head: tiles of tm x tn points over m and n, the batch
+ * variables, each tile's origin (dsc_m0, dsc_n0); the loop is closed by the caller. */
+static void emit_tile_loop(R *r, const CudaGemmPlan *gp, int tm, int tn) {
     const Kernel *k = r->k;
     int m = gp->m, n = gp->n;
-    line(r, 1, "const long long dsc_mt = (e%d + %d) / %d, dsc_nt = (e%d + %d) / %d;", m, GT_M - 1, GT_M, n, GT_N - 1,
-         GT_N);
+    line(r, 1, "const long long dsc_mt = (e%d + %d) / %d, dsc_nt = (e%d + %d) / %d;", m, tm - 1, tm, n, tn - 1, tn);
     indent(r, 1);
     s_puts(&r->body, "const long long dsc_n = dsc_mt * dsc_nt");
     for (int i = 0; i < k->npar; i++)
         if (i != m && i != n) s_printf(&r->body, " * e%d", i);
     s_puts(&r->body, ";\n");
-    indent(r, 1);
-    s_puts(&r->body, "const long long dsc_K = ");
-    r->in_index++;
-    emit_expr(r, gp->loop->extent);
-    r->in_index--;
-    s_puts(&r->body, ";\n");
-    line(r, 1, "__shared__ float dsc_As[%d][%d];", GT_K, GT_M + 4);
-    line(r, 1, "__shared__ float dsc_Bs[%d][%d];", GT_K, GT_N + 4);
-    line(r, 1, "const int dsc_tx = threadIdx.x & 15, dsc_ty = threadIdx.x >> 4;");
+    for (int p = 0; p < gp->nprod; p++) {
+        indent(r, 1);
+        s_printf(&r->body, "const long long dsc_K%d = ", p);
+        r->in_index++;
+        emit_expr(r, gp->prod[p].loop->extent);
+        r->in_index--;
+        s_puts(&r->body, ";\n");
+    }
+}
+
+static void emit_tile_origin(R *r, const CudaGemmPlan *gp, int tm, int tn) {
     line(r, 1, "for (long long dsc_i = blockIdx.x; dsc_i < dsc_n; dsc_i += gridDim.x) {");
     line(r, 2, "long long dsc_r = dsc_i;");
-    line(r, 2, "const long long dsc_n0 = dsc_r %% dsc_nt * %d;", GT_N);
+    line(r, 2, "const long long dsc_n0 = dsc_r %% dsc_nt * %d;", tn);
     line(r, 2, "dsc_r /= dsc_nt;");
-    line(r, 2, "const long long dsc_m0 = dsc_r %% dsc_mt * %d;", GT_M);
+    line(r, 2, "const long long dsc_m0 = dsc_r %% dsc_mt * %d;", tm);
     line(r, 2, "dsc_r /= dsc_mt;");
-    for (int i = k->npar - 1; i >= 0; i--) {
-        if (i == m || i == n) continue;
+    for (int i = r->k->npar - 1; i >= 0; i--) {
+        if (i == gp->m || i == gp->n) continue;
         line(r, 2, "const long long v%d = dsc_r %% e%d;", i, i);
         line(r, 2, "dsc_r /= e%d;", i);
     }
-    line(r, 2, "float dsc_c[%d][%d];", GT_R, GT_R);
-    line(r, 2, "#pragma unroll");
-    indent(r, 2);
-    s_printf(&r->body, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)\n", GT_R * GT_R);
-    indent(r, 3);
-    s_puts(&r->body, "dsc_c[dsc_x / 4][dsc_x % 4] = ");
-    emit_expr(r, gp->init);
-    s_puts(&r->body, ";\n");
-    line(r, 2, "for (long long dsc_k0 = 0; dsc_k0 < dsc_K; dsc_k0 += %d) {", GT_K);
-    emit_gemm_stage(r, gp, "dsc_As", gp->a, m, GT_M, gp->a_k_fastest, "dsc_m0");
-    emit_gemm_stage(r, gp, "dsc_Bs", gp->b, n, GT_N, gp->b_k_fastest, "dsc_n0");
-    line(r, 3, "__syncthreads();");
-    /* Past K both tiles hold +0, and x + (+0 * +0) == x unless x is -0 -- which a
-     * sum of round-to-nearest additions only is when it started at -0: then the
-     * last tile stops at K. */
-    if (!signbit(gp->init->f)) {
-        line(r, 3, "#pragma unroll");
-        line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d; ++dsc_kk) {", GT_K);
-        emit_gemm_step(r, 4);
-        line(r, 3, "}");
-    } else {
-        line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d && dsc_k0 + dsc_kk < dsc_K; ++dsc_kk) {", GT_K);
-        emit_gemm_step(r, 4);
-        line(r, 3, "}");
+}
+
+/* The epilogue of one point: the kernel's locals, the accumulators from
+ * `acc_fmt` (%d: the product), then the plan's other statements. */
+static void emit_gemm_point(R *r, const CudaGemmPlan *gp, const char *acc_fmt, int depth) {
+    const Kernel *k = r->k;
+    for (int i = 0; i < k->nlocals; i++)
+        line(r, depth, "%s l%d = %s;", r->dl->ctype[k->locals[i]], i,
+             k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
+    for (int p = 0; p < gp->nprod; p++) {
+        indent(r, depth);
+        s_printf(&r->body, "l%d = ", gp->prod[p].acc);
+        s_printf(&r->body, acc_fmt, p);
+        s_puts(&r->body, ";\n");
     }
-    line(r, 3, "__syncthreads();");
-    line(r, 2, "}");
+    emit_block(r, gp->rest, depth);
+}
+
+/* The whole body of a tiled GEMM kernel after the extents e<i>: the tile loop
+ * (closed by the caller), each product's k loop, the epilogue per point. */
+static void emit_gemm(R *r, const CudaGemmPlan *gp) {
+    int m = gp->m, n = gp->n;
+    emit_tile_loop(r, gp, GT_M, GT_N);
+    line(r, 1, "__shared__ float dsc_As[%d][%d];", GT_K, GT_M + 4);
+    line(r, 1, "__shared__ float dsc_Bs[%d][%d];", GT_K, GT_N + 4);
+    line(r, 1, "const int dsc_tx = threadIdx.x & 15, dsc_ty = threadIdx.x >> 4;");
+    emit_tile_origin(r, gp, GT_M, GT_N);
+    for (int p = 0; p < gp->nprod; p++) {
+        const CudaGemmProduct *pr = &gp->prod[p];
+        line(r, 2, "float dsc_c%d[%d][%d];", p, GT_R, GT_R);
+        line(r, 2, "#pragma unroll");
+        indent(r, 2);
+        s_printf(&r->body, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)\n", GT_R * GT_R);
+        indent(r, 3);
+        s_printf(&r->body, "dsc_c%d[dsc_x / 4][dsc_x %% 4] = ", p);
+        emit_expr(r, pr->init);
+        s_puts(&r->body, ";\n");
+        line(r, 2, "for (long long dsc_k0 = 0, dsc_K = dsc_K%d; dsc_k0 < dsc_K; dsc_k0 += %d) {", p, GT_K);
+        emit_gemm_stage(r, pr, "dsc_As", pr->a, m, GT_M, pr->a_k_fastest, "dsc_m0");
+        emit_gemm_stage(r, pr, "dsc_Bs", pr->b, n, GT_N, pr->b_k_fastest, "dsc_n0");
+        line(r, 3, "__syncthreads();");
+        /* Past K both tiles hold +0, and x + (+0 * +0) == x unless x is -0 -- which a
+         * sum of round-to-nearest additions only is when it started at -0: then the
+         * last tile stops at K. */
+        if (!signbit(pr->init->f)) {
+            line(r, 3, "#pragma unroll");
+            line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d; ++dsc_kk) {", GT_K);
+        } else {
+            line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d && dsc_k0 + dsc_kk < dsc_K; ++dsc_kk) {", GT_K);
+        }
+        emit_gemm_step(r, 4, p);
+        line(r, 3, "}");
+        line(r, 3, "__syncthreads();");
+        line(r, 2, "}");
+    }
     line(r, 2, "#pragma unroll");
     line(r, 2, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", GT_R);
     line(r, 3, "#pragma unroll");
@@ -773,11 +805,7 @@ static void emit_gemm(R *r, const CudaGemmPlan *gp) {
     line(r, 4, "const long long v%d = dsc_m0 + dsc_ty + 16 * dsc_x;", m);
     line(r, 4, "const long long v%d = dsc_n0 + dsc_tx + 16 * dsc_y;", n);
     line(r, 4, "if (v%d < e%d && v%d < e%d) {", m, m, n, n);
-    for (int i = 0; i < k->nlocals; i++)
-        line(r, 5, "%s l%d = %s;", r->dl->ctype[k->locals[i]], i,
-             k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
-    line(r, 5, "l%d = dsc_c[dsc_x][dsc_y];", gp->acc);
-    emit_block(r, gp->rest, 5);
+    emit_gemm_point(r, gp, "dsc_c%d[dsc_x][dsc_y]", 5);
     line(r, 4, "}");
     line(r, 3, "}");
     line(r, 2, "}");
@@ -808,9 +836,9 @@ static void emit_half_bits(R *r, const KExpr *e, DType half) {
     s_puts(&r->body, ")");
 }
 
-static void emit_mma_stage(R *r, const CudaGemmPlan *gp, const char *tile, const KExpr *op, int var, int span,
+static void emit_mma_stage(R *r, const CudaGemmProduct *pr, const char *tile, const KExpr *op, int var, int span,
                            bool k_fastest, const char *base) {
-    int kv = gp->loop->id;
+    int kv = pr->loop->id;
     line(r, 3, "for (int dsc_t = threadIdx.x; dsc_t < %d; dsc_t += %d) {", span * TC_K, GT_THREADS);
     if (k_fastest)
         line(r, 4, "const int dsc_kk = dsc_t %% %d, dsc_x = dsc_t / %d;", TC_K, TC_K);
@@ -820,56 +848,35 @@ static void emit_mma_stage(R *r, const CudaGemmPlan *gp, const char *tile, const
     line(r, 4, "const long long v%d = dsc_k0 + dsc_kk;", kv);
     indent(r, 4);
     s_printf(&r->body, "%s[dsc_x][dsc_kk] = v%d < e%d && v%d < dsc_K ? ", tile, var, var, kv);
-    emit_half_bits(r, op, gp->half);
+    emit_half_bits(r, op, pr->half);
     s_puts(&r->body, " : (unsigned short)0;\n");
     line(r, 3, "}");
 }
 
+/* A tensor-core GEMM of one product (the plan's first). */
 static void emit_mma_gemm(R *r, const CudaGemmPlan *gp) {
-    const Kernel *k = r->k;
+    const CudaGemmProduct *pr = &gp->prod[0];
     int m = gp->m, n = gp->n;
-    r->need |= gp->half == DT_F16 ? H_MMA_F16 : H_MMA_BF16;
-    const char *mma = gp->half == DT_F16 ? "dsc_mma_f16" : "dsc_mma_bf16";
-    line(r, 1, "const long long dsc_mt = (e%d + %d) / %d, dsc_nt = (e%d + %d) / %d;", m, TC_M - 1, TC_M, n, TC_N - 1,
-         TC_N);
-    indent(r, 1);
-    s_puts(&r->body, "const long long dsc_n = dsc_mt * dsc_nt");
-    for (int i = 0; i < k->npar; i++)
-        if (i != m && i != n) s_printf(&r->body, " * e%d", i);
-    s_puts(&r->body, ";\n");
-    indent(r, 1);
-    s_puts(&r->body, "const long long dsc_K = ");
-    r->in_index++;
-    emit_expr(r, gp->loop->extent);
-    r->in_index--;
-    s_puts(&r->body, ";\n");
+    r->need |= pr->half == DT_F16 ? H_MMA_F16 : H_MMA_BF16;
+    const char *mma = pr->half == DT_F16 ? "dsc_mma_f16" : "dsc_mma_bf16";
+    emit_tile_loop(r, gp, TC_M, TC_N);
     line(r, 1, "__shared__ __align__(16) unsigned short dsc_As[%d][%d];", TC_M, TC_STRIDE);
     line(r, 1, "__shared__ __align__(16) unsigned short dsc_Bs[%d][%d];", TC_N, TC_STRIDE);
     line(r, 1, "const int dsc_lane = threadIdx.x & 31, dsc_warp = threadIdx.x >> 5;");
     line(r, 1, "const int dsc_g = dsc_lane >> 2, dsc_tg = dsc_lane & 3;");
     line(r, 1, "const int dsc_wm = (dsc_warp >> 2) * 64, dsc_wn = (dsc_warp & 3) * 32;");
-    line(r, 1, "for (long long dsc_i = blockIdx.x; dsc_i < dsc_n; dsc_i += gridDim.x) {");
-    line(r, 2, "long long dsc_r = dsc_i;");
-    line(r, 2, "const long long dsc_n0 = dsc_r %% dsc_nt * %d;", TC_N);
-    line(r, 2, "dsc_r /= dsc_nt;");
-    line(r, 2, "const long long dsc_m0 = dsc_r %% dsc_mt * %d;", TC_M);
-    line(r, 2, "dsc_r /= dsc_mt;");
-    for (int i = k->npar - 1; i >= 0; i--) {
-        if (i == m || i == n) continue;
-        line(r, 2, "const long long v%d = dsc_r %% e%d;", i, i);
-        line(r, 2, "dsc_r /= e%d;", i);
-    }
+    emit_tile_origin(r, gp, TC_M, TC_N);
     line(r, 2, "float dsc_c[4][4][4];");
     line(r, 2, "#pragma unroll");
     indent(r, 2);
     s_puts(&r->body, "for (int dsc_x = 0; dsc_x < 64; ++dsc_x)\n");
     indent(r, 3);
     s_puts(&r->body, "dsc_c[dsc_x / 16][dsc_x / 4 % 4][dsc_x % 4] = ");
-    emit_expr(r, gp->init);
+    emit_expr(r, pr->init);
     s_puts(&r->body, ";\n");
-    line(r, 2, "for (long long dsc_k0 = 0; dsc_k0 < dsc_K; dsc_k0 += %d) {", TC_K);
-    emit_mma_stage(r, gp, "dsc_As", gp->a, m, TC_M, gp->a_k_fastest, "dsc_m0");
-    emit_mma_stage(r, gp, "dsc_Bs", gp->b, n, TC_N, gp->b_k_fastest, "dsc_n0");
+    line(r, 2, "for (long long dsc_k0 = 0, dsc_K = dsc_K0; dsc_k0 < dsc_K; dsc_k0 += %d) {", TC_K);
+    emit_mma_stage(r, pr, "dsc_As", pr->a, m, TC_M, pr->a_k_fastest, "dsc_m0");
+    emit_mma_stage(r, pr, "dsc_Bs", pr->b, n, TC_N, pr->b_k_fastest, "dsc_n0");
     line(r, 3, "__syncthreads();");
     line(r, 3, "#pragma unroll");
     line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d; dsc_kk += 16) {", TC_K);
@@ -897,11 +904,7 @@ static void emit_mma_gemm(R *r, const CudaGemmPlan *gp) {
     line(r, 3, "const long long v%d = dsc_m0 + dsc_wm + 16 * (dsc_x / 16) + dsc_g + 8 * (dsc_x %% 4 / 2);", m);
     line(r, 3, "const long long v%d = dsc_n0 + dsc_wn + 8 * (dsc_x / 4 %% 4) + 2 * dsc_tg + dsc_x %% 2;", n);
     line(r, 3, "if (v%d < e%d && v%d < e%d) {", m, m, n, n);
-    for (int i = 0; i < k->nlocals; i++)
-        line(r, 4, "%s l%d = %s;", r->dl->ctype[k->locals[i]], i,
-             k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
-    line(r, 4, "l%d = dsc_c[dsc_x / 16][dsc_x / 4 %% 4][dsc_x %% 4];", gp->acc);
-    emit_block(r, gp->rest, 4);
+    emit_gemm_point(r, gp, "dsc_c[dsc_x / 16][dsc_x / 4 %% 4][dsc_x %% 4]", 4);
     line(r, 3, "}");
     line(r, 2, "}");
 }
@@ -1012,9 +1015,10 @@ bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel
     if (!r.var_used || !r.local_name) DSC_ASSERT(!"out of memory");
     bool alias = buffers_may_alias(k);
     CudaGemmPlan gemm = {0};
-    if (block == GT_THREADS) cg_cuda_gemm_plan(k, alias, &gemm);
+    if (block == GT_THREADS) cg_cuda_gemm_plan(g, k, alias, &gemm);
     /* tensor cores: m16n8k16 needs sm_80; past K the tiles hold +0 (see emit_gemm) */
-    bool mma = gemm.ok && sm >= 80 && gemm.half != DT_F32 && !signbit(gemm.init->f);
+    bool mma = gemm.ok && gemm.nprod == 1 && sm >= 80 && gemm.prod[0].half != DT_F32 &&
+               !signbit(gemm.prod[0].init->f);
     CudaRowPlan rows = {0};
     if (!gemm.ok) cg_cuda_row_plan(g, k, alias, &rows);
     if (rows.rows && block % 32 == 0) r.rows = &rows;

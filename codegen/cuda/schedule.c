@@ -338,27 +338,24 @@ static DType half_of(const Kernel *k, const KExpr *e) {
     return t == DT_F16 || t == DT_BF16 ? t : DT_F32;
 }
 
-void cg_cuda_gemm_plan(const Kernel *k, bool alias, CudaGemmPlan *plan) {
-    *plan = (CudaGemmPlan){0};
-    const KStmt *init = k->body, *loop = init ? init->next : NULL;
-    if (k->npar < 2 || alias || !loop || block_loads_written(k, k->body)) return;
-    for (int i = 0; i < k->npar; i++)
-        if (mentions_var(k->par_extent[i], i)) return;
+/* One product: `init` (acc = C) then `loop` (for k: acc = acc + A * B), with m and n. */
+static bool product(const Kernel *k, const KStmt *init, const KStmt *loop, CudaGemmProduct *p, int *pm,
+                    int *pn) {
     if (init->kind != KS_SET || !init->value || init->value->kind != KE_CONST || init->value->type != KT_F32)
-        return;
+        return false;
     int acc = init->id;
     const KStmt *upd = loop->body;
-    if (loop->kind != KS_FOR || !upd || upd->next || upd->kind != KS_SET || upd->id != acc) return;
+    if (loop->kind != KS_FOR || !upd || upd->next || upd->kind != KS_SET || upd->id != acc) return false;
     const KExpr *v = upd->value;
     if (!v || v->kind != KE_BIN || v->op != KO_ADD || v->type != KT_F32 || !v->a || v->a->kind != KE_LOCAL ||
         v->a->id != acc || !v->b || v->b->kind != KE_BIN || v->b->op != KO_MUL)
-        return;
+        return false;
     const KExpr *a = v->b->a, *b = v->b->b;
     if (mentions_any_local(a) || mentions_any_local(b) || !mentions_var(a, loop->id) ||
         !mentions_var(b, loop->id))
-        return;
+        return false;
     int m = only_in(k, a, b), n = only_in(k, b, a);
-    if (m < 0 || n < 0) return;
+    if (m < 0 || n < 0) return false;
     if (m > n) { /* keep n the faster-varying variable of the output: swap the operands */
         const KExpr *t = a;
         a = b;
@@ -367,20 +364,52 @@ void cg_cuda_gemm_plan(const Kernel *k, bool alias, CudaGemmPlan *plan) {
         m = n;
         n = tv;
     }
-    if (loop->extent && loop->extent->kind == KE_CONST && loop->extent->i < 32) return;
-    for (const KStmt *s = loop->next; s; s = s->next) /* a second dot product would run per point */
-        if (s->kind == KS_FOR || block_has_loop(s->body)) return;
     DType ha = half_of(k, a), hb = half_of(k, b);
-    *plan = (CudaGemmPlan){.ok = true,
-                           .loop = loop,
+    *p = (CudaGemmProduct){.loop = loop,
                            .acc = acc,
                            .init = init->value,
                            .a = a,
                            .b = b,
-                           .m = m,
-                           .n = n,
                            .a_k_fastest = unit_stride(a, loop->id),
                            .b_k_fastest = unit_stride(b, loop->id),
-                           .rest = loop->next,
                            .half = ha == hb ? ha : DT_F32};
+    *pm = m;
+    *pn = n;
+    return true;
+}
+
+void cg_cuda_gemm_plan(Graph *g, const Kernel *k, bool alias, CudaGemmPlan *plan) {
+    *plan = (CudaGemmPlan){0};
+    if (k->npar < 2 || alias || block_loads_written(k, k->body)) return;
+    for (int i = 0; i < k->npar; i++)
+        if (mentions_var(k->par_extent[i], i)) return;
+    CudaGemmPlan p = {.m = -1, .n = -1};
+    KStmt *rest = NULL, **tail = &rest;
+    bool worth = false;
+    for (const KStmt *s = k->body; s; s = s->next) {
+        if (s->next && s->next->kind == KS_FOR) {
+            int m, n;
+            if (p.nprod == CG_GEMM_MAX_PRODUCTS || !product(k, s, s->next, &p.prod[p.nprod], &m, &n)) return;
+            if (p.nprod > 0 && (m != p.m || n != p.n)) return;
+            p.m = m;
+            p.n = n;
+            /* the statements before it, run after it, must not see its accumulator */
+            if (block_reads(rest, s->id) || block_writes(rest, s->id)) return;
+            const KExpr *x = s->next->extent;
+            if (!(x && x->kind == KE_CONST && x->i < 32)) worth = true;
+            p.nprod++;
+            s = s->next;
+            continue;
+        }
+        if (s->kind == KS_FOR || block_has_loop(s->body)) return;
+        KStmt *c = arena_alloc(g->arena, sizeof *c);
+        *c = *s;
+        c->next = NULL;
+        *tail = c;
+        tail = &c->next;
+    }
+    if (p.nprod == 0 || !worth) return;
+    p.ok = true;
+    p.rest = rest;
+    *plan = p;
 }

@@ -69,35 +69,47 @@ bool cg_cuda_is_reduce_loop(const Kernel *k, const CudaRowPlan *plan, const KStm
 
 /* ---- tiled GEMMs ----------------------------------------------------------------
  *
- * A kernel whose point is a dot product followed by an epilogue,
+ * A kernel whose point is one or more dot products followed by an epilogue,
  *
- *     acc = C;                      (C a constant)
- *     for k < K: acc = acc + A * B; (A, B expressions of no local)
- *     REST...                       (anything: bias, activation, residual, stores)
+ *     acc1 = C1;                        (C1 a constant)
+ *     for k1 < K1: acc1 = acc1 + A1 * B1; (A1, B1 expressions of no local)
+ *     [statements]  acc2 = C2;  for k2 < K2: acc2 = acc2 + A2 * B2;  ...
+ *     REST...                           (anything but loops: bias, activation, stores)
  *
- * where A depends on a parallel variable m that B does not depend on, and B
- * on a parallel variable n that A does not depend on (the other parallel
- * variables are batch indices), is rendered as a tiled GEMM: a block computes
- * a tile of (m, n) points, stages tiles of A (m x k) and B (k x n) in shared
- * memory, every thread accumulates a few points in registers in the same k
- * order as the loop (so each sum is the loop's, bit for bit up to FMA
- * contraction), then runs REST for each of its points.  Loads of A and B
- * outside the (m, k) and (n, k) ranges are never evaluated. */
+ * where every A depends on a parallel variable m that its B does not depend
+ * on, and every B on a parallel variable n that its A does not (the same m and
+ * n for all products; the other parallel variables are batch indices), is
+ * rendered as a tiled GEMM: a block computes a tile of (m, n) points, stages
+ * tiles of A (m x k) and B (k x n) in shared memory, every thread accumulates
+ * a few points in registers in the same k order as the loop (so each sum is
+ * the loop's, bit for bit up to FMA contraction), then runs the statements
+ * that are not part of a product -- in their order, after all products: none
+ * of them may mention the accumulator of a later product -- for each of its
+ * points.  Loads of A and B outside the (m, k) and (n, k) ranges are never
+ * evaluated.  BERT's query and value projections, fused because they share
+ * their input, are one kernel with two products. */
+enum { CG_GEMM_MAX_PRODUCTS = 4 };
+
 typedef struct {
-    bool ok;
     const KStmt *loop;  /* the k loop */
     int acc;            /* the accumulator */
     const KExpr *init;  /* its constant initial value */
     const KExpr *a, *b; /* the operands: a depends on m (not n), b on n (not m) */
-    int m, n;           /* the tiled parallel variables */
     bool a_k_fastest;   /* consecutive k are adjacent in A's first load (else consecutive m) */
     bool b_k_fastest;   /* likewise for B (else consecutive n) */
-    const KStmt *rest;  /* the statements after the loop */
     DType half;         /* DT_F16 or DT_BF16 when both operands are values of that dtype (a load
                            of such a buffer, or a value rounded to it), which tensor cores
                            multiply exactly; else DT_F32 */
+} CudaGemmProduct;
+
+typedef struct {
+    bool ok;
+    int m, n; /* the tiled parallel variables */
+    int nprod;
+    CudaGemmProduct prod[CG_GEMM_MAX_PRODUCTS];
+    const KStmt *rest; /* the other statements, in order (copies in the graph's arena) */
 } CudaGemmPlan;
 
-void cg_cuda_gemm_plan(const Kernel *k, bool alias, CudaGemmPlan *plan);
+void cg_cuda_gemm_plan(Graph *g, const Kernel *k, bool alias, CudaGemmPlan *plan);
 
 #endif

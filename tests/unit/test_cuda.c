@@ -459,7 +459,7 @@ Test(render, dot_product_with_epilogue_is_a_tiled_gemm) {
     cr_assert(strstr(s, "dsc_Bs[dsc_kk][dsc_x] = v1 < e1 && v2 < dsc_K ? dsc_f16_to_f32(b1[((v2 * d1) + v1)]) : 0.0f;"),
               "%s", s);
     cr_assert(strstr(s, "__syncthreads();"), "%s", s);
-    cr_assert(strstr(s, "l0 = dsc_c[dsc_x][dsc_y];"), "%s", s);
+    cr_assert(strstr(s, "l0 = dsc_c0[dsc_x][dsc_y];"), "%s", s);
     cr_assert(strstr(s, "b2[((v0 * d1) + v1)] = dsc_relu((l0 + 1.0f));"), "%s", s);
     /* one block per 64 x 64 tile: N = 100, M = 70 -> 2 x 2 tiles */
     int64_t dims[2] = {100, 70}, grid;
@@ -477,6 +477,40 @@ Test(render, dot_product_with_epilogue_is_a_tiled_gemm) {
     cr_assert(cg_cuda_render(G, k, 128, &ck, D));
     cr_assert_eq(ck.tile_m, 0);
     cr_assert(!strstr(ck.source, "__syncthreads"), "%s", ck.source);
+}
+
+/* Two dot products over the same (i, j) with statements between them (as
+ * lowering fuses projections that share an input): one tiled kernel, the
+ * statements after both; a statement that reads the second accumulator
+ * before its loop keeps the kernel off the GEMM mapping. */
+Test(render, two_products_share_one_tile) {
+    Kernel *k = gemm_kernel();
+    KStmt *init0 = k->body, *loop0 = init0->next, *store = loop0->next;
+    int acc1 = kir_new_local(G, k, KT_F32), t = kir_new_local(G, k, KT_F32);
+    KStmt *init1 = kir_set(G, acc1, kir_const_f(G, 0));
+    KExpr *prod = loop0->body->value->b;
+    KStmt *loop1 = kir_for(G, loop0->id, loop0->extent,
+                           kir_set(G, acc1, kir_bin(G, KO_ADD, kir_local(G, k, acc1), kir_bin(G, KO_MUL, prod->b, prod->a))));
+    KStmt *mid = kir_set(G, t, kir_bin(G, KO_MUL, kir_local(G, k, 0), kir_const_f(G, 2)));
+    /* acc0 = 0; loop0; t = 2 * acc0; acc1 = 0; loop1; store relu(acc0 + 1) + t + acc1 */
+    loop0->next = mid;
+    mid->next = init1;
+    init1->next = loop1;
+    loop1->next = store;
+    store->value = kir_bin(G, KO_ADD, kir_bin(G, KO_ADD, store->value, kir_local(G, k, t)), kir_local(G, k, acc1));
+    cr_assert(kir_verify(G, k, D));
+    CudaKernel ck;
+    cr_assert(cg_cuda_render(G, k, 0, &ck, D));
+    const char *s = ck.source;
+    cr_assert_eq(ck.tile_m, 64, "%s", s);
+    cr_assert(strstr(s, "float dsc_c1[4][4];"), "%s", s);
+    cr_assert(strstr(s, "for (long long dsc_k0 = 0, dsc_K = dsc_K1; dsc_k0 < dsc_K; dsc_k0 += 16) {"), "%s", s);
+    const char *e = strstr(s, "l0 = dsc_c0[dsc_x][dsc_y];");
+    cr_assert(e && strstr(e, "l1 = dsc_c1[dsc_x][dsc_y];") && strstr(e, "l2 = (l0 * 2.0f);"), "%s", s);
+    /* reading acc1 before its loop */
+    mid->value = kir_bin(G, KO_MUL, kir_local(G, k, acc1), kir_const_f(G, 2));
+    cr_assert(cg_cuda_render(G, k, 0, &ck, D));
+    cr_assert_eq(ck.tile_m, 0, "%s", ck.source);
 }
 
 /* Both operands f16 (a is rounded to f16, b is an f16 buffer): from sm_80 on
