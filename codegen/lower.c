@@ -1393,6 +1393,11 @@ static void attention_online(Low *L, const Att *A, KExpr *const *bidx, int br, K
     }
     upd(L, m, mn);
     loop_close(L);
+    if (j->kind == KE_VAR && !L->k->osm) { /* described for backends that split the keys (ir/kir.h) */
+        KOnlineSoftmax *o = arena_alloc(g->arena, sizeof *o);
+        *o = (KOnlineSoftmax){j->id, m, l, (int)dv, acc};
+        L->k->osm = o;
+    }
     unpin(L, m, home), unpin(L, l, home);
     for (int64_t c = 0; c < dv; c++) unpin(L, acc[c], home);
     for (int64_t c = 0; c < dv; c++) out[c] = mat(L, kir_bin(g, KO_DIV, lref(L, acc[c]), lref(L, l)));

@@ -202,6 +202,7 @@ Kernel *kir_kernel_create(Graph *g, const char *name, int group) {
     k->name = arena_strdup(g->arena, name);
     k->group = group;
     k->flops = k->bytes = dim_const(g->dims, 0);
+    k->osm = NULL;
     return k;
 }
 
@@ -398,6 +399,16 @@ bool kir_verify(const Graph *g, const Kernel *k, Diag *d) {
         c.bound[i] = true;
     }
     check_block(&c, k->body);
+    if (c.ok && k->osm) {
+        const KOnlineSoftmax *o = k->osm;
+        bool ok = o->var >= k->npar && o->var < k->nvars && o->nacc >= 0;
+        int ls[2] = {o->m, o->l};
+        for (int i = 0; i < 2 + o->nacc && ok; i++) {
+            int l = i < 2 ? ls[i] : o->acc[i - 2];
+            ok = l >= 0 && l < k->nlocals && k->locals[l] == KT_F32;
+        }
+        if (!ok) bad(&c, "bad online-softmax description");
+    }
     return c.ok;
 }
 

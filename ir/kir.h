@@ -134,6 +134,25 @@ typedef struct {
     const int32_t *data;
 } KTable;
 
+/* An online-softmax loop (attention: codegen/lower.c), described for backends
+ * that split it.  Loop variable `var` (a `for` at the top of the kernel body)
+ * walks the keys; from m = -inf, l = 0, acc[i] = 0 it updates, per key with
+ * score s and values v_i,
+ *     mn = max(m, s); ms = (mn == -inf ? 0 : mn); c = exp(m - ms); p = exp(s - ms);
+ *     l = l * c + p;  acc[i] = acc[i] * c + p * v_i;  m = mn
+ * (the locals m, l and acc[0..nacc) are written nowhere else in the loop).  The
+ * states of two disjoint sets of keys merge into the state of their union by
+ *     mn = max(m_a, m_b); ms = (mn == -inf ? 0 : mn); ca = exp(m_a - ms); cb = exp(m_b - ms);
+ *     l = l_a * ca + l_b * cb;  acc[i] = acc_a[i] * ca + acc_b[i] * cb;  m = mn
+ * and the initial state is the identity of that merge, so a backend may split
+ * the keys over threads and merge (the CUDA row mapping: codegen/cuda/schedule.h). */
+typedef struct {
+    int var;
+    int m, l;
+    int nacc;
+    const int *acc;
+} KOnlineSoftmax;
+
 typedef struct Kernel {
     const char *name;   /* unique in the program, a C identifier */
     int group;          /* the fusion group it comes from */
@@ -148,6 +167,7 @@ typedef struct Kernel {
     KStmt *body;
     int ntables;
     KTable *tables;
+    const KOnlineSoftmax *osm; /* an online-softmax loop of the body, or NULL */
     /* Estimates for the kernel record: floating-point (or integer) operations
      * and bytes moved per run, as dim expressions. */
     DimId flops, bytes;

@@ -518,6 +518,18 @@ static void indent(R *r, int depth) {
     for (int i = 0; i < depth; i++) s_puts(&r->body, "    ");
 }
 
+static void line(R *r, int depth, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void line(R *r, int depth, const char *fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    indent(r, depth);
+    s_puts(&r->body, buf);
+    s_puts(&r->body, "\n");
+}
+
 static void emit_block(R *r, const KStmt *s, int depth);
 
 static void emit_stmt(R *r, const KStmt *s, int depth) {
@@ -612,10 +624,32 @@ static void emit_combine(R *r, KOp op, KType t, const char *dst, const char *src
 /* A loop at point level, split over the 32 lanes; a reduce loop accumulates
  * per lane from the identity, reduces across the warp (every lane gets the
  * total) and folds the total into the local once. */
+/* After the online-softmax loop of a row kernel: every lane holds the state of
+ * its keys; a butterfly of the merge of ir/kir.h leaves the state of all keys
+ * in every lane. */
+static void emit_osm_merge(R *r, int depth) {
+    const KOnlineSoftmax *o = r->k->osm;
+    r->need |= H_FMAX;
+    line(r, depth, "for (int dsc_o = 16; dsc_o > 0; dsc_o >>= 1) {");
+    line(r, depth + 1, "const float dsc_om = __shfl_xor_sync(0xffffffffu, l%d, dsc_o);", o->m);
+    line(r, depth + 1, "const float dsc_ol = __shfl_xor_sync(0xffffffffu, l%d, dsc_o);", o->l);
+    line(r, depth + 1, "const float dsc_mn = dsc_fmax(l%d, dsc_om);", o->m);
+    line(r, depth + 1, "const float dsc_ms = dsc_mn == -__int_as_float(0x7f800000) ? 0.0f : dsc_mn;");
+    line(r, depth + 1, "const float dsc_ca = expf(l%d - dsc_ms), dsc_cb = expf(dsc_om - dsc_ms);", o->m);
+    line(r, depth + 1, "l%d = l%d * dsc_ca + dsc_ol * dsc_cb;", o->l, o->l);
+    for (int i = 0; i < o->nacc; i++) {
+        line(r, depth + 1, "const float dsc_oa%d = __shfl_xor_sync(0xffffffffu, l%d, dsc_o);", i, o->acc[i]);
+        line(r, depth + 1, "l%d = l%d * dsc_ca + dsc_oa%d * dsc_cb;", o->acc[i], o->acc[i], i);
+    }
+    line(r, depth + 1, "l%d = dsc_mn;", o->m);
+    line(r, depth, "}");
+}
+
 static void emit_row_loop(R *r, const KStmt *s, int depth) {
     const Kernel *k = r->k;
     const CudaLocalPlan *pl = r->rows->locals;
     bool reduce = cg_cuda_is_reduce_loop(k, r->rows, s);
+    bool osm = k->osm && s->id == k->osm->var;
     int inner = depth;
     if (reduce) {
         indent(r, depth);
@@ -637,6 +671,7 @@ static void emit_row_loop(R *r, const KStmt *s, int depth) {
     emit_block(r, s->body, inner + 1);
     indent(r, inner);
     s_puts(&r->body, "}\n");
+    if (osm) emit_osm_merge(r, inner);
     if (!reduce) return;
     for (int l = 0; l < k->nlocals; l++) {
         if (pl[l].role != CR_ACC || pl[l].loop != s) continue;
@@ -662,17 +697,6 @@ static void emit_row_loop(R *r, const KStmt *s, int depth) {
  * neighbouring elements; A and B are staged through shared memory GT_K deep. */
 enum { GT_M = 64, GT_N = 64, GT_K = 16, GT_R = 4, GT_THREADS = 256 };
 
-static void line(R *r, int depth, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void line(R *r, int depth, const char *fmt, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    indent(r, depth);
-    s_puts(&r->body, buf);
-    s_puts(&r->body, "\n");
-}
 
 /* Stages one operand's tile: `tile`[kk][i] = operand at (var = base + i, k = k0 + kk),
  * 0 outside the ranges (the operand is not evaluated there). */

@@ -209,9 +209,36 @@ static bool map_stores_ok(const Plan *p, const KStmt *s, int var) {
     return true;
 }
 
+static bool osm_state(const Kernel *k, int l) {
+    const KOnlineSoftmax *o = k->osm;
+    if (!o) return false;
+    if (l == o->m || l == o->l) return true;
+    for (int i = 0; i < o->nacc; i++)
+        if (o->acc[i] == l) return true;
+    return false;
+}
+
 static void loop(Plan *p, const KStmt *s) {
     const Kernel *k = p->k;
     bool reduce = false;
+    if (k->osm && s->id == k->osm->var) { /* the online-softmax loop: split the keys, merge the states */
+        for (int l = 0; l < k->nlocals && p->ok; l++) {
+            if (!block_writes(s->body, l)) continue;
+            if (p->loc[l].role != CR_POINT) {
+                p->ok = false;
+            } else if (osm_state(k, l)) {
+                p->loc[l] = (CudaLocalPlan){CR_OSM, KO_COUNT, s};
+            } else if (!p->point_written[l] && first_mention_is_top_set(s->body, l)) {
+                p->loc[l] = (CudaLocalPlan){CR_PRIVATE, KO_COUNT, s};
+            } else {
+                p->ok = false;
+            }
+        }
+        if (block_has_store(s->body)) p->ok = false;
+        const KExpr *x = s->extent;
+        if (!(x && x->kind == KE_CONST && x->i < 64)) p->worth = true;
+        return;
+    }
     for (int l = 0; l < k->nlocals && p->ok; l++) {
         if (!block_writes(s->body, l)) continue;
         if (p->loc[l].role != CR_POINT) { /* already another loop's local */

@@ -30,8 +30,12 @@
  *     a private local is written before it is read in every iteration (its
  *     first mention in the loop body is an assignment at the body's top
  *     level) and mentioned nowhere outside that loop;
- *   - at least one reduce loop has a row worth splitting (an extent that is
- *     not a constant below 64).
+ *     or the kernel's online-softmax loop (ir/kir.h, Kernel.osm: attention):
+ *       no store inside; its state locals per lane, every other local it
+ *       writes private; the lanes split the keys and merge their states with
+ *       a butterfly of the merge ir/kir.h gives;
+ *   - at least one reduce or online-softmax loop has a row worth splitting
+ *     (an extent that is not a constant below 64).
  * Point-level assignments then compute the same value in every lane;
  * point-level stores and traps are done by lane 0. */
 #ifndef DSC_CODEGEN_CUDA_SCHEDULE_H
@@ -46,6 +50,7 @@ typedef enum {
     CR_POINT,   /* written at point level (or never): the same in every lane */
     CR_ACC,     /* accumulator of one reduce loop (`loop`, operator `op`) */
     CR_PRIVATE, /* private to one loop (`loop`): per lane, per iteration */
+    CR_OSM,     /* state of the kernel's online-softmax loop (`loop`, Kernel.osm) */
 } CudaLocalRole;
 
 typedef struct {

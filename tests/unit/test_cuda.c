@@ -1408,6 +1408,36 @@ Test(cli, unsupported_target_is_an_error, .timeout = 60) {
 #if HAVE_LOWER
 TestSuite(examples, .init = setup, .fini = teardown);
 
+/* The attention kernel's online-softmax loop (Kernel.osm, ir/kir.h): one warp
+ * per query row, the lanes split the keys and merge their states. */
+Test(examples, attention_splits_its_keys_over_a_warp) {
+    Graph *g = fe_compile_file(A, D, DSC_SOURCE_DIR "/examples/bert_layer_attention.dsg");
+    if (!g) dump_diag();
+    cr_assert(g);
+    PipelineOptions po = {.opt_level = 2};
+    cr_assert(pass_run_pipeline(g, D, &po));
+    KProgram prog = {.g = g};
+    cr_assert(cg_lower(g, &prog, D));
+    int found = 0;
+    for (int i = 0; i < prog.nkernels; i++) {
+        const Kernel *k = prog.kernels[i];
+        if (!k->osm) continue;
+        found++;
+        cr_assert_eq(k->osm->nacc, 64, "one accumulator per value channel");
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(g, k, 0, &ck, D));
+        cr_assert_eq(ck.point_threads, 32, "%s", ck.source);
+        char want[160];
+        snprintf(want, sizeof want, "for (long long v%d = dsc_lane, v%d_end = d", k->osm->var, k->osm->var);
+        cr_assert(strstr(ck.source, want), "%s: %s", want, ck.source);
+        snprintf(want, sizeof want, "const float dsc_om = __shfl_xor_sync(0xffffffffu, l%d, dsc_o);", k->osm->m);
+        cr_assert(strstr(ck.source, want), "%s", ck.source);
+        snprintf(want, sizeof want, "l%d = l%d * dsc_ca + dsc_oa63 * dsc_cb;", k->osm->acc[63], k->osm->acc[63]);
+        cr_assert(strstr(ck.source, want), "%s", ck.source);
+    }
+    cr_assert_eq(found, 1);
+}
+
 Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 900) {
     need_nvrtc();
     static const char *examples[] = {"mlp", "ffn_block", "cnn_block", "bert_layer_attention", "bert_layer"};
