@@ -404,6 +404,14 @@ static inline void dsc_emu_mma_m16n8k16(float *d, const unsigned *a, const unsig
     }
 }
 
+/* Frees the fiber stacks (before the shared object is unloaded). */
+extern "C" void dsc_emu_release(void) {
+    for (int i = 0; i < dsc_emu::MAX_BLOCK; i++) {
+        free(dsc_emu::st.fib[i].stack);
+        dsc_emu::st.fib[i].stack = NULL;
+    }
+}
+
 /* Launches entry(params) on grid x block threads; 0, or 1 with the reason in err. */
 extern "C" int dsc_emu_launch(void (*entry)(void **), void **params, unsigned grid, unsigned block, char *err,
                               size_t errlen) {

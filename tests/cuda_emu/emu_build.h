@@ -120,7 +120,13 @@ static bool emu_launch(const EmuLib *l, int i, unsigned grid, unsigned block, vo
 }
 
 static void emu_close(EmuLib *l) {
-    if (l->lib) dlclose(l->lib);
+    if (l->lib) {
+        void *sym = dlsym(l->lib, "dsc_emu_release");
+        void (*release)(void);
+        memcpy(&release, &sym, sizeof sym);
+        if (sym) release();
+        dlclose(l->lib);
+    }
     free(l->entry);
     memset(l, 0, sizeof *l);
 }
