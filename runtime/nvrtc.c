@@ -435,7 +435,7 @@ bool rt_cuda_build(Graph *g, const KProgram *p, const CudaBuildOptions *o, CudaB
     out->n = p->nkernels;
     bool ok = true;
     for (int i = 0; i < p->nkernels; i++)
-        ok = cg_cuda_render_for(g, p->kernels[i], o->block, o->sm, &out->kernels[i].rec, d) && ok;
+        ok = cg_cuda_render_with(g, p->kernels[i], o->block, o->sm, &o->gemm, &out->kernels[i].rec, d) && ok;
     out->render_ms = now_ms() - t0;
     if (!ok) return false;
     int major = 0, minor = 0;
@@ -534,6 +534,29 @@ void rt_cuda_build_free(CudaBuild *b) {
 
 /* ---- targets from the hardware database ------------------------------------------------ */
 
+void rt_cuda_gemm_config_from_hwdb(const HwEntry *e, CudaGemmConfig *out, Diag *d) {
+    *out = (CudaGemmConfig){0};
+    const HwKernelConfig *f = rt_hwdb_kernel_class(e, HW_K_GEMM_F32), *h = rt_hwdb_kernel_class(e, HW_K_GEMM_F16);
+    if (f) {
+        out->f32_m = (int)rt_hwdb_param(f, "tile_m", 0);
+        out->f32_n = (int)rt_hwdb_param(f, "tile_n", 0);
+        out->f32_k = (int)rt_hwdb_param(f, "tile_k", 0);
+        out->f32_warps = (int)rt_hwdb_param(f, "warps", 0);
+    }
+    if (h) {
+        out->tc_m = (int)rt_hwdb_param(h, "tile_m", 0);
+        out->tc_n = (int)rt_hwdb_param(h, "tile_n", 0);
+        out->tc_k = (int)rt_hwdb_param(h, "tile_k", 0);
+        out->tc_warps = (int)rt_hwdb_param(h, "warps", 0);
+    }
+    char why[256];
+    if (!cg_cuda_gemm_config_check(out, why, sizeof why)) {
+        diag_warning(d, (Loc){0}, "hardware database entry '%s': %s; the GEMMs use the default tiles", e->arch, why);
+        *out = (CudaGemmConfig){0};
+        cg_cuda_gemm_config_check(out, NULL, 0);
+    }
+}
+
 void rt_cuda_target_from_hwdb(CudaBuildOptions *o, char *storage, size_t storage_len, Diag *d) {
     if (o->block <= 0) o->block = CG_CUDA_DEFAULT_BLOCK;
     o->hwdb_version = "none";
@@ -562,6 +585,7 @@ void rt_cuda_target_from_hwdb(CudaBuildOptions *o, char *storage, size_t storage
         const HwKernelConfig *kc = rt_hwdb_kernel_class(e, HW_K_ELEMENTWISE);
         int threads = kc ? (int)rt_hwdb_param(kc, "threads", CG_CUDA_DEFAULT_BLOCK) : CG_CUDA_DEFAULT_BLOCK;
         if (threads >= 32 && threads <= 1024) o->block = threads;
+        rt_cuda_gemm_config_from_hwdb(e, &o->gemm, d);
     }
     /* version: the schema and a digest of the file's bytes */
     FILE *f = fopen(rt_hwdb_path(db), "rb");
@@ -624,12 +648,12 @@ static bool write_file(const char *dir, const char *name, const char *ext, const
     return ok;
 }
 
-bool rt_cuda_write_sources(Graph *g, const KProgram *p, int block, const char *dir, Diag *d) {
+bool rt_cuda_write_sources(Graph *g, const KProgram *p, const CudaBuildOptions *o, const char *dir, Diag *d) {
     if (!make_dir(dir, d)) return false;
     bool ok = true;
     for (int i = 0; i < p->nkernels; i++) {
         CudaKernel rec;
-        if (!cg_cuda_render(g, p->kernels[i], block, &rec, d)) {
+        if (!cg_cuda_render_with(g, p->kernels[i], o->block, o->sm, &o->gemm, &rec, d)) {
             ok = false;
             continue;
         }
@@ -669,9 +693,15 @@ void rt_cuda_build_print(const CudaBuild *b, FILE *out) {
                 k->stats.stack_bytes, k->stats.spill_stores, k->stats.spill_loads, k->cubin_size, when);
         spills += k->stats.spill_stores || k->stats.spill_loads;
     }
-    fprintf(out, "%d kernels for sm_%d (%d threads per block): %d compiled in %.0f ms on %d threads, %d from the cache",
-            b->n, b->sm, b->n ? b->kernels[0].rec.block : CG_CUDA_DEFAULT_BLOCK, b->compiled, b->compile_ms, b->threads,
-            b->hits);
+    int block = CG_CUDA_DEFAULT_BLOCK, tc_block = 0;
+    for (int i = b->n - 1; i >= 0; i--) {
+        if (b->kernels[i].rec.tensor_cores) tc_block = b->kernels[i].rec.block;
+        else block = b->kernels[i].rec.block;
+    }
+    char tc[64] = "";
+    if (tc_block && tc_block != block) snprintf(tc, sizeof tc, ", %d in tensor-core GEMMs", tc_block);
+    fprintf(out, "%d kernels for sm_%d (%d threads per block%s): %d compiled in %.0f ms on %d threads, %d from the cache",
+            b->n, b->sm, block, tc, b->compiled, b->compile_ms, b->threads, b->hits);
     if (b->cache_dir)
         fprintf(out, " (%s)", b->cache_dir);
     else
@@ -698,7 +728,7 @@ bool rt_cuda_emit(Graph *g, const CudaEmitOptions *o, Diag *d) {
     CudaBuildOptions bo = {.sm = sm};
     char version[100];
     if (sm > 0) rt_cuda_target_from_hwdb(&bo, version, sizeof version, d);
-    if (!o->cubin) return rt_cuda_write_sources(g, &prog, bo.block, o->dir, d);
+    if (!o->cubin) return rt_cuda_write_sources(g, &prog, &bo, o->dir, d);
     CudaBuild b;
     bool ok = rt_cuda_build(g, &prog, &bo, &b, d);
     ok = rt_cuda_build_write(&b, o->dir, d) && ok;

@@ -30,6 +30,7 @@
 
 #include "../codegen/cuda/render.h"
 #include "../ir/kir.h"
+#include "hwdb.h"
 
 /* ---- NVRTC ------------------------------------------------------------------ */
 
@@ -94,6 +95,7 @@ typedef struct {
     bool no_cache;            /* neither read nor write the persistent cache */
     const char *cache_dir;    /* NULL: from the environment (kcache.h) */
     const char *hwdb_version; /* the hardware database's version (key field); NULL: "none" */
+    CudaGemmConfig gemm;      /* GEMM tiles (zero fields: the renderer's defaults) */
 } CudaBuildOptions;
 
 typedef struct {
@@ -121,16 +123,24 @@ typedef struct {
 bool rt_cuda_build(Graph *g, const KProgram *p, const CudaBuildOptions *o, CudaBuild *out, Diag *d);
 void rt_cuda_build_free(CudaBuild *b);
 
-/* Fills o->block and o->hwdb_version for o->sm from the hardware database
+/* The GEMM tiles of a hardware-database entry: kernels.gemm_f32 and
+ * kernels.gemm_f16 (tile_m, tile_n, tile_k, warps).  An entry whose
+ * configuration the renderer does not support (cg_cuda_gemm_config_check)
+ * gets a warning naming it and the defaults. */
+void rt_cuda_gemm_config_from_hwdb(const HwEntry *e, CudaGemmConfig *out, Diag *d);
+
+/* Fills o->block, o->gemm and o->hwdb_version for o->sm from the hardware database
  * (found as rt_hwdb_find says): the block is the entry's
- * kernels.elementwise.threads, the version "<schema>:<sha256 of the file>".
+ * kernels.elementwise.threads, the GEMM tiles as rt_cuda_gemm_config_from_hwdb,
+ * the version "<schema>:<sha256 of the file>".
  * An architecture without an entry uses the nearest lower one's; without a
  * database (or a fitting entry) it warns and keeps 256 threads and "none".
  * `storage` holds the version string (at least 80 bytes). */
 void rt_cuda_target_from_hwdb(CudaBuildOptions *o, char *storage, size_t storage_len, Diag *d);
 
-/* Writes DIR/<kernel>.cu for every kernel of p (DIR is created). */
-bool rt_cuda_write_sources(Graph *g, const KProgram *p, int block, const char *dir, Diag *d);
+/* Writes DIR/<kernel>.cu for every kernel of p (DIR is created), rendered
+ * for o->sm (0: any architecture) with o->block and o->gemm. */
+bool rt_cuda_write_sources(Graph *g, const KProgram *p, const CudaBuildOptions *o, const char *dir, Diag *d);
 /* Writes DIR/<kernel>.cu and DIR/<kernel>.cubin for every built kernel. */
 bool rt_cuda_build_write(const CudaBuild *b, const char *dir, Diag *d);
 /* One line per kernel (registers, shared memory, stack, spills, cubin size,

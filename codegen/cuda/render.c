@@ -343,6 +343,7 @@ typedef struct {
     int in_index;   /* > 0 inside an index or extent expression */
     const CudaRowPlan *rows; /* one warp per point (NULL: one thread per point) */
     const char **local_name; /* per local (and two scratch ids after them): a name other than l<i> */
+    const CudaGemmConfig *gc; /* GEMM tiles (checked) */
 } R;
 
 static void fail(R *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -701,9 +702,15 @@ static void emit_row_loop(R *r, const KStmt *s, int depth) {
 /* ---- tiled GEMMs (codegen/cuda/schedule.h) -------------------------------------- */
 
 /* A block of GT_THREADS threads (16 x 16) computes a GT_M x GT_N tile of points,
- * GT_R x GT_R per thread, strided by 16 so that neighbouring threads store
- * neighbouring elements; A and B are staged through shared memory GT_K deep. */
-enum { GT_M = 64, GT_N = 64, GT_K = 16, GT_R = 4, GT_THREADS = 256 };
+ * GT_RM x GT_RN per thread, strided by 16 so that neighbouring threads store
+ * neighbouring elements; A and B are staged through shared memory GT_K deep.
+ * The tile is the configuration's (CudaGemmConfig). */
+enum { GT_THREADS = 256 };
+#define GT_M (r->gc->f32_m)
+#define GT_N (r->gc->f32_n)
+#define GT_K (r->gc->f32_k)
+#define GT_RM (GT_M / 16)
+#define GT_RN (GT_N / 16)
 
 
 /* Stages one operand's tile: `tile`[kk][i] = operand at (var = base + i, k = k0 + kk),
@@ -727,19 +734,20 @@ static void emit_gemm_stage(R *r, const CudaGemmProduct *pr, const char *tile, c
 }
 
 static void emit_gemm_step(R *r, int depth, int p) {
-    line(r, depth, "float dsc_a[%d], dsc_b[%d];", GT_R, GT_R);
+    line(r, depth, "float dsc_a[%d], dsc_b[%d];", GT_RM, GT_RN);
     line(r, depth, "#pragma unroll");
-    line(r, depth, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", GT_R);
-    line(r, depth + 1, "dsc_a[dsc_x] = dsc_As[dsc_kk][dsc_ty + 16 * dsc_x];");
-    line(r, depth + 1, "dsc_b[dsc_x] = dsc_Bs[dsc_kk][dsc_tx + 16 * dsc_x];");
-    line(r, depth, "}");
+    line(r, depth, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) dsc_a[dsc_x] = dsc_As[dsc_kk][dsc_ty + 16 * dsc_x];",
+         GT_RM);
     line(r, depth, "#pragma unroll");
-    line(r, depth, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)", GT_R);
+    line(r, depth, "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) dsc_b[dsc_y] = dsc_Bs[dsc_kk][dsc_tx + 16 * dsc_y];",
+         GT_RN);
+    line(r, depth, "#pragma unroll");
+    line(r, depth, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)", GT_RM);
     line(r, depth + 1, "#pragma unroll");
     line(r, depth + 1,
          "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) dsc_c%d[dsc_x][dsc_y] = dsc_c%d[dsc_x][dsc_y] + dsc_a[dsc_x] * "
          "dsc_b[dsc_y];",
-         GT_R, p, p);
+         GT_RN, p, p);
 }
 
 /* The tile loop's head: tiles of tm x tn points over m and n, the batch
@@ -804,12 +812,12 @@ static void emit_gemm(R *r, const CudaGemmPlan *gp) {
     emit_tile_origin(r, gp, GT_M, GT_N);
     for (int p = 0; p < gp->nprod; p++) {
         const CudaGemmProduct *pr = &gp->prod[p];
-        line(r, 2, "float dsc_c%d[%d][%d];", p, GT_R, GT_R);
+        line(r, 2, "float dsc_c%d[%d][%d];", p, GT_RM, GT_RN);
         line(r, 2, "#pragma unroll");
         indent(r, 2);
-        s_printf(&r->body, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)\n", GT_R * GT_R);
+        s_printf(&r->body, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)\n", GT_RM * GT_RN);
         indent(r, 3);
-        s_printf(&r->body, "dsc_c%d[dsc_x / 4][dsc_x %% 4] = ", p);
+        s_printf(&r->body, "dsc_c%d[dsc_x / %d][dsc_x %% %d] = ", p, GT_RN, GT_RN);
         emit_expr(r, pr->init);
         s_puts(&r->body, ";\n");
         line(r, 2, "for (long long dsc_k0 = 0, dsc_K = dsc_K%d; dsc_k0 < dsc_K; dsc_k0 += %d) {", p, GT_K);
@@ -831,9 +839,9 @@ static void emit_gemm(R *r, const CudaGemmPlan *gp) {
         line(r, 2, "}");
     }
     line(r, 2, "#pragma unroll");
-    line(r, 2, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", GT_R);
+    line(r, 2, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", GT_RM);
     line(r, 3, "#pragma unroll");
-    line(r, 3, "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) {", GT_R);
+    line(r, 3, "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) {", GT_RN);
     line(r, 4, "const long long v%d = dsc_m0 + dsc_ty + 16 * dsc_x;", m);
     line(r, 4, "const long long v%d = dsc_n0 + dsc_tx + 16 * dsc_y;", n);
     line(r, 4, "if (v%d < e%d && v%d < e%d) {", m, m, n, n);
@@ -843,12 +851,22 @@ static void emit_gemm(R *r, const CudaGemmPlan *gp) {
     line(r, 2, "}");
 }
 
-/* Tensor-core GEMMs (sm_80+, both operands f16 or both bf16): a block of 8 warps
- * computes a TC_M x TC_N tile, each warp 64 x 32 of it as 4 x 4 m16n8k16
- * tiles; A (m x k) and B (n x k) are staged TC_K deep in shared memory as raw
- * 16-bit values, rows padded to 40 elements so that the fragment loads of a
- * warp touch 32 different banks. */
-enum { TC_M = 128, TC_N = 128, TC_K = 32, TC_STRIDE = 40 };
+/* Tensor-core GEMMs (sm_80+, both operands f16 or both bf16): a block of
+ * TC_WARPS warps (2 along m, the rest along n) computes a TC_M x TC_N tile,
+ * each warp TC_WM x TC_WN of it as TC_MT x TC_NT m16n8k16 tiles; A (m x k)
+ * and B (n x k) are staged TC_K deep in shared memory as raw 16-bit values,
+ * rows padded by 8 elements so that the fragment loads of a warp touch 32
+ * different banks.  The tile is the configuration's (CudaGemmConfig). */
+#define TC_M (r->gc->tc_m)
+#define TC_N (r->gc->tc_n)
+#define TC_K (r->gc->tc_k)
+#define TC_WARPS (r->gc->tc_warps)
+#define TC_THREADS (TC_WARPS * 32)
+#define TC_STRIDE (TC_K + 8)
+#define TC_WM (TC_M / 2)
+#define TC_WN (TC_N / (TC_WARPS / 2))
+#define TC_MT (TC_WM / 16)
+#define TC_NT (TC_WN / 8)
 
 /* The raw 16-bit pattern of operand e (a value of dtype `half`). */
 static void emit_half_bits(R *r, const KExpr *e, DType half) {
@@ -871,7 +889,7 @@ static void emit_half_bits(R *r, const KExpr *e, DType half) {
 static void emit_mma_stage(R *r, const CudaGemmProduct *pr, const char *tile, const KExpr *op, int var, int span,
                            bool k_fastest, const char *base) {
     int kv = pr->loop->id;
-    line(r, 3, "for (int dsc_t = threadIdx.x; dsc_t < %d; dsc_t += %d) {", span * TC_K, GT_THREADS);
+    line(r, 3, "for (int dsc_t = threadIdx.x; dsc_t < %d; dsc_t += %d) {", span * TC_K, TC_THREADS);
     if (k_fastest)
         line(r, 4, "const int dsc_kk = dsc_t %% %d, dsc_x = dsc_t / %d;", TC_K, TC_K);
     else
@@ -896,14 +914,16 @@ static void emit_mma_gemm(R *r, const CudaGemmPlan *gp) {
     line(r, 1, "__shared__ __align__(16) unsigned short dsc_Bs[%d][%d];", TC_N, TC_STRIDE);
     line(r, 1, "const int dsc_lane = threadIdx.x & 31, dsc_warp = threadIdx.x >> 5;");
     line(r, 1, "const int dsc_g = dsc_lane >> 2, dsc_tg = dsc_lane & 3;");
-    line(r, 1, "const int dsc_wm = (dsc_warp >> 2) * 64, dsc_wn = (dsc_warp & 3) * 32;");
+    line(r, 1, "const int dsc_wm = (dsc_warp / %d) * %d, dsc_wn = (dsc_warp %% %d) * %d;", TC_WARPS / 2, TC_WM,
+         TC_WARPS / 2, TC_WN);
     emit_tile_origin(r, gp, TC_M, TC_N);
-    line(r, 2, "float dsc_c[4][4][4];");
+    int nacc = TC_MT * TC_NT * 4;
+    line(r, 2, "float dsc_c[%d][%d][4];", TC_MT, TC_NT);
     line(r, 2, "#pragma unroll");
     indent(r, 2);
-    s_puts(&r->body, "for (int dsc_x = 0; dsc_x < 64; ++dsc_x)\n");
+    s_printf(&r->body, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)\n", nacc);
     indent(r, 3);
-    s_puts(&r->body, "dsc_c[dsc_x / 16][dsc_x / 4 % 4][dsc_x % 4] = ");
+    s_printf(&r->body, "dsc_c[dsc_x / %d][dsc_x / 4 %% %d][dsc_x %% 4] = ", TC_NT * 4, TC_NT);
     emit_expr(r, pr->init);
     s_puts(&r->body, ";\n");
     line(r, 2, "for (long long dsc_k0 = 0, dsc_K = dsc_K0; dsc_k0 < dsc_K; dsc_k0 += %d) {", TC_K);
@@ -912,31 +932,39 @@ static void emit_mma_gemm(R *r, const CudaGemmPlan *gp) {
     line(r, 3, "__syncthreads();");
     line(r, 3, "#pragma unroll");
     line(r, 3, "for (int dsc_kk = 0; dsc_kk < %d; dsc_kk += 16) {", TC_K);
-    line(r, 4, "unsigned dsc_a[4][4], dsc_b[4][2];");
+    line(r, 4, "unsigned dsc_a[%d][4], dsc_b[%d][2];", TC_MT, TC_NT);
     line(r, 4, "const int dsc_col = dsc_kk + 2 * dsc_tg;");
     line(r, 4, "#pragma unroll");
-    line(r, 4, "for (int dsc_x = 0; dsc_x < 4; ++dsc_x) {");
-    line(r, 5, "const int dsc_row = dsc_wm + 16 * dsc_x + dsc_g, dsc_nn = dsc_wn + 8 * dsc_x + dsc_g;");
+    line(r, 4, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", TC_MT);
+    line(r, 5, "const int dsc_row = dsc_wm + 16 * dsc_x + dsc_g;");
     line(r, 5, "dsc_a[dsc_x][0] = *(const unsigned *)&dsc_As[dsc_row][dsc_col];");
     line(r, 5, "dsc_a[dsc_x][1] = *(const unsigned *)&dsc_As[dsc_row + 8][dsc_col];");
     line(r, 5, "dsc_a[dsc_x][2] = *(const unsigned *)&dsc_As[dsc_row][dsc_col + 8];");
     line(r, 5, "dsc_a[dsc_x][3] = *(const unsigned *)&dsc_As[dsc_row + 8][dsc_col + 8];");
-    line(r, 5, "dsc_b[dsc_x][0] = *(const unsigned *)&dsc_Bs[dsc_nn][dsc_col];");
-    line(r, 5, "dsc_b[dsc_x][1] = *(const unsigned *)&dsc_Bs[dsc_nn][dsc_col + 8];");
     line(r, 4, "}");
     line(r, 4, "#pragma unroll");
-    line(r, 4, "for (int dsc_x = 0; dsc_x < 4; ++dsc_x)");
+    line(r, 4, "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) {", TC_NT);
+    line(r, 5, "const int dsc_nn = dsc_wn + 8 * dsc_y + dsc_g;");
+    line(r, 5, "dsc_b[dsc_y][0] = *(const unsigned *)&dsc_Bs[dsc_nn][dsc_col];");
+    line(r, 5, "dsc_b[dsc_y][1] = *(const unsigned *)&dsc_Bs[dsc_nn][dsc_col + 8];");
+    line(r, 4, "}");
+    line(r, 4, "#pragma unroll");
+    line(r, 4, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x)", TC_MT);
     line(r, 5, "#pragma unroll");
-    line(r, 5, "for (int dsc_y = 0; dsc_y < 4; ++dsc_y) %s(dsc_c[dsc_x][dsc_y], dsc_a[dsc_x], dsc_b[dsc_y]);", mma);
+    line(r, 5, "for (int dsc_y = 0; dsc_y < %d; ++dsc_y) %s(dsc_c[dsc_x][dsc_y], dsc_a[dsc_x], dsc_b[dsc_y]);", TC_NT,
+         mma);
     line(r, 3, "}");
     line(r, 3, "__syncthreads();");
     line(r, 2, "}");
     line(r, 2, "#pragma unroll");
-    line(r, 2, "for (int dsc_x = 0; dsc_x < 64; ++dsc_x) {");
-    line(r, 3, "const long long v%d = dsc_m0 + dsc_wm + 16 * (dsc_x / 16) + dsc_g + 8 * (dsc_x %% 4 / 2);", m);
-    line(r, 3, "const long long v%d = dsc_n0 + dsc_wn + 8 * (dsc_x / 4 %% 4) + 2 * dsc_tg + dsc_x %% 2;", n);
+    line(r, 2, "for (int dsc_x = 0; dsc_x < %d; ++dsc_x) {", nacc);
+    line(r, 3, "const long long v%d = dsc_m0 + dsc_wm + 16 * (dsc_x / %d) + dsc_g + 8 * (dsc_x %% 4 / 2);", m,
+         TC_NT * 4);
+    line(r, 3, "const long long v%d = dsc_n0 + dsc_wn + 8 * (dsc_x / 4 %% %d) + 2 * dsc_tg + dsc_x %% 2;", n, TC_NT);
     line(r, 3, "if (v%d < e%d && v%d < e%d) {", m, m, n, n);
-    emit_gemm_point(r, gp, "dsc_c[dsc_x / 16][dsc_x / 4 %% 4][dsc_x %% 4]", 4);
+    char acc[96];
+    snprintf(acc, sizeof acc, "dsc_c[dsc_x / %d][dsc_x / 4 %%%% %d][dsc_x %%%% 4]", TC_NT * 4, TC_NT);
+    emit_gemm_point(r, gp, acc, 4);
     line(r, 3, "}");
     line(r, 2, "}");
 }
@@ -1024,11 +1052,58 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
     return cg_cuda_render_for(g, k, block, 0, out, d);
 }
 
+bool cg_cuda_gemm_config_check(CudaGemmConfig *c, char *why, size_t n) {
+    if (!c->f32_m) c->f32_m = 64;
+    if (!c->f32_n) c->f32_n = 64;
+    if (!c->f32_k) c->f32_k = 16;
+    if (!c->f32_warps) c->f32_warps = 8;
+    if (!c->tc_m) c->tc_m = 128;
+    if (!c->tc_n) c->tc_n = 128;
+    if (!c->tc_k) c->tc_k = 32;
+    if (!c->tc_warps) c->tc_warps = 8;
+    const char *bad = NULL;
+    if (c->f32_m < 16 || c->f32_m > 128 || c->f32_m % 16 || c->f32_n < 16 || c->f32_n > 128 || c->f32_n % 16)
+        bad = "f32 tile sides must be multiples of 16 from 16 to 128";
+    else if ((c->f32_m / 16) * (c->f32_n / 16) > 32)
+        bad = "f32 tile gives more than 32 points a thread";
+    else if (c->f32_k != 8 && c->f32_k != 16 && c->f32_k != 32)
+        bad = "f32 tile depth must be 8, 16 or 32";
+    else if (c->f32_warps != 8)
+        bad = "f32 tiled GEMMs take 8 warps (16 x 16 threads)";
+    else if (c->f32_k * (c->f32_m + c->f32_n + 8) * 4 > 48 * 1024)
+        bad = "f32 staging needs more than 48 KB of shared memory";
+    else if (c->tc_warps != 4 && c->tc_warps != 8)
+        bad = "tensor-core GEMMs take 4 or 8 warps";
+    else if (c->tc_m % 32 || c->tc_m < 32 || c->tc_n % (8 * (c->tc_warps / 2)) || c->tc_n < 8 * (c->tc_warps / 2))
+        bad = "tensor-core tile is not a whole number of m16n8k16 tiles per warp";
+    else if ((c->tc_m / 32) * (c->tc_n / (c->tc_warps / 2) / 8) > 16)
+        bad = "tensor-core tile gives a warp more than 16 m16n8k16 tiles";
+    else if (c->tc_k != 16 && c->tc_k != 32 && c->tc_k != 64)
+        bad = "tensor-core tile depth must be 16, 32 or 64";
+    else if ((c->tc_m + c->tc_n) * (c->tc_k + 8) * 2 > 48 * 1024)
+        bad = "tensor-core staging needs more than 48 KB of shared memory";
+    if (bad && why)
+        snprintf(why, n, "GEMM configuration f32 %dx%dx%d, tensor cores %dx%dx%d on %d warps: %s", c->f32_m,
+                 c->f32_n, c->f32_k, c->tc_m, c->tc_n, c->tc_k, c->tc_warps, bad);
+    return !bad;
+}
+
 bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel *out, Diag *d) {
+    return cg_cuda_render_with(g, k, block, sm, NULL, out, d);
+}
+
+bool cg_cuda_render_with(Graph *g, const Kernel *k, int block, int sm, const CudaGemmConfig *gcfg, CudaKernel *out,
+                         Diag *d) {
     const Dialect *dl = &cuda;
     if (block <= 0) block = CG_CUDA_DEFAULT_BLOCK;
     *out = (CudaKernel){0};
-    R r = {g, k, dl, d, {0}, 0, true, NULL, 0, NULL, NULL};
+    CudaGemmConfig gc = gcfg ? *gcfg : (CudaGemmConfig){0};
+    R r = {g, k, dl, d, {0}, 0, true, NULL, 0, NULL, NULL, &gc};
+    char why[256];
+    if (!cg_cuda_gemm_config_check(&gc, why, sizeof why)) {
+        fail(&r, "%s", why);
+        return false;
+    }
     if (!is_identifier(k->name) || reserved(k->name)) {
         fail(&r, "the name is not a C identifier free for a kernel");
         return false;
@@ -1051,6 +1126,10 @@ bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel
     /* tensor cores: m16n8k16 needs sm_80; past K the tiles hold +0 (see emit_gemm) */
     bool mma = gemm.ok && gemm.nprod == 1 && sm >= 80 && gemm.prod[0].half != DT_F32 &&
                !signbit(gemm.prod[0].init->f);
+    /* a kernel of several products keeps at most 64 accumulators a thread (the
+     * 128 registers of __launch_bounds__(256, 2)): a larger configured tile
+     * falls back to 64 x 64 for it */
+    if (gemm.ok && !mma && gemm.nprod * (gc.f32_m / 16) * (gc.f32_n / 16) > 64) gc.f32_m = gc.f32_n = 64;
     CudaRowPlan rows = {0};
     if (!gemm.ok) cg_cuda_row_plan(g, k, alias, &rows);
     if (rows.rows && block % 32 == 0) r.rows = &rows;
@@ -1075,8 +1154,8 @@ bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel
     Str head = {0};
     CudaArg *args = arena_alloc(g->arena, sizeof(CudaArg) * (size_t)(k->nbufs + dim_sym_count(g->dims) + 2));
     int nargs = 0;
-    if (mma) /* 64 accumulators a thread: one block per SM guaranteed its registers */
-        s_printf(&head, dl->gemm_prefix, block, 1);
+    if (mma) /* up to 64 accumulators a thread: one block per SM guaranteed its registers */
+        s_printf(&head, dl->gemm_prefix, gc.tc_warps * 32, 1);
     else if (gemm.ok) /* two blocks per SM leave 128 registers a thread: its 4 x 4 points stay in registers */
         s_printf(&head, dl->gemm_prefix, block, 2);
     else
@@ -1166,10 +1245,10 @@ bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel
         out->name = k->name;
         out->source = arena_strndup(g->arena, src.p, src.n);
         out->source_len = src.n;
-        out->block = block;
+        out->block = mma ? gc.tc_warps * 32 : block;
         out->point_threads = r.rows ? 32 : 1;
-        out->tile_m = mma ? TC_M : gemm.ok ? GT_M : 0;
-        out->tile_n = mma ? TC_N : gemm.ok ? GT_N : 0;
+        out->tile_m = mma ? gc.tc_m : gemm.ok ? gc.f32_m : 0;
+        out->tile_n = mma ? gc.tc_n : gemm.ok ? gc.f32_n : 0;
         out->tensor_cores = mma;
         out->m_var = gemm.ok ? gemm.m : -1;
         out->n_var = gemm.ok ? gemm.n : -1;

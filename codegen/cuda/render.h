@@ -83,6 +83,32 @@ bool cg_cuda_render(Graph *g, const Kernel *k, int block, CudaKernel *out, Diag 
  * (mma.sync m16n8k16, f32 accumulation).  cg_cuda_render is sm 0. */
 bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel *out, Diag *d);
 
+/* Tiles of the two GEMM mappings (docs/cuda.md, "Thread mappings"), from the
+ * hardware database's gemm_f32 and gemm_f16 classes for the target
+ * (rt_cuda_target_from_hwdb).  A zero field takes the default; a
+ * configuration cg_cuda_gemm_config_check refuses is an error of the render.
+ *   f32 tiled GEMM: 256 threads (16 x 16), an f32_m x f32_n tile, each thread
+ *     (f32_m / 16) x (f32_n / 16) points, f32_k deep staging; defaults 64, 64, 16.
+ *   tensor cores: tc_warps warps (4: 2 x 2, 8: 2 x 4 over m x n), a tc_m x tc_n
+ *     tile, each warp (tc_m / 2) x (tc_n / warps along n) as m16n8k16 tiles,
+ *     tc_k deep staging; defaults 128, 128, 32, 8. */
+typedef struct {
+    int f32_m, f32_n, f32_k, f32_warps; /* f32_warps: 8 (the mapping's 256 threads) */
+    int tc_m, tc_n, tc_k, tc_warps;
+} CudaGemmConfig;
+
+/* Fills the zero fields of c with the defaults, then checks that the
+ * renderer supports it: f32_m, f32_n in 16..128 and multiples of 16 with at
+ * most 32 points a thread, f32_k in {8, 16, 32}, f32_warps 8; tc_warps 4 or 8, each warp
+ * a whole number of m16n8k16 tiles and at most 16 of them, tc_k in {16, 32,
+ * 64}; both stagings within 48 KB of static shared memory.  False with the
+ * reason in why. */
+bool cg_cuda_gemm_config_check(CudaGemmConfig *c, char *why, size_t n);
+
+/* cg_cuda_render_for with GEMM tiles gc (NULL: the defaults). */
+bool cg_cuda_render_with(Graph *g, const Kernel *k, int block, int sm, const CudaGemmConfig *gc, CudaKernel *out,
+                         Diag *d);
+
 /* The number of points of k's parallel index space at the dim values `dims`
  * (one per symbol).  False (with a message in err) when an extent does not
  * evaluate (a division by zero) or overflows. */

@@ -1255,7 +1255,8 @@ Test(build, no_cache_and_unsupported_arch, .timeout = 60) {
 Test(build, sources_only) {
     char *dir = tmpdir();
     KProgram p = small_program();
-    cr_assert(rt_cuda_write_sources(G, &p, 128, dir, D));
+    CudaBuildOptions wo = {.block = 128};
+    cr_assert(rt_cuda_write_sources(G, &p, &wo, dir, D));
     char f[700];
     snprintf(f, sizeof f, "%s/p_max.cu", dir);
     FILE *fp = fopen(f, "r");
@@ -1445,6 +1446,14 @@ Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 9
     static const DType precs[] = {DT_F32, DT_F16, DT_BF16, DT_I8};
     int sms[16];
     int nsms = hwdb_archs(sms, 16);
+    /* each arch's configuration as a load takes it from the hardware database */
+    CudaBuildOptions bo[16];
+    char versions[16][100];
+    for (int a = 0; a < nsms; a++) {
+        bo[a] = (CudaBuildOptions){.sm = sms[a]};
+        rt_cuda_target_from_hwdb(&bo[a], versions[a], sizeof versions[a], D);
+        cr_assert_eq(diag_count(D), 0, "sm_%d: the hardware database entry is not usable", sms[a]);
+    }
     /* every distinct kernel of every example as rendered for each arch (tensor-core
      * GEMMs from sm_80 on), then one parallel batch */
     int n = 0;
@@ -1470,7 +1479,8 @@ Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 9
         for (int i = 0; i < prog.nkernels; i++) {
             for (int a = 0; a < nsms; a++) {
                 CudaKernel rec;
-                cr_assert(cg_cuda_render_for(g, prog.kernels[i], 0, sms[a], &rec, D), "%s: render", path);
+                cr_assert(cg_cuda_render_with(g, prog.kernels[i], bo[a].block, sms[a], &bo[a].gemm, &rec, D),
+                          "%s: render", path);
                 bool seen = false;
                 for (int j = 0; j < n && !seen; j++)
                     seen = jobs[j].sm == sms[a] && strcmp(jobs[j].source, rec.source) == 0;

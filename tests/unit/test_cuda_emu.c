@@ -1,6 +1,8 @@
 /* The generated CUDA C, run: every kernel of every example (at f32, f16,
  * bf16 and int8) and of seeded random graphs, rendered for sm_75 (no tensor
- * cores) and sm_80 / sm_90 (mma.sync), compiled by the host C++ compiler
+ * cores), sm_86 and sm_90 (mma.sync on 4 and on 8 warps; the examples) and
+ * sm_80 (the random graphs), each with its hardware-database configuration
+ * as a load takes it, compiled by the host C++ compiler
  * against the CPU emulator of tests/cuda_emu/emu.h (blocks, threads as
  * fibers, __syncthreads, warp shuffles, the m16n8k16 tile with the PTX
  * fragment layouts) and launched on fresh random buffers; each written
@@ -36,6 +38,7 @@
 #include "passes/passes.h"
 #include "passes/precision.h"
 #include "runtime/host_jit.h"
+#include "runtime/nvrtc.h"
 #include "runtime/run.h"
 #include "runtime/tensor.h"
 
@@ -164,8 +167,13 @@ static void check_program(Graph *g, const KProgram *p, const int64_t *syms, cons
     for (int a = 0; a < nsms; a++) {
         ks[a] = calloc((size_t)(nk ? nk : 1), sizeof *ks[a]);
         fresh[a] = a == 0;
+        /* the architecture's block and GEMM tiles, as a load takes them from the hardware database */
+        CudaBuildOptions bo = {.sm = sms[a]};
+        char version[100];
+        rt_cuda_target_from_hwdb(&bo, version, sizeof version, d);
+        cr_assert_eq(diag_count(d), 0, "sm_%d: %s", sms[a], test_diag_text(d, false));
         for (int i = 0; i < nk; i++) {
-            cr_assert(cg_cuda_render_for(g, p->kernels[i], CG_CUDA_DEFAULT_BLOCK, sms[a], &ks[a][i], d),
+            cr_assert(cg_cuda_render_with(g, p->kernels[i], bo.block, sms[a], &bo.gemm, &ks[a][i], d),
                       "%s: %s", label, test_diag_text(d, false));
             bool seen = false;
             for (int e = 0; e < a; e++)
@@ -308,7 +316,8 @@ static int64_t bind_value(const char *name) {
     return 3;
 }
 
-static const int sms[] = {75, 90}; /* without and with tensor cores */
+/* without tensor cores; with them on 4 warps (128 x 64 tiles) and on 8 (128 x 128, 64 deep) */
+static const int sms[] = {75, 86, 90};
 
 static void check_example(const char *file, DType prec, Tally *tally) {
     Arena *a = arena_create();
@@ -332,7 +341,7 @@ static void check_example(const char *file, DType prec, Tally *tally) {
         int64_t v = bind_value(dim_sym_name(g->dims, s)), b = dim_sym_bound(g->dims, s);
         syms[s] = b > 0 && v > b ? b : v;
     }
-    check_program(g, &p, syms, sms, 2, label, 0x5eed0000u + (uint64_t)prec, tally);
+    check_program(g, &p, syms, sms, 3, label, 0x5eed0000u + (uint64_t)prec, tally);
     diag_destroy(d);
     arena_destroy(a);
 }
