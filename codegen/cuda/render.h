@@ -64,6 +64,8 @@ typedef struct {
     size_t source_len;
     int block;           /* threads per block (blockDim.x) */
     int point_threads;   /* threads per point of the parallel space: 1, or 32 (a warp per row) */
+    int thread_points;   /* points per thread: 1, or 4 or 8 consecutive points of the last parallel
+                            variable (the vector point mapping, codegen/cuda/schedule.h) */
     int tile_m, tile_n;  /* a tiled GEMM (0: not): points per block along parallel variables */
     int m_var, n_var;    /* m_var and n_var (codegen/cuda/schedule.h); a block per tile */
     bool tensor_cores;   /* the tiled GEMM multiplies on tensor cores */

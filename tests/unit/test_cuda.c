@@ -368,7 +368,20 @@ Test(render, block_size_and_launch_geometry) {
     char err[128];
     cr_assert(cg_cuda_parallel_size(k, dims, &n, err, sizeof err));
     cr_assert_eq(n, 1000);
+    /* an f32 elementwise kernel takes the vector mapping: 4 points a thread */
+    cr_assert_eq(ck.thread_points, 4);
     cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 1, "1000 points, 2048 a block");
+    dims[0] = 5000;
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 3);
+    /* i64 data is not vectorised: one point a thread */
+    Kernel *k64 = elem_kernel("mul_i64", DT_I64, DT_I64, f_bin);
+    CudaKernel c64;
+    cr_assert(cg_cuda_render(G, k64, 512, &c64, D));
+    cr_assert_eq(c64.thread_points, 1);
+    dims[0] = 1000;
+    cr_assert(cg_cuda_grid(&c64, dims, 0, &grid, err, sizeof err));
     cr_assert_eq(grid, 2);
     dims[0] = 1 << 20;
     cr_assert(cg_cuda_grid(&ck, dims, 264, &grid, err, sizeof err));
