@@ -453,7 +453,9 @@ int cg_cuda_vec_elem(DType t) {
     }
 }
 
+/* gcd(a, b) for b > 0 */
 static int64_t gcd64(int64_t a, int64_t b) {
+    a %= b;
     if (a < 0) a = -a;
     while (b) {
         int64_t t = a % b;
@@ -474,6 +476,19 @@ static bool add_cond(CudaVecCond *c, int *nc, int sym, int mod) {
     return true;
 }
 
+/* A divisor of m that divides e (with `var` taken as 0) whatever the values of
+ * everything else: constants and products of them. */
+static int64_t divisor(const KExpr *e, int64_t m, int var) {
+    if (!e || e->type != KT_I64) return 1;
+    if (e->kind == KE_CONST) return gcd64(e->i, m);
+    if (e->kind == KE_VAR && e->id == var) return m;
+    if (e->kind != KE_BIN) return 1;
+    int64_t da = divisor(e->a, m, var), db = divisor(e->b, m, var);
+    if (e->op == KO_MUL) return gcd64(da * db, m);
+    if (e->op == KO_ADD || e->op == KO_SUB) return gcd64(da, db);
+    return 1;
+}
+
 /* Whether e, with variable `var` taken as 0, is a multiple of m for all values
  * of everything else it mentions (adding dim conditions). */
 static bool multiple_of(const KExpr *e, int64_t m, int var, CudaVecCond *c, int *nc) {
@@ -486,18 +501,15 @@ static bool multiple_of(const KExpr *e, int64_t m, int var, CudaVecCond *c, int 
     case KE_BIN:
         if (e->op == KO_ADD || e->op == KO_SUB)
             return multiple_of(e->a, m, var, c, nc) && multiple_of(e->b, m, var, c, nc);
-        if (e->op == KO_MUL) {
-            if (e->a->kind == KE_CONST)
-                return e->a->i == 0 || multiple_of(e->b, m / gcd64(e->a->i, m), var, c, nc);
-            if (e->b->kind == KE_CONST)
-                return e->b->i == 0 || multiple_of(e->a, m / gcd64(e->b->i, m), var, c, nc);
+        if (e->op == KO_MUL) { /* a multiple of da times a multiple of m / da */
+            int64_t da = divisor(e->a, m, var), db = divisor(e->b, m, var);
             CudaVecCond save[CG_VEC_MAX_CONDS];
             int nsave = *nc;
             memcpy(save, c, sizeof save);
-            if (multiple_of(e->a, m, var, c, nc)) return true;
+            if (multiple_of(e->b, m / da, var, c, nc)) return true;
             memcpy(c, save, sizeof save);
             *nc = nsave;
-            return multiple_of(e->b, m, var, c, nc);
+            return multiple_of(e->a, m / db, var, c, nc);
         }
         return false;
     default: return false;
