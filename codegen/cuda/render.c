@@ -1024,10 +1024,16 @@ static void emit_locals(R *r, int depth) {
                                       : "false");
 }
 
+/* One point of a kernel, not vectorised: its locals, then its statements. */
+static void emit_point(R *r, int depth) {
+    emit_locals(r, depth);
+    emit_block(r, r->k->body, depth);
+}
+
 /* Everything after `dsc_n` of a vector kernel: when the run-time conditions
- * hold, the vectors (vector loads, the points one lane each, vector stores),
- * then the rest of every row one point a thread; else the point mapping.
- * `scalar` is the body of one point (locals first) at depth 3. */
+ * hold, a grid-stride loop over the vectors of every row -- vector loads, the
+ * points one lane each, vector stores; a row's last, partial vector one point
+ * after the other -- else the point mapping.  `scalar` is one point at depth 3. */
 static void emit_vec(R *r, const CudaVecPlan *vp, const Str *scalar) {
     const Kernel *k = r->k;
     const Dialect *dl = r->dl;
@@ -1056,9 +1062,12 @@ static void emit_vec(R *r, const CudaVecPlan *vp, const Str *scalar) {
     if (var == 0) s_puts(&r->body, "1");
     for (int i = 0; i < var; i++)
         s_printf(&r->body, "%se%d", i ? " * " : "", i);
-    s_printf(&r->body, ", dsc_vr = e%d / %d, dsc_t = e%d %% %d;\n", var, V, var, V);
-    line(r, 2, "const long long dsc_nv = dsc_rows * dsc_vr, dsc_nt = dsc_rows * dsc_t;");
-    line(r, 2, "for (long long dsc_i = %s; dsc_i < dsc_nv; dsc_i += %s) {", dl->global_index,
+    if (vp->whole_rows)
+        s_printf(&r->body, ", dsc_vr = e%d / %d;\n", var, V);
+    else
+        s_printf(&r->body, ", dsc_vr = (e%d + %d) / %d; /* the last one partial when e%d %% %d != 0 */\n",
+                 var, V - 1, V, var, V);
+    line(r, 2, "for (long long dsc_i = %s; dsc_i < dsc_rows * dsc_vr; dsc_i += %s) {", dl->global_index,
          dl->global_stride);
     if (var > 0) {
         line(r, 3, "long long dsc_r = dsc_i;");
@@ -1068,17 +1077,22 @@ static void emit_vec(R *r, const CudaVecPlan *vp, const Str *scalar) {
     } else {
         line(r, 3, "const long long dsc_q = dsc_i * %d;", V);
     }
+    int d = 3;
+    if (!vp->whole_rows) {
+        line(r, 3, "if (dsc_q + %d <= e%d) {", V, var);
+        d = 4;
+    }
     for (int i = 0; i < vp->nacc; i++) { /* the vector loads */
         const CudaVecAccess *a = &vp->acc[i];
         if (!a->load || a->owner != i) continue;
         DType dt = k->bufs[a->buf].dtype;
         int bytes = vec_bytes(vp, k, a);
         const char *T = vec_type(dt, bytes);
-        indent(r, 3);
+        indent(r, d);
         s_printf(&r->body, "const %s dsc_p%d = reinterpret_cast<const %s *>(b%d)[", T, i, T, a->buf);
         emit_vec_index(r, vp, a);
         s_puts(&r->body, "];\n");
-        indent(r, 3);
+        indent(r, d);
         s_printf(&r->body, "const %s dsc_x%d[%d] = {", dl->storage[dt], i, V);
         for (int l = 0; l < V; l++) {
             const char *f = l ? ", " : "";
@@ -1094,9 +1108,9 @@ static void emit_vec(R *r, const CudaVecPlan *vp, const Str *scalar) {
         s_puts(&r->body, "};\n");
     }
     for (int i = 0; i < vp->nacc; i++)
-        if (vp->acc[i].store) line(r, 3, "%s dsc_y%d[%d];", dl->storage[k->bufs[vp->acc[i].buf].dtype], i, V);
-    line(r, 3, "#pragma unroll");
-    line(r, 3, "for (int dsc_j = 0; dsc_j < %d; ++dsc_j) {", V);
+        if (vp->acc[i].store) line(r, d, "%s dsc_y%d[%d];", dl->storage[k->bufs[vp->acc[i].buf].dtype], i, V);
+    line(r, d, "#pragma unroll");
+    line(r, d, "for (int dsc_j = 0; dsc_j < %d; ++dsc_j) {", V);
     /* one lane: the point v<var> = dsc_q + dsc_j, its vectorised accesses in dsc_x / dsc_y */
     bool used = r->var_used[var];
     r->var_used[var] = false;
@@ -1104,52 +1118,45 @@ static void emit_vec(R *r, const CudaVecPlan *vp, const Str *scalar) {
     r->body = (Str){0};
     r->vec = vp;
     r->local_name[k->nlocals] = "dsc_j";
-    emit_locals(r, 4);
-    emit_block(r, k->body, 4);
+    emit_point(r, d + 1);
     r->vec = NULL;
     r->local_name[k->nlocals] = NULL;
     Str lane = r->body;
     r->body = outer;
     if (lane.oom) r->body.oom = true;
-    if (r->var_used[var]) line(r, 4, "const long long v%d = dsc_q + dsc_j;", var);
+    if (r->var_used[var]) line(r, d + 1, "const long long v%d = dsc_q + dsc_j;", var);
     s_put(&r->body, lane.p ? lane.p : "", lane.n);
     free(lane.p);
     r->var_used[var] |= used;
-    line(r, 3, "}");
+    line(r, d, "}");
     for (int i = 0; i < vp->nacc; i++) { /* the vector stores */
         const CudaVecAccess *a = &vp->acc[i];
         if (!a->store) continue;
         DType dt = k->bufs[a->buf].dtype;
         int bytes = vec_bytes(vp, k, a);
         const char *T = vec_type(dt, bytes);
-        line(r, 3, "%s dsc_s%d;", T, i);
+        line(r, d, "%s dsc_s%d;", T, i);
         for (int w = 0; w < bytes / 4; w++) {
             if (dt == DT_F32)
-                line(r, 3, "dsc_s%d.%s = dsc_y%d[%d];", i, vec_field[w], i, w);
+                line(r, d, "dsc_s%d.%s = dsc_y%d[%d];", i, vec_field[w], i, w);
             else if (cg_cuda_vec_elem(dt) == 4)
-                line(r, 3, "dsc_s%d.%s = (unsigned)dsc_y%d[%d];", i, vec_field[w], i, w);
+                line(r, d, "dsc_s%d.%s = (unsigned)dsc_y%d[%d];", i, vec_field[w], i, w);
             else
-                line(r, 3, "dsc_s%d.%s = (unsigned)dsc_y%d[%d] | ((unsigned)dsc_y%d[%d] << 16);", i,
+                line(r, d, "dsc_s%d.%s = (unsigned)dsc_y%d[%d] | ((unsigned)dsc_y%d[%d] << 16);", i,
                      vec_field[w], i, 2 * w, i, 2 * w + 1);
         }
-        indent(r, 3);
+        indent(r, d);
         s_printf(&r->body, "reinterpret_cast<%s *>(b%d)[", T, a->buf);
         emit_vec_index(r, vp, a);
         s_printf(&r->body, "] = dsc_s%d;\n", i);
     }
-    line(r, 2, "}");
-    line(r, 2, "/* the last e%d %% %d points of every row, one a thread */", var, V);
-    line(r, 2, "for (long long dsc_i = %s; dsc_i < dsc_nt; dsc_i += %s) {", dl->global_index,
-         dl->global_stride);
-    if (var > 0) {
-        line(r, 3, "long long dsc_r = dsc_i;");
-        if (r->var_used[var]) line(r, 3, "const long long v%d = dsc_vr * %d + dsc_r %% dsc_t;", var, V);
-        line(r, 3, "dsc_r /= dsc_t;");
-        emit_split(r, 3, var - 1);
-    } else if (r->var_used[0]) {
-        line(r, 3, "const long long v0 = dsc_vr * %d + dsc_i;", V);
+    if (!vp->whole_rows) {
+        line(r, 3, "} else { /* the row's last e%d %% %d points, one after the other */", var, V);
+        line(r, 4, "for (long long v%d = dsc_q; v%d < e%d; ++v%d) {", var, var, var, var);
+        emit_point(r, 5);
+        line(r, 4, "}");
+        line(r, 3, "}");
     }
-    s_put(&r->body, scalar->p ? scalar->p : "", scalar->n);
     line(r, 2, "}");
     line(r, 1, "} else { /* misaligned: one point a thread */");
     line(r, 2, "for (long long dsc_i = %s; dsc_i < dsc_n; dsc_i += %s) {", dl->global_index,

@@ -29,7 +29,8 @@
  *   - Launch: 1-D; blockDim.x == CudaKernel.block (the __launch_bounds__
  *     value); any gridDim.x >= 1 is correct, because the body is a
  *     grid-stride loop over the flattened parallel index space (row-major,
- *     64-bit indices); cg_cuda_grid picks one.  No dynamic shared memory,
+ *     64-bit indices; a vector kernel runs CudaKernel.thread_points
+ *     consecutive points a thread); cg_cuda_grid picks one.  No dynamic shared memory,
  *     no stream or cluster requirements.
  *
  * The kernel record (CudaKernel) is computed once per kernel: it is the NVRTC

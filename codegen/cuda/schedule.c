@@ -658,6 +658,10 @@ void cg_cuda_vec_plan(Graph *g, const Kernel *k, bool alias, CudaVecPlan *plan) 
     }
     const KExpr *x = k->par_extent[w.var];
     if (x->kind == KE_CONST && x->i < p.width) return; /* not one whole vector */
+    p.whole_rows = x->kind == KE_CONST && x->i % p.width == 0;
+    for (int i = 0; i < p.nconds; i++)
+        if (x->kind == KE_DIM && p.conds[i].sym == x->id && p.conds[i].mod % p.width == 0)
+            p.whole_rows = true;
     for (int i = 0; i < p.nacc; i++) {
         p.acc[i].owner = i;
         for (int j = 0; j < i; j++)

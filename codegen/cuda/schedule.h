@@ -149,8 +149,8 @@ void cg_cuda_gemm_plan(Graph *g, const Kernel *k, bool alias, CudaGemmPlan *plan
  * else 4 (16-byte float4 / uint4, or 8-byte uint2 for 2-byte elements).
  * At run time the kernel checks the dim conditions and that every vectorised
  * buffer is aligned to its vector size (uniform across the grid); when they
- * hold it runs the vectors, then the last (extent % width) points of every
- * row one per thread; otherwise the point mapping. */
+ * hold it runs the vectors of every row (a row's last, partial vector one
+ * point after the other); otherwise the point mapping. */
 enum { CG_VEC_MAX_CONDS = 8 };
 
 typedef struct {
@@ -170,6 +170,8 @@ typedef struct {
     bool ok;
     int width; /* points per thread: 4 or 8 */
     int var;   /* the vectorised variable: the last parallel one */
+    bool whole_rows; /* its extent is a multiple of the width where the conditions hold (a
+                        constant, or a dim they check): no row ends in a partial vector */
     int nacc;
     CudaVecAccess *acc; /* in the graph's arena */
     int nconds;

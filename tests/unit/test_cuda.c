@@ -968,7 +968,7 @@ Test(vector, in_place_only_with_loads_before_stores) {
 }
 
 /* The rendered vector kernel: the run-time check, vector loads, lanes, vector
- * stores, the tail of each row and the misaligned fallback; the grid. */
+ * stores, a row's partial last vector and the misaligned fallback; the grid. */
 Test(vector, renders_loads_lanes_stores_tail_and_fallback) {
     Kernel *k = vk("vadd", DT_F32, DT_F32, NULL);
     k->body = kir_store(G, 2, rm(), add_(kir_load(G, k, 0, rm()), kir_load(G, k, 1, v(0))));
@@ -982,7 +982,8 @@ Test(vector, renders_loads_lanes_stores_tail_and_fallback) {
                "if (d1 % 4LL == 0 && ((unsigned long long)b0 & 15ull) == 0ull && ((unsigned long long)b2 & "
                "15ull) == 0ull) {"),
         "%s", s);
-    cr_assert(strstr(s, "const long long dsc_rows = e0, dsc_vr = e1 / 4, dsc_t = e1 % 4;"), "%s", s);
+    cr_assert(strstr(s, "const long long dsc_rows = e0, dsc_vr = e1 / 4;"), "%s", s);
+    cr_assert(!strstr(s, "dsc_q + 4 <= e1"), "e1 is d1, a multiple of 4 on this path: whole rows: %s", s);
     cr_assert(strstr(s, "const long long dsc_q = dsc_r % dsc_vr * 4;"), "%s", s);
     cr_assert(
         strstr(s, "const float4 dsc_p0 = reinterpret_cast<const float4 *>(b0)[((v0 * d1) + dsc_q) / 4];"),
@@ -994,9 +995,10 @@ Test(vector, renders_loads_lanes_stores_tail_and_fallback) {
     cr_assert(strstr(s, "dsc_s1.w = dsc_y1[3];"), "%s", s);
     cr_assert(strstr(s, "reinterpret_cast<float4 *>(b2)[((v0 * d1) + dsc_q) / 4] = dsc_s1;"), "%s", s);
     cr_assert(
-        strstr(s, "for (long long dsc_i = (long long)blockIdx.x * blockDim.x + threadIdx.x; dsc_i < dsc_nt;"),
+        strstr(s,
+               "for (long long dsc_i = (long long)blockIdx.x * blockDim.x + threadIdx.x; dsc_i < dsc_rows * "
+               "dsc_vr; dsc_i += (long long)gridDim.x * blockDim.x) {"),
         "%s", s);
-    cr_assert(strstr(s, "const long long v1 = dsc_vr * 4 + dsc_r % dsc_t;"), "%s", s);
     const char *fb = strstr(s, "} else { /* misaligned: one point a thread */");
     cr_assert(fb && strstr(fb, "dsc_i < dsc_n;") && strstr(fb, "const long long v1 = dsc_r % e1;") &&
                   strstr(fb, "b2[((v0 * d1) + v1)] = (b0[((v0 * d1) + v1)] + b1[v0]);"),
@@ -1008,15 +1010,41 @@ Test(vector, renders_loads_lanes_stores_tail_and_fallback) {
     cr_assert_eq(grid, 30);
     cr_assert(cg_cuda_grid(&ck, dims, 7, &grid, err, sizeof err));
     cr_assert_eq(grid, 7);
-    /* one parallel variable: no row split, the tail after the vectors */
+    /* one parallel variable: one row, its last vector partial unless N % 4 == 0 */
     cur_op = KO_ADD;
     Kernel *k1 = elem_kernel("vadd1", DT_F32, DT_F32, f_bin);
     cr_assert(cg_cuda_render(G, k1, 0, &ck, D));
     s = ck.source;
-    cr_assert(strstr(s, "const long long dsc_rows = 1, dsc_vr = e0 / 4, dsc_t = e0 % 4;"), "%s", s);
+    cr_assert(strstr(s, "const long long dsc_rows = 1, dsc_vr = (e0 + 3) / 4;"), "%s", s);
     cr_assert(strstr(s, "const long long dsc_q = dsc_i * 4;"), "%s", s);
-    cr_assert(strstr(s, "reinterpret_cast<const float4 *>(b0)[dsc_q / 4]"), "%s", s);
-    cr_assert(strstr(s, "const long long v0 = dsc_vr * 4 + dsc_i;"), "%s", s);
+    cr_assert(
+        strstr(s,
+               "if (dsc_q + 4 <= e0) {\n                const float4 dsc_p0 = reinterpret_cast<const float4 "
+               "*>(b0)[dsc_q / 4];"),
+        "%s", s);
+    cr_assert(
+        strstr(s,
+               "} else { /* the row's last e0 % 4 points, one after the other */\n                for (long "
+               "long v0 = dsc_q; v0 < e0; ++v0) {\n                    b2[v0] = (b0[v0] + b1[v0]);"),
+        "%s", s);
+    /* rows of M in a buffer of rows of 64 (no dim condition): the last vector of a row
+     * is partial when M % 4 != 0 */
+    Kernel *kp = vk("vpad", DT_F32, DT_F32, NULL);
+    KExpr *ip = add_(mul_(v(0), ci(64)), v(1));
+    kp->body = kir_store(G, 2, ip, kir_load(G, kp, 0, ip));
+    cr_assert(kir_verify(G, kp, D));
+    cr_assert(cg_cuda_render(G, kp, 0, &ck, D));
+    s = ck.source;
+    cr_assert(
+        strstr(s,
+               "if (((unsigned long long)b0 & 15ull) == 0ull && ((unsigned long long)b2 & 15ull) == 0ull) {"),
+        "%s", s);
+    cr_assert(strstr(s, "dsc_vr = (e1 + 3) / 4; /* the last one partial when e1 % 4 != 0 */"), "%s", s);
+    cr_assert(strstr(s, "if (dsc_q + 4 <= e1) {"), "%s", s);
+    cr_assert(
+        strstr(s, "for (long long v1 = dsc_q; v1 < e1; ++v1) {\n                    b2[((v0 * 64LL) + v1)] = "
+                  "b0[((v0 * 64LL) + v1)];"),
+        "%s", s);
 }
 
 /* 16-bit buffers: eight halves unpacked from a uint4 with shifts, packed back
@@ -1812,6 +1840,146 @@ Test(examples, attention_splits_its_keys_over_a_warp) {
         cr_assert(strstr(ck.source, want), "%s", ck.source);
     }
     cr_assert_eq(found, 1);
+}
+
+static KProgram lower_example(const char *name, int opt, DType prec) {
+    char path[512];
+    snprintf(path, sizeof path, DSC_SOURCE_DIR "/examples/%s.dsg", name);
+    Graph *g = fe_compile_file(A, D, path);
+    if (!g) dump_diag();
+    cr_assert(g, "%s", path);
+    if (prec != DT_F32) {
+        g->precision = arena_alloc(A, sizeof(PrecisionRequest));
+        g->precision->dtype = prec;
+    }
+    PipelineOptions po = {.opt_level = opt};
+    cr_assert(pass_run_pipeline(g, D, &po), "%s: passes", path);
+    KProgram prog = {.g = g};
+    bool ok = cg_lower(g, &prog, D);
+    if (!ok) dump_diag();
+    cr_assert(ok, "%s: lowering", path);
+    return prog;
+}
+
+/* The written buffer of a kernel with one store (NULL otherwise). */
+static const Node *stored_node(const Kernel *k) {
+    const Node *n = NULL;
+    for (int i = 0; i < k->nbufs; i++)
+        if (k->bufs[i].written) {
+            if (n) return NULL;
+            n = k->bufs[i].node;
+        }
+    return n;
+}
+
+/* Which kernels of the examples take the vector mapping: BERT unfused (-O0)
+ * has its elementwise operators as kernels of their own -- the residual adds,
+ * gelu, the score scaling and the mask add, and the head split/merge
+ * transposes (perm [0, 2, 1, 3]: the last axis stays) take it; the key
+ * transpose (perm [0, 1, 3, 2]: the last axis moves) does not, nor do the
+ * softmax, layernorm and GEMM kernels (loops).  At f16 precision the weight
+ * casts take it (float4 in, uint2 out).  All of them compile for every
+ * architecture without spills. */
+Test(examples, elementwise_kernels_take_the_vector_mapping, .timeout = 300) {
+    KProgram prog = lower_example("bert_layer", 0, DT_F32);
+    Graph *g = prog.g;
+    int counts[OP_COUNT][2] = {{0}}, transposes[2] = {0}, loops = 0;
+    Kernel *vk[64];
+    int nvk = 0;
+    for (int i = 0; i < prog.nkernels; i++) {
+        Kernel *k = prog.kernels[i];
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(g, k, 0, &ck, D));
+        const Node *out = stored_node(k);
+        bool vec = ck.thread_points > 1;
+        bool has_loop = false;
+        for (const KStmt *s = k->body; s; s = s->next)
+            has_loop |= s->kind == KS_FOR;
+        if (has_loop) {
+            loops++;
+            cr_assert(!vec, "%s has a loop: %s", k->name, ck.source);
+            continue;
+        }
+        cr_assert(out, "%s", k->name);
+        if (vec) {
+            cr_assert_eq(ck.thread_points, 4, "%s", k->name);
+            cr_assert(strstr(ck.source, "reinterpret_cast<float4 *>(b"), "%s: %s", k->name, ck.source);
+            cr_assert_lt(nvk, 64);
+            vk[nvk++] = k;
+        }
+        if (out->op == OP_TRANSPOSE) {
+            const Attr *perm = ir_attr(out, "perm");
+            cr_assert(perm && perm->n == 4);
+            bool keeps_last = perm->ints[3] == 3;
+            cr_assert_eq(vec, keeps_last, "%s (perm ..., %lld): %s", k->name, (long long)perm->ints[3],
+                         ck.source);
+            transposes[keeps_last]++;
+        } else {
+            counts[out->op][vec]++;
+        }
+    }
+    cr_assert_gt(loops, 0);
+    cr_assert_eq(transposes[0], 1, "the key transpose");
+    cr_assert_geq(transposes[1], 3, "head split and merge");
+    cr_assert_eq(counts[OP_GELU][1], 1, "gelu");
+    cr_assert_eq(counts[OP_GELU][0], 0);
+    cr_assert_geq(counts[OP_ADD][1], 3, "two residual adds and the mask add");
+    cr_assert_eq(counts[OP_ADD][0], 0);
+    cr_assert_geq(counts[OP_MUL][1], 1, "the score scaling");
+    cr_assert_eq(counts[OP_MUL][0], 0);
+
+    /* the mask add: scores [B, 12, S, S] + mask [B, 1, 1, S], both vectors, S % 4 at run time */
+    bool mask = false;
+    for (int i = 0; i < nvk; i++) {
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(g, vk[i], 0, &ck, D));
+        if (strstr(ck.source, "mask f32[B,1,1,S]")) {
+            mask = true;
+            cr_assert(strstr(ck.source, "if (d1 % 4LL == 0 && "), "%s", ck.source);
+            cr_assert(strstr(ck.source, "reinterpret_cast<const float4 *>(b1)[((v0 * d1) + dsc_q) / 4];"),
+                      "%s", ck.source);
+        }
+    }
+    cr_assert(mask);
+
+    /* at f16: the load-time weight casts, f32 to f16 */
+    KProgram p16 = lower_example("bert_layer", 2, DT_F16);
+    int casts = 0;
+    for (int i = 0; i < p16.nkernels; i++) {
+        Kernel *k = p16.kernels[i];
+        if (!k->load_time) continue;
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(p16.g, k, 0, &ck, D));
+        cr_assert_eq(ck.thread_points, 4, "%s: %s", k->name, ck.source);
+        cr_assert(strstr(ck.source, "reinterpret_cast<uint2 *>(b1)["), "%s", ck.source);
+        casts++;
+    }
+    cr_assert_geq(casts, 6);
+
+    /* cnn_block: the folded batchnorm weights [16, 3, 3, 3] have rows of 3 (never a
+     * vector); the folded bias [16] is one */
+    KProgram pc = lower_example("cnn_block", 2, DT_F32);
+    int cvec = 0, cpoint = 0;
+    for (int i = 0; i < pc.nkernels; i++) {
+        Kernel *k = pc.kernels[i];
+        if (!k->load_time) continue;
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(pc.g, k, 0, &ck, D));
+        if (k->npar == 4) {
+            cr_assert_eq(ck.thread_points, 1, "%s", ck.source);
+            cpoint++;
+        } else if (k->npar == 1) {
+            cr_assert_eq(ck.thread_points, 4, "%s", ck.source);
+            cvec++;
+        }
+    }
+    cr_assert(cvec == 2 && cpoint == 2, "%d %d", cvec, cpoint);
+
+    need_nvrtc();
+    int sms[16];
+    int nsms = hwdb_archs(sms, 16);
+    G = g; /* compile_everywhere renders in G */
+    compile_everywhere(vk, nvk, sms, nsms);
 }
 
 Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 900) {
