@@ -1492,7 +1492,12 @@ bool cg_cuda_grid(const CudaKernel *ck, const int64_t *dims, int64_t max_blocks,
         return true;
     }
     int64_t per_block = ck->point_threads > 1 ? ck->block / ck->point_threads : ck->block;
-    if (ck->thread_points > 1) per_block *= ck->thread_points; /* the vector mapping */
+    if (ck->thread_points > 1 && n > 0) { /* the vector mapping: one thread per vector of a row */
+        Eval ev = {dims, err, errlen, true};
+        int64_t e = eval(&ev, ck->k->par_extent[ck->k->npar - 1]);
+        if (!ev.ok) return false;
+        n = n / e * ((e + ck->thread_points - 1) / ck->thread_points);
+    }
     if (per_block < 1) per_block = 1;
     int64_t blocks = n / per_block + (n % per_block != 0);
     if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;

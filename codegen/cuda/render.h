@@ -91,7 +91,10 @@ bool cg_cuda_render_for(Graph *g, const Kernel *k, int block, int sm, CudaKernel
  * evaluate (a division by zero) or overflows. */
 bool cg_cuda_parallel_size(const Kernel *k, const int64_t *dims, int64_t *n, char *err, size_t errlen);
 
-/* gridDim.x for a launch: enough blocks to give every point a thread, capped
+/* gridDim.x for a launch: enough blocks to give every point a thread (a warp
+ * per row for row kernels, a block per tile for GEMMs, a thread per vector of
+ * a row for vector kernels -- which, where their run-time check fails, run
+ * about thread_points points a thread on it), capped
  * at max_blocks (<= 0: no cap; a launcher passes a few waves' worth, e.g.
  * SMs * blocks-per-SM * 4).  At least 1 block (a kernel with an empty parallel
  * space still launches correctly: its loop runs zero times).  False with a

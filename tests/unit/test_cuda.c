@@ -1003,11 +1003,18 @@ Test(vector, renders_loads_lanes_stores_tail_and_fallback) {
     cr_assert(fb && strstr(fb, "dsc_i < dsc_n;") && strstr(fb, "const long long v1 = dsc_r % e1;") &&
                   strstr(fb, "b2[((v0 * d1) + v1)] = (b0[((v0 * d1) + v1)] + b1[v0]);"),
               "%s", s);
-    /* 1000 x 30 points, 1024 a block */
+    /* 1000 rows of 30 points: 8 vectors a row (the last partial), 256 a block */
     int64_t dims[2] = {1000, 30}, grid;
     char err[64];
     cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
-    cr_assert_eq(grid, 30);
+    cr_assert_eq(grid, 32);
+    dims[1] = 32;
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 32);
+    dims[1] = 3;
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 4, "rows of 3: one partial vector each");
+    dims[1] = 30;
     cr_assert(cg_cuda_grid(&ck, dims, 7, &grid, err, sizeof err));
     cr_assert_eq(grid, 7);
     /* one parallel variable: one row, its last vector partial unless N % 4 == 0 */
