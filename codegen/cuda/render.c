@@ -343,6 +343,9 @@ typedef struct {
     int in_index;   /* > 0 inside an index or extent expression */
     const CudaRowPlan *rows; /* one warp per point (NULL: one thread per point) */
     const char **local_name; /* per local (and two scratch ids after them): a name other than l<i> */
+    const CudaVecPlan *vec;  /* rendering one lane of a vector kernel: its accesses go through registers */
+    int base_var;            /* with base_name: variable base_var renders as base_name */
+    const char *base_name;
     const CudaGemmConfig *gc; /* GEMM tiles (checked) */
 } R;
 
@@ -438,6 +441,10 @@ static void emit_expr(R *r, const KExpr *e) {
         return;
     case KE_DIM: s_printf(&r->body, "d%d", e->id); return;
     case KE_VAR:
+        if (r->base_name && e->id == r->base_var) {
+            s_puts(&r->body, r->base_name);
+            return;
+        }
         if (e->id >= 0 && e->id < r->k->nvars) r->var_used[e->id] = true;
         s_printf(&r->body, "v%d", e->id);
         return;
@@ -453,6 +460,14 @@ static void emit_expr(R *r, const KExpr *e) {
             return;
         }
         char name[24];
+        int v = r->vec ? cg_cuda_vec_find(r->vec, e, NULL) : -1;
+        if (v >= 0) { /* this lane's element of the vector register */
+            KExpr lane = {.kind = KE_LOCAL, .type = KT_I64, .id = r->k->nlocals};
+            const KExpr *lops[3] = {&lane, NULL, NULL};
+            snprintf(name, sizeof name, "dsc_x%d", r->vec->acc[v].owner);
+            emit_fmt(r, dl->load[r->k->bufs[e->id].dtype], lops, name, 0);
+            return;
+        }
         snprintf(name, sizeof name, "b%d", e->id);
         emit_fmt(r, dl->load[r->k->bufs[e->id].dtype], ops, name, 0);
         return;
@@ -571,6 +586,12 @@ static void emit_stmt(R *r, const KStmt *s, int depth) {
             char name[24];
             snprintf(name, sizeof name, "b%d", s->id);
             const KExpr *ops[3] = {s->index, s->value, NULL};
+            KExpr lane = {.kind = KE_LOCAL, .type = KT_I64, .id = r->k->nlocals};
+            int v = r->vec ? cg_cuda_vec_find(r->vec, NULL, s) : -1;
+            if (v >= 0) { /* into this lane's element of the vector to store */
+                snprintf(name, sizeof name, "dsc_y%d", v);
+                ops[0] = &lane;
+            }
             emit_fmt(r, r->dl->store[r->k->bufs[s->id].dtype], ops, name, 0);
             s_puts(&r->body, "\n");
             break;
@@ -997,6 +1018,196 @@ static void emit_row_block(R *r, const KStmt *s, int depth) {
     }
 }
 
+/* ---- vector kernels: consecutive points a thread (codegen/cuda/schedule.h) ------------ */
+
+static const char *const vec_field[4] = {"x", "y", "z", "w"};
+
+static int vec_bytes(const CudaVecPlan *vp, const Kernel *k, const CudaVecAccess *a) {
+    return vp->width * cg_cuda_vec_elem(k->bufs[a->buf].dtype);
+}
+
+/* float4 for f32, uint4 for the other 16-byte vectors, uint2 for 8 bytes. */
+static const char *vec_type(DType t, int bytes) {
+    return bytes == 8 ? "uint2" : t == DT_F32 ? "float4" : "uint4";
+}
+
+/* `INDEX / width` of an access at the vector's first point (dsc_q). */
+static void emit_vec_index(R *r, const CudaVecPlan *vp, const CudaVecAccess *a) {
+    r->base_var = vp->var;
+    r->base_name = "dsc_q";
+    r->in_index++;
+    emit_expr(r, a->index);
+    r->in_index--;
+    r->base_name = NULL;
+    s_printf(&r->body, " / %d", vp->width);
+}
+
+/* v<last> ... v0 from dsc_r (the flat index over e0 x ... x e<last>), innermost first. */
+static void emit_split(R *r, int depth, int last) {
+    for (int i = last; i > 0; i--) {
+        if (r->var_used[i]) line(r, depth, "const long long v%d = dsc_r %% e%d;", i, i);
+        line(r, depth, "dsc_r /= e%d;", i);
+    }
+    if (last >= 0 && r->var_used[0]) line(r, depth, "const long long v0 = dsc_r;");
+}
+
+static void emit_locals(R *r, int depth) {
+    const Kernel *k = r->k;
+    for (int i = 0; i < k->nlocals; i++)
+        line(r, depth, "%s l%d = %s;", r->dl->ctype[k->locals[i]], i,
+             k->locals[i] == KT_F32   ? "0.0f"
+             : k->locals[i] == KT_I64 ? "0"
+                                      : "false");
+}
+
+/* One point of a kernel, not vectorised: its locals, then its statements. */
+static void emit_point(R *r, int depth) {
+    emit_locals(r, depth);
+    emit_block(r, r->k->body, depth);
+}
+
+/* Everything after `dsc_n` of a vector kernel: when the run-time conditions
+ * hold, a grid-stride loop over the vectors of every row -- vector loads, the
+ * points one lane each, vector stores; a row's last, partial vector one point
+ * after the other -- else the point mapping.  `scalar` is one point at depth 3. */
+static void emit_vec(R *r, const CudaVecPlan *vp, const Str *scalar) {
+    const Kernel *k = r->k;
+    const Dialect *dl = r->dl;
+    int V = vp->width, var = vp->var;
+    indent(r, 1);
+    s_puts(&r->body, "if (");
+    const char *sep = "";
+    for (int i = 0; i < vp->nconds; i++, sep = " && ")
+        s_printf(&r->body, "%sd%d %% %dLL == 0", sep, vp->conds[i].sym, vp->conds[i].mod);
+    for (int i = 0; i < vp->nacc; i++) {
+        const CudaVecAccess *a = &vp->acc[i];
+        bool seen = false;
+        for (int j = 0; j < i; j++)
+            seen |= vp->acc[j].buf == a->buf;
+        if (seen) continue;
+        s_printf(&r->body, "%s((unsigned long long)b%d & %dull) == 0ull", sep, a->buf,
+                 vec_bytes(vp, k, a) - 1);
+        sep = " && ";
+    }
+    s_puts(&r->body, ") {\n");
+    line(r, 2,
+         "/* %d consecutive points of v%d a thread, vector loads and stores (codegen/cuda/schedule.h) */", V,
+         var);
+    indent(r, 2);
+    s_puts(&r->body, "const long long dsc_rows = ");
+    if (var == 0) s_puts(&r->body, "1");
+    for (int i = 0; i < var; i++)
+        s_printf(&r->body, "%se%d", i ? " * " : "", i);
+    if (vp->whole_rows)
+        s_printf(&r->body, ", dsc_vr = e%d / %d;\n", var, V);
+    else
+        s_printf(&r->body, ", dsc_vr = (e%d + %d) / %d; /* the last one partial when e%d %% %d != 0 */\n",
+                 var, V - 1, V, var, V);
+    line(r, 2, "for (long long dsc_i = %s; dsc_i < dsc_rows * dsc_vr; dsc_i += %s) {", dl->global_index,
+         dl->global_stride);
+    if (var > 0) {
+        line(r, 3, "long long dsc_r = dsc_i;");
+        line(r, 3, "const long long dsc_q = dsc_r %% dsc_vr * %d;", V);
+        line(r, 3, "dsc_r /= dsc_vr;");
+        emit_split(r, 3, var - 1);
+    } else {
+        line(r, 3, "const long long dsc_q = dsc_i * %d;", V);
+    }
+    int d = 3;
+    if (!vp->whole_rows) {
+        line(r, 3, "if (dsc_q + %d <= e%d) {", V, var);
+        d = 4;
+    }
+    for (int i = 0; i < vp->nacc; i++) { /* the vector loads */
+        const CudaVecAccess *a = &vp->acc[i];
+        if (!a->load || a->owner != i) continue;
+        DType dt = k->bufs[a->buf].dtype;
+        int bytes = vec_bytes(vp, k, a);
+        const char *T = vec_type(dt, bytes);
+        indent(r, d);
+        s_printf(&r->body, "const %s dsc_p%d = reinterpret_cast<const %s *>(b%d)[", T, i, T, a->buf);
+        emit_vec_index(r, vp, a);
+        s_puts(&r->body, "];\n");
+        indent(r, d);
+        s_printf(&r->body, "const %s dsc_x%d[%d] = {", dl->storage[dt], i, V);
+        for (int l = 0; l < V; l++) {
+            const char *f = l ? ", " : "";
+            if (dt == DT_F32)
+                s_printf(&r->body, "%sdsc_p%d.%s", f, i, vec_field[l]);
+            else if (cg_cuda_vec_elem(dt) == 4)
+                s_printf(&r->body, "%s(%s)dsc_p%d.%s", f, dl->storage[dt], i, vec_field[l]);
+            else if (l % 2 == 0)
+                s_printf(&r->body, "%s(unsigned short)(dsc_p%d.%s & 0xffffu)", f, i, vec_field[l / 2]);
+            else
+                s_printf(&r->body, "%s(unsigned short)(dsc_p%d.%s >> 16)", f, i, vec_field[l / 2]);
+        }
+        s_puts(&r->body, "};\n");
+    }
+    for (int i = 0; i < vp->nacc; i++)
+        if (vp->acc[i].store) line(r, d, "%s dsc_y%d[%d];", dl->storage[k->bufs[vp->acc[i].buf].dtype], i, V);
+    line(r, d, "#pragma unroll");
+    line(r, d, "for (int dsc_j = 0; dsc_j < %d; ++dsc_j) {", V);
+    /* one lane: the point v<var> = dsc_q + dsc_j, its vectorised accesses in dsc_x / dsc_y */
+    bool used = r->var_used[var];
+    r->var_used[var] = false;
+    Str outer = r->body;
+    r->body = (Str){0};
+    r->vec = vp;
+    r->local_name[k->nlocals] = "dsc_j";
+    emit_point(r, d + 1);
+    r->vec = NULL;
+    r->local_name[k->nlocals] = NULL;
+    Str lane = r->body;
+    r->body = outer;
+    if (lane.oom) r->body.oom = true;
+    if (r->var_used[var]) line(r, d + 1, "const long long v%d = dsc_q + dsc_j;", var);
+    s_put(&r->body, lane.p ? lane.p : "", lane.n);
+    free(lane.p);
+    r->var_used[var] |= used;
+    line(r, d, "}");
+    for (int i = 0; i < vp->nacc; i++) { /* the vector stores */
+        const CudaVecAccess *a = &vp->acc[i];
+        if (!a->store) continue;
+        DType dt = k->bufs[a->buf].dtype;
+        int bytes = vec_bytes(vp, k, a);
+        const char *T = vec_type(dt, bytes);
+        line(r, d, "%s dsc_s%d;", T, i);
+        for (int w = 0; w < bytes / 4; w++) {
+            if (dt == DT_F32)
+                line(r, d, "dsc_s%d.%s = dsc_y%d[%d];", i, vec_field[w], i, w);
+            else if (cg_cuda_vec_elem(dt) == 4)
+                line(r, d, "dsc_s%d.%s = (unsigned)dsc_y%d[%d];", i, vec_field[w], i, w);
+            else
+                line(r, d, "dsc_s%d.%s = (unsigned)dsc_y%d[%d] | ((unsigned)dsc_y%d[%d] << 16);", i,
+                     vec_field[w], i, 2 * w, i, 2 * w + 1);
+        }
+        indent(r, d);
+        s_printf(&r->body, "reinterpret_cast<%s *>(b%d)[", T, a->buf);
+        emit_vec_index(r, vp, a);
+        s_printf(&r->body, "] = dsc_s%d;\n", i);
+    }
+    if (!vp->whole_rows) {
+        line(r, 3, "} else { /* the row's last e%d %% %d points, one after the other */", var, V);
+        line(r, 4, "for (long long v%d = dsc_q; v%d < e%d; ++v%d) {", var, var, var, var);
+        emit_point(r, 5);
+        line(r, 4, "}");
+        line(r, 3, "}");
+    }
+    line(r, 2, "}");
+    line(r, 1, "} else { /* misaligned: one point a thread */");
+    line(r, 2, "for (long long dsc_i = %s; dsc_i < dsc_n; dsc_i += %s) {", dl->global_index,
+         dl->global_stride);
+    if (var > 0) {
+        line(r, 3, "long long dsc_r = dsc_i;");
+        emit_split(r, 3, var);
+    } else if (r->var_used[0]) {
+        line(r, 3, "const long long v0 = dsc_i;");
+    }
+    s_put(&r->body, scalar->p ? scalar->p : "", scalar->n);
+    line(r, 2, "}");
+    line(r, 1, "}");
+}
+
 /* Text inside a comment: "*" followed by "/" would end it early. */
 static void comment(Str *s, const char *text) {
     for (const char *p = text; *p; p++) {
@@ -1098,7 +1309,7 @@ bool cg_cuda_render_with(Graph *g, const Kernel *k, int block, int sm, const Cud
     if (block <= 0) block = CG_CUDA_DEFAULT_BLOCK;
     *out = (CudaKernel){0};
     CudaGemmConfig gc = gcfg ? *gcfg : (CudaGemmConfig){0};
-    R r = {g, k, dl, d, {0}, 0, true, NULL, 0, NULL, NULL, &gc};
+    R r = {g, k, dl, d, {0}, 0, true, NULL, 0, NULL, NULL, NULL, -1, NULL, &gc};
     char why[256];
     if (!cg_cuda_gemm_config_check(&gc, why, sizeof why)) {
         fail(&r, "%s", why);
@@ -1133,14 +1344,12 @@ bool cg_cuda_render_with(Graph *g, const Kernel *k, int block, int sm, const Cud
     CudaRowPlan rows = {0};
     if (!gemm.ok) cg_cuda_row_plan(g, k, alias, &rows);
     if (rows.rows && block % 32 == 0) r.rows = &rows;
+    CudaVecPlan vec = {0};
+    if (!gemm.ok && !r.rows) cg_cuda_vec_plan(g, k, alias, &vec);
 
     /* the body first: it decides which helpers and variables are used */
-    int depth = k->npar > 0 ? 2 : 1;
-    for (int i = 0; i < k->nlocals && !gemm.ok; i++) {
-        indent(&r, depth);
-        s_printf(&r.body, "%s l%d = %s;\n", dl->ctype[k->locals[i]], i,
-                 k->locals[i] == KT_F32 ? "0.0f" : k->locals[i] == KT_I64 ? "0" : "false");
-    }
+    int depth = k->npar > 0 ? (vec.ok ? 3 : 2) : 1;
+    if (!gemm.ok) emit_locals(&r, depth);
     if (gemm.ok) { /* rendered after the extents */
     } else if (r.rows) {
         emit_row_block(&r, k->body, depth);
@@ -1193,6 +1402,15 @@ bool cg_cuda_render_with(Graph *g, const Kernel *k, int block, int sm, const Cud
         emit_mma_gemm(&r, &gemm);
     } else if (gemm.ok) {
         emit_gemm(&r, &gemm);
+    } else if (vec.ok) {
+        s_printf(&r.body, "    const %s dsc_n = ", dl->index_type);
+        for (int i = 0; i < k->npar; i++)
+            s_printf(&r.body, "%se%d", i ? " * " : "", i);
+        s_puts(&r.body, ";\n");
+        emit_vec(&r, &vec, &body);
+        if (body.oom) r.body.oom = true;
+        free(body.p);
+        body = (Str){0};
     } else if (k->npar > 0) {
         s_printf(&r.body, "    const %s dsc_n = ", dl->index_type);
         for (int i = 0; i < k->npar; i++) s_printf(&r.body, "%se%d", i ? " * " : "", i);
@@ -1235,7 +1453,7 @@ bool cg_cuda_render_with(Graph *g, const Kernel *k, int block, int sm, const Cud
     s_put(&src, head.p ? head.p : "", head.n);
     s_put(&src, prologue.p ? prologue.p : "", prologue.n);
     s_put(&src, body.p ? body.p : "", body.n);
-    if (k->npar > 0) s_puts(&src, "    }\n");
+    if (k->npar > 0 && !vec.ok) s_puts(&src, "    }\n");
     s_puts(&src, "}\n");
 
     bool oom = src.oom || head.oom || prologue.oom || body.oom;
@@ -1247,6 +1465,7 @@ bool cg_cuda_render_with(Graph *g, const Kernel *k, int block, int sm, const Cud
         out->source_len = src.n;
         out->block = mma ? gc.tc_warps * 32 : block;
         out->point_threads = r.rows ? 32 : 1;
+        out->thread_points = vec.ok ? vec.width : 1;
         out->tile_m = mma ? gc.tc_m : gemm.ok ? gc.f32_m : 0;
         out->tile_n = mma ? gc.tc_n : gemm.ok ? gc.f32_n : 0;
         out->tensor_cores = mma;
@@ -1360,6 +1579,12 @@ bool cg_cuda_grid(const CudaKernel *ck, const int64_t *dims, int64_t max_blocks,
         return true;
     }
     int64_t per_block = ck->point_threads > 1 ? ck->block / ck->point_threads : ck->block;
+    if (ck->thread_points > 1 && n > 0) { /* the vector mapping: one thread per vector of a row */
+        Eval ev = {dims, err, errlen, true};
+        int64_t e = eval(&ev, ck->k->par_extent[ck->k->npar - 1]);
+        if (!ev.ok) return false;
+        n = n / e * ((e + ck->thread_points - 1) / ck->thread_points);
+    }
     if (per_block < 1) per_block = 1;
     int64_t blocks = n / per_block + (n % per_block != 0);
     if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;

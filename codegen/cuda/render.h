@@ -29,7 +29,8 @@
  *   - Launch: 1-D; blockDim.x == CudaKernel.block (the __launch_bounds__
  *     value); any gridDim.x >= 1 is correct, because the body is a
  *     grid-stride loop over the flattened parallel index space (row-major,
- *     64-bit indices); cg_cuda_grid picks one.  No dynamic shared memory,
+ *     64-bit indices; a vector kernel runs CudaKernel.thread_points
+ *     consecutive points a thread); cg_cuda_grid picks one.  No dynamic shared memory,
  *     no stream or cluster requirements.
  *
  * The kernel record (CudaKernel) is computed once per kernel: it is the NVRTC
@@ -64,6 +65,8 @@ typedef struct {
     size_t source_len;
     int block;           /* threads per block (blockDim.x) */
     int point_threads;   /* threads per point of the parallel space: 1, or 32 (a warp per row) */
+    int thread_points;   /* points per thread: 1, or 4 or 8 consecutive points of the last parallel
+                            variable (the vector point mapping, codegen/cuda/schedule.h) */
     int tile_m, tile_n;  /* a tiled GEMM (0: not): points per block along parallel variables */
     int m_var, n_var;    /* m_var and n_var (codegen/cuda/schedule.h); a block per tile */
     bool tensor_cores;   /* the tiled GEMM multiplies on tensor cores */
@@ -114,7 +117,10 @@ bool cg_cuda_render_with(Graph *g, const Kernel *k, int block, int sm, const Cud
  * evaluate (a division by zero) or overflows. */
 bool cg_cuda_parallel_size(const Kernel *k, const int64_t *dims, int64_t *n, char *err, size_t errlen);
 
-/* gridDim.x for a launch: enough blocks to give every point a thread, capped
+/* gridDim.x for a launch: enough blocks to give every point a thread (a warp
+ * per row for row kernels, a block per tile for GEMMs, a thread per vector of
+ * a row for vector kernels -- which, where their run-time check fails, run
+ * about thread_points points a thread on it), capped
  * at max_blocks (<= 0: no cap; a launcher passes a few waves' worth, e.g.
  * SMs * blocks-per-SM * 4).  At least 1 block (a kernel with an empty parallel
  * space still launches correctly: its loop runs zero times).  False with a

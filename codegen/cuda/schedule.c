@@ -440,3 +440,243 @@ void cg_cuda_gemm_plan(Graph *g, const Kernel *k, bool alias, CudaGemmPlan *plan
     p.rest = rest;
     *plan = p;
 }
+
+/* ---- vectorised elementwise kernels ---------------------------------------------- */
+
+int cg_cuda_vec_elem(DType t) {
+    switch (t) {
+    case DT_F32:
+    case DT_I32: return 4;
+    case DT_F16:
+    case DT_BF16: return 2;
+    default: return 0;
+    }
+}
+
+/* gcd(a, b) for b > 0 */
+static int64_t gcd64(int64_t a, int64_t b) {
+    a %= b;
+    if (a < 0) a = -a;
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+static bool add_cond(CudaVecCond *c, int *nc, int sym, int mod) {
+    for (int i = 0; i < *nc; i++)
+        if (c[i].sym == sym) {
+            if (mod > c[i].mod) c[i].mod = mod; /* moduli divide the width: the larger implies the other */
+            return true;
+        }
+    if (*nc == CG_VEC_MAX_CONDS) return false;
+    c[(*nc)++] = (CudaVecCond){sym, mod};
+    return true;
+}
+
+/* A divisor of m that divides e (with `var` taken as 0) whatever the values of
+ * everything else: constants and products of them. */
+static int64_t divisor(const KExpr *e, int64_t m, int var) {
+    if (!e || e->type != KT_I64) return 1;
+    if (e->kind == KE_CONST) return gcd64(e->i, m);
+    if (e->kind == KE_VAR && e->id == var) return m;
+    if (e->kind != KE_BIN) return 1;
+    int64_t da = divisor(e->a, m, var), db = divisor(e->b, m, var);
+    if (e->op == KO_MUL) return gcd64(da * db, m);
+    if (e->op == KO_ADD || e->op == KO_SUB) return gcd64(da, db);
+    return 1;
+}
+
+/* Whether e, with variable `var` taken as 0, is a multiple of m for all values
+ * of everything else it mentions (adding dim conditions). */
+static bool multiple_of(const KExpr *e, int64_t m, int var, CudaVecCond *c, int *nc) {
+    if (m == 1) return true;
+    if (!e || e->type != KT_I64) return false;
+    switch (e->kind) {
+    case KE_CONST: return e->i % m == 0;
+    case KE_VAR: return e->id == var;
+    case KE_DIM: return add_cond(c, nc, e->id, (int)m);
+    case KE_BIN:
+        if (e->op == KO_ADD || e->op == KO_SUB)
+            return multiple_of(e->a, m, var, c, nc) && multiple_of(e->b, m, var, c, nc);
+        if (e->op == KO_MUL) { /* a multiple of da times a multiple of m / da */
+            int64_t da = divisor(e->a, m, var), db = divisor(e->b, m, var);
+            CudaVecCond save[CG_VEC_MAX_CONDS];
+            int nsave = *nc;
+            memcpy(save, c, sizeof save);
+            if (multiple_of(e->b, m / da, var, c, nc)) return true;
+            memcpy(c, save, sizeof save);
+            *nc = nsave;
+            return multiple_of(e->a, m / db, var, c, nc);
+        }
+        return false;
+    default: return false;
+    }
+}
+
+bool cg_cuda_vec_index(const KExpr *index, int var, int width, CudaVecCond *conds, int *nconds) {
+    if (!index || index->type != KT_I64 || width < 1) return false;
+    Af a = affine(index, var);
+    if (a.kind != AF_LINEAR || a.sym || a.c != 1) return false;
+    CudaVecCond c[CG_VEC_MAX_CONDS];
+    int nc = *nconds;
+    memcpy(c, conds, sizeof c);
+    if (!multiple_of(index, width, var, c, &nc)) return false;
+    memcpy(conds, c, sizeof c);
+    *nconds = nc;
+    return true;
+}
+
+typedef struct {
+    Graph *g;
+    const Kernel *k;
+    bool alias;
+    int var;
+    bool ok;
+    bool stored; /* a store was seen (statement order, top level) */
+    int nacc, cap;
+    CudaVecAccess *acc;
+    int *elem; /* per access: element size */
+} VecWalk;
+
+static void vec_add(VecWalk *w, const KExpr *load, const KStmt *store, int buf, const KExpr *index) {
+    if (w->nacc == w->cap) {
+        int cap = w->cap ? 2 * w->cap : 8;
+        CudaVecAccess *a = arena_alloc(w->g->arena, sizeof *a * (size_t)cap);
+        int *el = arena_alloc(w->g->arena, sizeof *el * (size_t)cap);
+        if (w->nacc) {
+            memcpy(a, w->acc, sizeof *a * (size_t)w->nacc);
+            memcpy(el, w->elem, sizeof *el * (size_t)w->nacc);
+        }
+        w->acc = a;
+        w->elem = el;
+        w->cap = cap;
+    }
+    w->elem[w->nacc] = cg_cuda_vec_elem(w->k->bufs[buf].dtype);
+    w->acc[w->nacc] = (CudaVecAccess){load, store, buf, index, 0};
+    w->nacc++;
+}
+
+/* Loads of e: `uncond` when e is evaluated for every point. */
+static void vec_loads(VecWalk *w, const KExpr *e, bool uncond) {
+    if (!e || !w->ok) return;
+    if (e->kind == KE_LOAD) {
+        if (w->alias && w->stored) w->ok = false; /* in place: it could read a store of this point */
+        if (mentions_var(e->a, w->var)) {
+            Af a = affine(e->a, w->var);
+            if (a.kind != AF_LINEAR || a.sym || a.c != 1)
+                w->ok = false; /* strides along the row */
+            else if (uncond && e->id >= 0 && e->id < w->k->nbufs && cg_cuda_vec_elem(w->k->bufs[e->id].dtype))
+                vec_add(w, e, NULL, e->id, e->a);
+        }
+        vec_loads(w, e->a, uncond);
+        return;
+    }
+    bool rest = uncond;
+    if (e->kind == KE_SELECT || (e->kind == KE_BIN && (e->op == KO_AND || e->op == KO_OR))) rest = false;
+    vec_loads(w, e->a, uncond);
+    vec_loads(w, e->b, rest);
+    vec_loads(w, e->c, rest);
+}
+
+static void vec_block(VecWalk *w, const KStmt *s, bool top) {
+    for (; s && w->ok; s = s->next) {
+        const KExpr *es[MAX_EXPRS];
+        int n = stmt_exprs(s, es);
+        for (int i = 0; i < n; i++)
+            vec_loads(w, es[i], top);
+        switch (s->kind) {
+        case KS_STORE: {
+            const KBuf *b = s->id >= 0 && s->id < w->k->nbufs ? &w->k->bufs[s->id] : NULL;
+            Af a = affine(s->index, w->var);
+            if (!top || !b || !cg_cuda_vec_elem(b->dtype) || a.kind != AF_LINEAR || a.sym || a.c != 1) {
+                w->ok = false;
+                break;
+            }
+            for (int i = 0; i < w->nacc; i++)
+                if (w->acc[i].store && w->acc[i].buf == s->id) w->ok = false; /* stored twice */
+            vec_add(w, NULL, s, s->id, s->index);
+            w->stored = true;
+            break;
+        }
+        case KS_IF: vec_block(w, s->body, false); break;
+        case KS_FOR: w->ok = false; break;
+        case KS_SET:
+        case KS_TRAP: break;
+        }
+    }
+}
+
+static bool same_expr(const KExpr *a, const KExpr *b) {
+    if (a == b) return true;
+    if (!a || !b || a->kind != b->kind || a->type != b->type || a->op != b->op || a->id != b->id ||
+        a->dt != b->dt)
+        return false;
+    if (a->kind == KE_CONST && (a->type == KT_F32 ? memcmp(&a->f, &b->f, sizeof a->f) != 0 : a->i != b->i))
+        return false;
+    return same_expr(a->a, b->a) && same_expr(a->b, b->b) && same_expr(a->c, b->c);
+}
+
+/* Keeps the accesses whose index is a vector index for `width` (all stores
+ * must be); false when a store is not.  Fills the plan's conditions. */
+static bool vec_select(VecWalk *w, int width, CudaVecPlan *p) {
+    p->nconds = 0;
+    p->nacc = 0;
+    for (int i = 0; i < w->nacc; i++) {
+        const CudaVecAccess *a = &w->acc[i];
+        if (cg_cuda_vec_index(a->index, w->var, width, p->conds, &p->nconds)) {
+            p->acc[p->nacc++] = *a;
+        } else if (a->store) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void cg_cuda_vec_plan(Graph *g, const Kernel *k, bool alias, CudaVecPlan *plan) {
+    *plan = (CudaVecPlan){0};
+    if (k->npar < 1 || block_has_loop(k->body) || block_loads_written(k, k->body)) return;
+    for (int i = 0; i < k->npar; i++)
+        for (int v = 0; v < k->nvars; v++)
+            if (mentions_var(k->par_extent[i], v)) return;
+    VecWalk w = {.g = g, .k = k, .alias = alias, .var = k->npar - 1, .ok = true};
+    vec_block(&w, k->body, true);
+    if (!w.ok || !w.stored) return;
+    CudaVecPlan p = {.var = w.var, .acc = arena_alloc(g->arena, sizeof(CudaVecAccess) * (size_t)w.nacc)};
+    /* 8 points a thread when every access is to 2-byte elements and all of them allow it */
+    bool halves = true;
+    for (int i = 0; i < w.nacc; i++)
+        if (w.elem[i] != 2) halves = false;
+    if (halves && vec_select(&w, 8, &p) && p.nacc == w.nacc) {
+        p.width = 8;
+    } else if (vec_select(&w, 4, &p)) {
+        p.width = 4;
+    } else {
+        return;
+    }
+    const KExpr *x = k->par_extent[w.var];
+    if (x->kind == KE_CONST && x->i < p.width) return; /* not one whole vector */
+    p.whole_rows = x->kind == KE_CONST && x->i % p.width == 0;
+    for (int i = 0; i < p.nconds; i++)
+        if (x->kind == KE_DIM && p.conds[i].sym == x->id && p.conds[i].mod % p.width == 0)
+            p.whole_rows = true;
+    for (int i = 0; i < p.nacc; i++) {
+        p.acc[i].owner = i;
+        for (int j = 0; j < i; j++)
+            if (p.acc[j].load && p.acc[i].load && p.acc[j].buf == p.acc[i].buf &&
+                same_expr(p.acc[j].index, p.acc[i].index)) {
+                p.acc[i].owner = j;
+                break;
+            }
+    }
+    p.ok = true;
+    *plan = p;
+}
+
+int cg_cuda_vec_find(const CudaVecPlan *plan, const KExpr *e, const KStmt *s) {
+    for (int i = 0; i < plan->nacc; i++)
+        if ((e && plan->acc[i].load == e) || (s && plan->acc[i].store == s)) return i;
+    return -1;
+}

@@ -117,4 +117,80 @@ typedef struct {
 
 void cg_cuda_gemm_plan(Graph *g, const Kernel *k, bool alias, CudaGemmPlan *plan);
 
+/* ---- vectorised elementwise kernels ---------------------------------------------
+ *
+ * The "vector point" mapping: a thread runs `width` consecutive points along
+ * the last parallel variable (v = q, q + 1, ..., q + width - 1 with q a
+ * multiple of width, inside one row of the space), and the buffer accesses
+ * that are contiguous and aligned move as one 16-byte (or 8-byte) load or
+ * store.  cg_cuda_vec_plan takes a kernel when it can prove, from the kernel
+ * IR alone:
+ *   - the body has no loop (an elementwise point), the kernel has a parallel
+ *     variable, no buffer is both read and written; where two buffers may
+ *     share memory (an in-place update), no load follows the first store;
+ *   - every store is at the body's top level (not under an `if`), into a
+ *     buffer of 4-byte (f32, i32) or 2-byte (f16, bf16) elements stored
+ *     nowhere else, with a *vector index* (below): so a vector of stores
+ *     writes exactly the elements the points would;
+ *   - every load whose index mentions the last variable is affine in it with
+ *     coefficient 1 (a load that strides along it -- a transpose -- keeps the
+ *     point mapping); such a load becomes a vector load when it is evaluated
+ *     for every point (not under an `if`, a select's branch or the right
+ *     operand of && / ||: the vector would read elements a point may not),
+ *     its buffer has 4- or 2-byte elements and its index is a vector index;
+ *     other loads stay scalar, per point;
+ *   - the last extent is not a constant below the width.
+ * A *vector index* is one that is v + R with R, over all values of the other
+ * variables and of the loads and dims in it, a multiple of the width
+ * (cg_cuda_vec_index): sums and differences of multiples, products with one
+ * factor a multiple (a constant c counts for width / gcd(c, width)), constants,
+ * and dims, which add a run-time condition `d % m == 0`.  The width is 8 when
+ * every vectorised buffer has 2-byte elements and all their indices allow it,
+ * else 4 (16-byte float4 / uint4, or 8-byte uint2 for 2-byte elements).
+ * At run time the kernel checks the dim conditions and that every vectorised
+ * buffer is aligned to its vector size (uniform across the grid); when they
+ * hold it runs the vectors of every row (a row's last, partial vector one
+ * point after the other); otherwise the point mapping. */
+enum { CG_VEC_MAX_CONDS = 8 };
+
+typedef struct {
+    int sym; /* dim symbol */
+    int mod; /* d<sym> % mod == 0 */
+} CudaVecCond;
+
+typedef struct {
+    const KExpr *load;  /* a vectorised load (NULL: a store) */
+    const KStmt *store; /* a vectorised store (NULL: a load) */
+    int buf;
+    const KExpr *index;
+    int owner; /* the first access of the same buffer and index (a load's vector register) */
+} CudaVecAccess;
+
+typedef struct {
+    bool ok;
+    int width; /* points per thread: 4 or 8 */
+    int var;   /* the vectorised variable: the last parallel one */
+    bool whole_rows; /* its extent is a multiple of the width where the conditions hold (a
+                        constant, or a dim they check): no row ends in a partial vector */
+    int nacc;
+    CudaVecAccess *acc; /* in the graph's arena */
+    int nconds;
+    CudaVecCond conds[CG_VEC_MAX_CONDS];
+} CudaVecPlan;
+
+/* Whether `index` is a vector index in parallel variable `var` for `width`
+ * (see above); the dim conditions it needs are added to conds[] (*nconds of
+ * CG_VEC_MAX_CONDS used; a dim already there keeps the larger modulus).  On
+ * false, conds is unchanged. */
+bool cg_cuda_vec_index(const KExpr *index, int var, int width, CudaVecCond *conds, int *nconds);
+
+void cg_cuda_vec_plan(Graph *g, const Kernel *k, bool alias, CudaVecPlan *plan);
+
+/* The access of load e or store s in the plan (-1: not vectorised). */
+int cg_cuda_vec_find(const CudaVecPlan *plan, const KExpr *e, const KStmt *s);
+
+/* The size in bytes of an element of dtype t when the vector mapping moves it
+ * (4: f32, i32; 2: f16, bf16; 0: it does not). */
+int cg_cuda_vec_elem(DType t);
+
 #endif

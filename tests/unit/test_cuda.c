@@ -23,6 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "codegen/cuda/render.h"
+#include "codegen/cuda/schedule.h"
 #include "ir/ir.h"
 #include "ir/kir.h"
 #include "runtime/kcache.h"
@@ -368,7 +369,20 @@ Test(render, block_size_and_launch_geometry) {
     char err[128];
     cr_assert(cg_cuda_parallel_size(k, dims, &n, err, sizeof err));
     cr_assert_eq(n, 1000);
+    /* an f32 elementwise kernel takes the vector mapping: 4 points a thread */
+    cr_assert_eq(ck.thread_points, 4);
     cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 1, "1000 points, 2048 a block");
+    dims[0] = 5000;
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 3);
+    /* i64 data is not vectorised: one point a thread */
+    Kernel *k64 = elem_kernel("mul_i64", DT_I64, DT_I64, f_bin);
+    CudaKernel c64;
+    cr_assert(cg_cuda_render(G, k64, 512, &c64, D));
+    cr_assert_eq(c64.thread_points, 1);
+    dims[0] = 1000;
+    cr_assert(cg_cuda_grid(&c64, dims, 0, &grid, err, sizeof err));
     cr_assert_eq(grid, 2);
     dims[0] = 1 << 20;
     cr_assert(cg_cuda_grid(&ck, dims, 264, &grid, err, sizeof err));
@@ -705,6 +719,403 @@ Test(render, every_operator_and_dtype_compiles_everywhere, .timeout = 300) {
 }
 
 /* ---- NVRTC ------------------------------------------------------------------------------- */
+
+/* ---- the vector point mapping (codegen/cuda/schedule.h) ------------------------------ */
+
+TestSuite(vector, .init = setup, .fini = teardown);
+
+static KExpr *v(int i) { return kir_var(G, i); }
+static KExpr *ci(int64_t c) { return kir_const_i(G, c); }
+static KExpr *dN(void) { return kir_dim(G, SYM_N); }
+static KExpr *dM(void) { return kir_dim(G, SYM_M); }
+static KExpr *add_(KExpr *a, KExpr *b) { return kir_bin(G, KO_ADD, a, b); }
+static KExpr *mul_(KExpr *a, KExpr *b) { return kir_bin(G, KO_MUL, a, b); }
+/* (v0 * M) + v1: row-major [N, M] */
+static KExpr *rm(void) { return add_(mul_(v(0), dM()), v(1)); }
+
+/* Index expressions that are, and are not, contiguous and aligned in v1. */
+Test(vector, index_proofs) {
+    Kernel *k = kir_kernel_create(G, "idx", 0);
+    int bx = kir_buffer(G, k, value("ix", OP_INPUT, DT_I64, 1), KB_INPUT, false);
+    struct {
+        const char *what;
+        KExpr *index;
+        int width;
+        bool ok;
+        int nconds, sym, mod; /* the condition it needs */
+    } cases[] = {
+        {"v1", v(1), 4, true, 0, 0, 0},
+        {"row-major in a dim: d1 % 4 at run time", rm(), 4, true, 1, SYM_M, 4},
+        {"the same for 8 lanes: d1 % 8", rm(), 8, true, 1, SYM_M, 8},
+        {"row-major, a constant multiple of 4", add_(mul_(v(0), ci(768)), v(1)), 4, true, 0, 0, 0},
+        {"rows of 12: 4 lanes", add_(mul_(v(0), ci(12)), v(1)), 4, true, 0, 0, 0},
+        {"rows of 12: not 8", add_(mul_(v(0), ci(12)), v(1)), 8, false, 0, 0, 0},
+        {"rows of 10", add_(mul_(v(0), ci(10)), v(1)), 4, false, 0, 0, 0},
+        {"rows of 6 (gcd 2 leaves v0 % 2)", add_(mul_(v(0), ci(6)), v(1)), 4, false, 0, 0, 0},
+        {"2 * d1: d1 % 2 suffices", add_(mul_(mul_(v(0), ci(2)), dM()), v(1)), 4, true, 1, SYM_M, 2},
+        {"a misaligned offset (+1)", add_(rm(), ci(1)), 4, false, 0, 0, 0},
+        {"an aligned offset (+8)", add_(rm(), ci(8)), 4, true, 1, SYM_M, 4},
+        {"a negative aligned offset (-4)", kir_bin(G, KO_SUB, v(1), ci(4)), 4, true, 0, 0, 0},
+        {"an offset of a dim", add_(v(1), dN()), 4, true, 1, SYM_N, 4},
+        {"the other variable alone", add_(v(0), v(1)), 4, false, 0, 0, 0},
+        {"coefficient 2", mul_(v(1), ci(2)), 4, false, 0, 0, 0},
+        {"coefficient a dim (a column)", add_(mul_(v(1), dM()), v(0)), 4, false, 0, 0, 0},
+        {"v1 not mentioned (a broadcast)", mul_(v(0), dM()), 4, false, 0, 0, 0},
+        {"v1 and -v1 + v1", add_(kir_bin(G, KO_SUB, v(1), v(1)), v(1)), 4, false, 0, 0, 0},
+        {"v1 * 5 - v1 * 4", kir_bin(G, KO_SUB, mul_(v(1), ci(5)), mul_(v(1), ci(4))), 4, true, 0, 0, 0},
+        {"a gather row: x[v0] * 768 + v1", add_(mul_(kir_load(G, k, bx, v(0)), ci(768)), v(1)), 4, true, 0, 0,
+         0},
+        {"a gather row of unknown length: x[v0] + v1", add_(kir_load(G, k, bx, v(0)), v(1)), 4, false, 0, 0,
+         0},
+        {"v1 % 4", kir_bin(G, KO_MOD, v(1), ci(4)), 4, false, 0, 0, 0},
+        {"a division in the rest", add_(kir_bin(G, KO_DIV, mul_(v(0), ci(8)), ci(2)), v(1)), 4, false, 0, 0,
+         0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        CudaVecCond conds[CG_VEC_MAX_CONDS];
+        int n = 0;
+        bool ok = cg_cuda_vec_index(cases[c].index, 1, cases[c].width, conds, &n);
+        cr_assert_eq(ok, cases[c].ok, "%s", cases[c].what);
+        cr_assert_eq(n, cases[c].nconds, "%s", cases[c].what);
+        if (n) cr_assert(conds[0].sym == cases[c].sym && conds[0].mod == cases[c].mod, "%s", cases[c].what);
+    }
+    /* conditions accumulate, one per dim with the larger modulus; a failing
+     * index leaves them as they were */
+    CudaVecCond conds[CG_VEC_MAX_CONDS];
+    int n = 0;
+    cr_assert(cg_cuda_vec_index(add_(mul_(mul_(v(0), ci(2)), dM()), v(1)), 1, 4, conds, &n));
+    cr_assert(cg_cuda_vec_index(rm(), 1, 4, conds, &n));
+    cr_assert(cg_cuda_vec_index(add_(v(1), mul_(dN(), dM())), 1, 4, conds, &n), "d0 * d1: either dim");
+    cr_assert_eq(n, 1);
+    cr_assert(conds[0].sym == SYM_M && conds[0].mod == 4);
+    cr_assert(!cg_cuda_vec_index(add_(mul_(v(0), dN()), add_(v(1), ci(2))), 1, 4, conds, &n));
+    cr_assert_eq(n, 1);
+}
+
+/* out = f(x, bias) over [N, last]: x and out row-major, bias per row (v0). */
+static Kernel *vk(const char *name, DType in, DType out, KExpr *last) {
+    Kernel *k = kir_kernel_create(G, name, 0);
+    kir_new_var(k);
+    kir_new_var(k);
+    k->npar = 2;
+    k->par_extent = arena_alloc(A, 2 * sizeof(KExpr *));
+    k->par_extent[0] = dN();
+    k->par_extent[1] = last ? last : dM();
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s_x", name);
+    kir_buffer(G, k, value(buf, OP_INPUT, in, 2), KB_INPUT, false); /* b0 */
+    snprintf(buf, sizeof buf, "%s_bias", name);
+    kir_buffer(G, k, value(buf, OP_INPUT, in, 1), KB_INPUT, false); /* b1 */
+    snprintf(buf, sizeof buf, "%s_out", name);
+    kir_buffer(G, k, value(buf, OP_ADD, out, 2), KB_PLANNED, true); /* b2 */
+    return k;
+}
+
+static CudaVecPlan vplan(Kernel *k, bool alias) {
+    cr_assert(kir_verify(G, k, D), "%s does not verify", k->name);
+    CudaVecPlan p;
+    cg_cuda_vec_plan(G, k, alias, &p);
+    return p;
+}
+
+/* Which kernels take the vector mapping, and which accesses move as vectors. */
+Test(vector, which_kernels_take_it) {
+    /* a residual add: out = x + y, all row-major, 4 lanes, M % 4 at run time */
+    Kernel *k = vk("res", DT_F32, DT_F32, NULL);
+    int by = kir_buffer(G, k, value("res_y", OP_INPUT, DT_F32, 2), KB_INPUT, false);
+    k->body = kir_store(G, 2, rm(), add_(kir_load(G, k, 0, rm()), kir_load(G, k, by, rm())));
+    CudaVecPlan p = vplan(k, false);
+    cr_assert(p.ok);
+    cr_assert_eq(p.width, 4);
+    cr_assert_eq(p.var, 1);
+    cr_assert_eq(p.nacc, 3);
+    cr_assert_eq(p.nconds, 1);
+    cr_assert(p.conds[0].sym == SYM_M && p.conds[0].mod == 4);
+    cr_assert(p.acc[2].store == k->body && p.acc[0].load == k->body->value->a);
+
+    /* a bias per row (no v1: one value for all lanes) stays a scalar load; the
+     * same load twice shares one vector register */
+    k = vk("bias", DT_F32, DT_F32, NULL);
+    KExpr *x1 = kir_load(G, k, 0, rm()), *x2 = kir_load(G, k, 0, rm());
+    k->body = kir_store(G, 2, rm(), mul_(add_(x1, kir_load(G, k, 1, v(0))), x2));
+    p = vplan(k, false);
+    cr_assert(p.ok);
+    cr_assert_eq(p.nacc, 3, "x twice and out; not the bias");
+    cr_assert_eq(cg_cuda_vec_find(&p, x2, NULL), 1);
+    cr_assert_eq(p.acc[1].owner, 0);
+    cr_assert_eq(cg_cuda_vec_find(&p, k->body->value->a->b, NULL), -1);
+
+    /* f16 in and out (a gelu): 8 lanes, uint4 */
+    k = vk("gelu16", DT_F16, DT_F16, NULL);
+    k->body = kir_store(G, 2, rm(), kir_un(G, KO_GELU, kir_load(G, k, 0, rm())));
+    p = vplan(k, false);
+    cr_assert(p.ok && p.width == 8 && p.nacc == 2 && p.conds[0].mod == 8);
+    /* f32 to bf16 (a cast): 4 lanes, float4 in, uint2 out */
+    k = vk("cast", DT_F32, DT_BF16, NULL);
+    k->body = kir_store(G, 2, rm(), kir_load(G, k, 0, rm()));
+    p = vplan(k, false);
+    cr_assert(p.ok && p.width == 4 && p.nacc == 2);
+    /* f16 rows of 12: not a multiple of 8, so 4 lanes (uint2) */
+    k = vk("h12", DT_F16, DT_F16, ci(12));
+    KExpr *r12 = add_(mul_(v(0), ci(12)), v(1));
+    k->body = kir_store(G, 2, r12, kir_load(G, k, 0, r12));
+    p = vplan(k, false);
+    cr_assert(p.ok && p.width == 4 && p.nconds == 0);
+
+    struct {
+        const char *what;
+        int change;
+        bool ok;
+        int nacc;
+    } cases[] = {
+        {"a transpose: the store strides along v1", 0, false, 0},
+        {"a transpose: the load strides along v1", 1, false, 0},
+        {"a store under an if", 2, false, 0},
+        {"a load in a select's branch stays scalar", 3, true, 1},
+        {"a load under an if stays scalar", 4, true, 1},
+        {"a misaligned load (x[i + 1]) stays scalar", 5, true, 1},
+        {"a misaligned store (out[i + 1])", 6, false, 0},
+        {"an i8 output", 7, false, 0},
+        {"i64 data in and out", 8, false, 0},
+        {"rows of a constant 10", 9, false, 0},
+        {"rows of a constant 3", 10, false, 0},
+        {"rows of a constant 16: no run-time dim check", 11, true, 2},
+        {"a loop in the body", 12, false, 0},
+        {"two stores into one buffer", 13, false, 0},
+        {"a buffer read and written", 14, false, 0},
+        {"an i8 load stays scalar", 15, true, 1},
+        {"the right operand of && stays scalar", 16, true, 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int ch = cases[c].change;
+        DType in = ch == 8    ? DT_I64
+                   : ch == 15 ? DT_I8
+                              : DT_F32,
+              out = ch == 7   ? DT_I8
+                    : ch == 8 ? DT_I64
+                              : DT_F32;
+        KExpr *last = ch == 9 ? ci(10) : ch == 10 ? ci(3) : ch == 11 ? ci(16) : NULL;
+        k = vk("case", in, out, last);
+        KExpr *idx = last ? add_(mul_(v(0), last), v(1)) : rm();
+        KExpr *x = kir_load(G, k, 0, idx);
+        KExpr *val = in == DT_F32 ? x : kir_cast(G, out == DT_I64 ? KT_I64 : KT_F32, x);
+        if (out == DT_I8) val = kir_cast(G, KT_I64, x);
+        KStmt *st = kir_store(G, 2, idx, val);
+        KExpr *f0 = kir_const_f(G, 0);
+        switch (ch) {
+        case 0: st->index = add_(mul_(v(1), dN()), v(0)); break;
+        case 1: x->a = add_(mul_(v(1), dN()), v(0)); break;
+        case 2: st = kir_if(G, kir_bin(G, KO_GT, x, f0), st); break;
+        case 3: st->value = kir_select(G, kir_bin(G, KO_GT, kir_load(G, k, 1, v(0)), f0), x, f0); break;
+        case 4: {
+            int l = kir_new_local(G, k, KT_F32);
+            KStmt *s = kir_set(G, l, f0);
+            kir_append(&s, kir_if(G, kir_bin(G, KO_GT, kir_load(G, k, 1, v(0)), f0), kir_set(G, l, x)));
+            st->value = kir_local(G, k, l);
+            kir_append(&s, st);
+            st = s;
+            break;
+        }
+        case 5: x->a = add_(idx, ci(1)); break;
+        case 6: st->index = add_(idx, ci(1)); break;
+        case 12: {
+            int lv = kir_new_var(k);
+            st = kir_for(G, lv, ci(2), st);
+            break;
+        }
+        case 13: kir_append(&st, kir_store(G, 2, idx, f0)); break;
+        case 14: st->value = add_(x, kir_load(G, k, 2, idx)); break;
+        case 16:
+            st->value = kir_select(
+                G,
+                kir_bin(G, KO_AND, kir_bin(G, KO_GT, kir_load(G, k, 1, v(0)), f0), kir_bin(G, KO_GT, x, f0)),
+                f0, kir_const_f(G, 1));
+            break;
+        default: break;
+        }
+        k->body = st;
+        p = vplan(k, false);
+        cr_assert_eq(p.ok, cases[c].ok, "%s", cases[c].what);
+        if (p.ok) cr_assert_eq(p.nacc, cases[c].nacc, "%s", cases[c].what);
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(G, k, 0, &ck, D), "%s", cases[c].what);
+        cr_assert_eq(ck.thread_points, cases[c].ok ? 4 : 1, "%s: %s", cases[c].what, ck.source);
+        cr_assert_eq(strstr(ck.source, "dsc_q") != NULL, cases[c].ok, "%s", cases[c].what);
+    }
+}
+
+/* In place (two buffers may share memory): loads after a store could read it,
+ * so they keep the point mapping; loads before the stores are fine. */
+Test(vector, in_place_only_with_loads_before_stores) {
+    Kernel *k = vk("inplace", DT_F32, DT_F32, NULL);
+    int o2 = kir_buffer(G, k, value("inplace_o2", OP_ADD, DT_F32, 2), KB_PLANNED, true);
+    ((Node *)k->bufs[o2].node)->ann.buffer = k->bufs[2].node->ann.buffer; /* the plan shares their memory */
+    KStmt *s = kir_store(G, 2, rm(), kir_load(G, k, 0, rm()));
+    kir_append(&s, kir_store(G, o2, rm(), kir_load(G, k, 1, v(0))));
+    k->body = s;
+    CudaVecPlan p = vplan(k, true);
+    cr_assert(!p.ok, "a load after the first store");
+    p = vplan(k, false);
+    cr_assert(p.ok);
+    s->next->value = kir_const_f(G, 2);
+    s->value = add_(kir_load(G, k, 0, rm()), kir_load(G, k, 1, v(0)));
+    p = vplan(k, true);
+    cr_assert(p.ok);
+    CudaKernel ck;
+    cr_assert(cg_cuda_render(G, k, 0, &ck, D));
+    cr_assert_eq(ck.thread_points, 4);
+    cr_assert(!strstr(ck.source, "__restrict__"), "%s", ck.source);
+}
+
+/* The rendered vector kernel: the run-time check, vector loads, lanes, vector
+ * stores, a row's partial last vector and the misaligned fallback; the grid. */
+Test(vector, renders_loads_lanes_stores_tail_and_fallback) {
+    Kernel *k = vk("vadd", DT_F32, DT_F32, NULL);
+    k->body = kir_store(G, 2, rm(), add_(kir_load(G, k, 0, rm()), kir_load(G, k, 1, v(0))));
+    cr_assert(kir_verify(G, k, D));
+    CudaKernel ck;
+    cr_assert(cg_cuda_render(G, k, 0, &ck, D));
+    const char *s = ck.source;
+    cr_assert_eq(ck.thread_points, 4);
+    cr_assert(
+        strstr(s,
+               "if (d1 % 4LL == 0 && ((unsigned long long)b0 & 15ull) == 0ull && ((unsigned long long)b2 & "
+               "15ull) == 0ull) {"),
+        "%s", s);
+    cr_assert(strstr(s, "const long long dsc_rows = e0, dsc_vr = e1 / 4;"), "%s", s);
+    cr_assert(!strstr(s, "dsc_q + 4 <= e1"), "e1 is d1, a multiple of 4 on this path: whole rows: %s", s);
+    cr_assert(strstr(s, "const long long dsc_q = dsc_r % dsc_vr * 4;"), "%s", s);
+    cr_assert(
+        strstr(s, "const float4 dsc_p0 = reinterpret_cast<const float4 *>(b0)[((v0 * d1) + dsc_q) / 4];"),
+        "%s", s);
+    cr_assert(strstr(s, "const float dsc_x0[4] = {dsc_p0.x, dsc_p0.y, dsc_p0.z, dsc_p0.w};"), "%s", s);
+    cr_assert(strstr(s, "#pragma unroll\n            for (int dsc_j = 0; dsc_j < 4; ++dsc_j) {"), "%s", s);
+    cr_assert(strstr(s, "dsc_y1[dsc_j] = (dsc_x0[dsc_j] + b1[v0]);"), "the bias a scalar per lane: %s", s);
+    cr_assert(!strstr(s, "const long long v1 = dsc_q + dsc_j;"), "v1 unused in the lanes: %s", s);
+    cr_assert(strstr(s, "dsc_s1.w = dsc_y1[3];"), "%s", s);
+    cr_assert(strstr(s, "reinterpret_cast<float4 *>(b2)[((v0 * d1) + dsc_q) / 4] = dsc_s1;"), "%s", s);
+    cr_assert(
+        strstr(s,
+               "for (long long dsc_i = (long long)blockIdx.x * blockDim.x + threadIdx.x; dsc_i < dsc_rows * "
+               "dsc_vr; dsc_i += (long long)gridDim.x * blockDim.x) {"),
+        "%s", s);
+    const char *fb = strstr(s, "} else { /* misaligned: one point a thread */");
+    cr_assert(fb && strstr(fb, "dsc_i < dsc_n;") && strstr(fb, "const long long v1 = dsc_r % e1;") &&
+                  strstr(fb, "b2[((v0 * d1) + v1)] = (b0[((v0 * d1) + v1)] + b1[v0]);"),
+              "%s", s);
+    /* 1000 rows of 30 points: 8 vectors a row (the last partial), 256 a block */
+    int64_t dims[2] = {1000, 30}, grid;
+    char err[64];
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 32);
+    dims[1] = 32;
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 32);
+    dims[1] = 3;
+    cr_assert(cg_cuda_grid(&ck, dims, 0, &grid, err, sizeof err));
+    cr_assert_eq(grid, 4, "rows of 3: one partial vector each");
+    dims[1] = 30;
+    cr_assert(cg_cuda_grid(&ck, dims, 7, &grid, err, sizeof err));
+    cr_assert_eq(grid, 7);
+    /* one parallel variable: one row, its last vector partial unless N % 4 == 0 */
+    cur_op = KO_ADD;
+    Kernel *k1 = elem_kernel("vadd1", DT_F32, DT_F32, f_bin);
+    cr_assert(cg_cuda_render(G, k1, 0, &ck, D));
+    s = ck.source;
+    cr_assert(strstr(s, "const long long dsc_rows = 1, dsc_vr = (e0 + 3) / 4;"), "%s", s);
+    cr_assert(strstr(s, "const long long dsc_q = dsc_i * 4;"), "%s", s);
+    cr_assert(
+        strstr(s,
+               "if (dsc_q + 4 <= e0) {\n                const float4 dsc_p0 = reinterpret_cast<const float4 "
+               "*>(b0)[dsc_q / 4];"),
+        "%s", s);
+    cr_assert(
+        strstr(s,
+               "} else { /* the row's last e0 % 4 points, one after the other */\n                for (long "
+               "long v0 = dsc_q; v0 < e0; ++v0) {\n                    b2[v0] = (b0[v0] + b1[v0]);"),
+        "%s", s);
+    /* rows of M in a buffer of rows of 64 (no dim condition): the last vector of a row
+     * is partial when M % 4 != 0 */
+    Kernel *kp = vk("vpad", DT_F32, DT_F32, NULL);
+    KExpr *ip = add_(mul_(v(0), ci(64)), v(1));
+    kp->body = kir_store(G, 2, ip, kir_load(G, kp, 0, ip));
+    cr_assert(kir_verify(G, kp, D));
+    cr_assert(cg_cuda_render(G, kp, 0, &ck, D));
+    s = ck.source;
+    cr_assert(
+        strstr(s,
+               "if (((unsigned long long)b0 & 15ull) == 0ull && ((unsigned long long)b2 & 15ull) == 0ull) {"),
+        "%s", s);
+    cr_assert(strstr(s, "dsc_vr = (e1 + 3) / 4; /* the last one partial when e1 % 4 != 0 */"), "%s", s);
+    cr_assert(strstr(s, "if (dsc_q + 4 <= e1) {"), "%s", s);
+    cr_assert(
+        strstr(s, "for (long long v1 = dsc_q; v1 < e1; ++v1) {\n                    b2[((v0 * 64LL) + v1)] = "
+                  "b0[((v0 * 64LL) + v1)];"),
+        "%s", s);
+}
+
+/* 16-bit buffers: eight halves unpacked from a uint4 with shifts, packed back
+ * the same way; with an f32 buffer, four lanes and a uint2.  All of them
+ * compile for every architecture without spills or local memory. */
+Test(vector, halves_pack_into_uint4_and_compile_everywhere, .timeout = 300) {
+    Kernel *ks[4];
+    Kernel *k = ks[0] = vk("vgelu16", DT_F16, DT_F16, NULL);
+    k->body =
+        kir_store(G, 2, rm(), kir_un(G, KO_GELU, add_(kir_load(G, k, 0, rm()), kir_load(G, k, 1, v(0)))));
+    cr_assert(kir_verify(G, k, D));
+    CudaKernel ck;
+    cr_assert(cg_cuda_render(G, k, 0, &ck, D));
+    const char *s = ck.source;
+    cr_assert_eq(ck.thread_points, 8);
+    cr_assert(strstr(s, "d1 % 8LL == 0 && ((unsigned long long)b0 & 15ull) == 0ull"), "%s", s);
+    cr_assert(strstr(s, "const uint4 dsc_p0 = reinterpret_cast<const uint4 *>(b0)[((v0 * d1) + dsc_q) / 8];"),
+              "%s", s);
+    cr_assert(strstr(s, "const unsigned short dsc_x0[8] = {(unsigned short)(dsc_p0.x & 0xffffu), (unsigned "
+                        "short)(dsc_p0.x >> 16), (unsigned short)(dsc_p0.y & 0xffffu),"),
+              "%s", s);
+    cr_assert(strstr(s, "(unsigned short)(dsc_p0.w >> 16)};"), "%s", s);
+    cr_assert(strstr(s, "dsc_y1[dsc_j] = dsc_f32_to_f16(dsc_gelu((dsc_f16_to_f32(dsc_x0[dsc_j]) + "
+                        "dsc_f16_to_f32(b1[v0]))));"),
+              "%s", s);
+    cr_assert(strstr(s, "dsc_s1.w = (unsigned)dsc_y1[6] | ((unsigned)dsc_y1[7] << 16);"), "%s", s);
+    cr_assert(strstr(s, "reinterpret_cast<uint4 *>(b2)[((v0 * d1) + dsc_q) / 8] = dsc_s1;"), "%s", s);
+    k = ks[1] = vk("vcast", DT_F32, DT_BF16, NULL);
+    k->body = kir_store(G, 2, rm(), kir_load(G, k, 0, rm()));
+    cr_assert(cg_cuda_render(G, k, 0, &ck, D));
+    s = ck.source;
+    cr_assert_eq(ck.thread_points, 4);
+    cr_assert(strstr(s, "((unsigned long long)b2 & 7ull) == 0ull"), "%s", s);
+    cr_assert(strstr(s, "dsc_s1.y = (unsigned)dsc_y1[2] | ((unsigned)dsc_y1[3] << 16);"), "%s", s);
+    cr_assert(strstr(s, "reinterpret_cast<uint2 *>(b2)[((v0 * d1) + dsc_q) / 4] = dsc_s1;"), "%s", s);
+    k = ks[2] = vk("vi32", DT_I32, DT_I32, NULL);
+    k->body =
+        kir_store(G, 2, rm(), kir_wrap(G, DT_I32, add_(kir_load(G, k, 0, rm()), kir_load(G, k, 1, v(0)))));
+    cr_assert(cg_cuda_render(G, k, 0, &ck, D));
+    s = ck.source;
+    cr_assert_eq(ck.thread_points, 4);
+    cr_assert(
+        strstr(s, "const int dsc_x0[4] = {(int)dsc_p0.x, (int)dsc_p0.y, (int)dsc_p0.z, (int)dsc_p0.w};"),
+        "%s", s);
+    cr_assert(strstr(s, "dsc_s1.z = (unsigned)dsc_y1[2];"), "%s", s);
+    /* a point that uses v1 itself, a local and a trap */
+    k = ks[3] = vk("vlocal", DT_F32, DT_F32, NULL);
+    int l = kir_new_local(G, k, KT_F32);
+    KStmt *b = kir_set(G, l, add_(kir_load(G, k, 0, rm()), kir_cast(G, KT_F32, v(1))));
+    kir_append(&b, kir_if(G, kir_bin(G, KO_NE, kir_local(G, k, l), kir_local(G, k, l)),
+                          kir_trap(G, 1, k->bufs[2].node, v(1), NULL, NULL)));
+    kir_append(&b, kir_store(G, 2, rm(), kir_local(G, k, l)));
+    k->body = b;
+    cr_assert(kir_verify(G, k, D));
+    cr_assert(cg_cuda_render(G, k, 0, &ck, D));
+    s = ck.source;
+    cr_assert_eq(ck.thread_points, 4);
+    cr_assert(strstr(s, "const long long v1 = dsc_q + dsc_j;\n                float l0 = 0.0f;"), "%s", s);
+    cr_assert(strstr(s, "dsc_y1[dsc_j] = l0;"), "%s", s);
+    need_nvrtc();
+    int sms[16];
+    int nsms = hwdb_archs(sms, 16);
+    compile_everywhere(ks, 4, sms, nsms);
+}
 
 TestSuite(nvrtc, .init = setup, .fini = teardown);
 
@@ -1437,6 +1848,146 @@ Test(examples, attention_splits_its_keys_over_a_warp) {
         cr_assert(strstr(ck.source, want), "%s", ck.source);
     }
     cr_assert_eq(found, 1);
+}
+
+static KProgram lower_example(const char *name, int opt, DType prec) {
+    char path[512];
+    snprintf(path, sizeof path, DSC_SOURCE_DIR "/examples/%s.dsg", name);
+    Graph *g = fe_compile_file(A, D, path);
+    if (!g) dump_diag();
+    cr_assert(g, "%s", path);
+    if (prec != DT_F32) {
+        g->precision = arena_alloc(A, sizeof(PrecisionRequest));
+        g->precision->dtype = prec;
+    }
+    PipelineOptions po = {.opt_level = opt};
+    cr_assert(pass_run_pipeline(g, D, &po), "%s: passes", path);
+    KProgram prog = {.g = g};
+    bool ok = cg_lower(g, &prog, D);
+    if (!ok) dump_diag();
+    cr_assert(ok, "%s: lowering", path);
+    return prog;
+}
+
+/* The written buffer of a kernel with one store (NULL otherwise). */
+static const Node *stored_node(const Kernel *k) {
+    const Node *n = NULL;
+    for (int i = 0; i < k->nbufs; i++)
+        if (k->bufs[i].written) {
+            if (n) return NULL;
+            n = k->bufs[i].node;
+        }
+    return n;
+}
+
+/* Which kernels of the examples take the vector mapping: BERT unfused (-O0)
+ * has its elementwise operators as kernels of their own -- the residual adds,
+ * gelu, the score scaling and the mask add, and the head split/merge
+ * transposes (perm [0, 2, 1, 3]: the last axis stays) take it; the key
+ * transpose (perm [0, 1, 3, 2]: the last axis moves) does not, nor do the
+ * softmax, layernorm and GEMM kernels (loops).  At f16 precision the weight
+ * casts take it (float4 in, uint2 out).  All of them compile for every
+ * architecture without spills. */
+Test(examples, elementwise_kernels_take_the_vector_mapping, .timeout = 300) {
+    KProgram prog = lower_example("bert_layer", 0, DT_F32);
+    Graph *g = prog.g;
+    int counts[OP_COUNT][2] = {{0}}, transposes[2] = {0}, loops = 0;
+    Kernel *vk[64];
+    int nvk = 0;
+    for (int i = 0; i < prog.nkernels; i++) {
+        Kernel *k = prog.kernels[i];
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(g, k, 0, &ck, D));
+        const Node *out = stored_node(k);
+        bool vec = ck.thread_points > 1;
+        bool has_loop = false;
+        for (const KStmt *s = k->body; s; s = s->next)
+            has_loop |= s->kind == KS_FOR;
+        if (has_loop) {
+            loops++;
+            cr_assert(!vec, "%s has a loop: %s", k->name, ck.source);
+            continue;
+        }
+        cr_assert(out, "%s", k->name);
+        if (vec) {
+            cr_assert_eq(ck.thread_points, 4, "%s", k->name);
+            cr_assert(strstr(ck.source, "reinterpret_cast<float4 *>(b"), "%s: %s", k->name, ck.source);
+            cr_assert_lt(nvk, 64);
+            vk[nvk++] = k;
+        }
+        if (out->op == OP_TRANSPOSE) {
+            const Attr *perm = ir_attr(out, "perm");
+            cr_assert(perm && perm->n == 4);
+            bool keeps_last = perm->ints[3] == 3;
+            cr_assert_eq(vec, keeps_last, "%s (perm ..., %lld): %s", k->name, (long long)perm->ints[3],
+                         ck.source);
+            transposes[keeps_last]++;
+        } else {
+            counts[out->op][vec]++;
+        }
+    }
+    cr_assert_gt(loops, 0);
+    cr_assert_eq(transposes[0], 1, "the key transpose");
+    cr_assert_geq(transposes[1], 3, "head split and merge");
+    cr_assert_eq(counts[OP_GELU][1], 1, "gelu");
+    cr_assert_eq(counts[OP_GELU][0], 0);
+    cr_assert_geq(counts[OP_ADD][1], 3, "two residual adds and the mask add");
+    cr_assert_eq(counts[OP_ADD][0], 0);
+    cr_assert_geq(counts[OP_MUL][1], 1, "the score scaling");
+    cr_assert_eq(counts[OP_MUL][0], 0);
+
+    /* the mask add: scores [B, 12, S, S] + mask [B, 1, 1, S], both vectors, S % 4 at run time */
+    bool mask = false;
+    for (int i = 0; i < nvk; i++) {
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(g, vk[i], 0, &ck, D));
+        if (strstr(ck.source, "mask f32[B,1,1,S]")) {
+            mask = true;
+            cr_assert(strstr(ck.source, "if (d1 % 4LL == 0 && "), "%s", ck.source);
+            cr_assert(strstr(ck.source, "reinterpret_cast<const float4 *>(b1)[((v0 * d1) + dsc_q) / 4];"),
+                      "%s", ck.source);
+        }
+    }
+    cr_assert(mask);
+
+    /* at f16: the load-time weight casts, f32 to f16 */
+    KProgram p16 = lower_example("bert_layer", 2, DT_F16);
+    int casts = 0;
+    for (int i = 0; i < p16.nkernels; i++) {
+        Kernel *k = p16.kernels[i];
+        if (!k->load_time) continue;
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(p16.g, k, 0, &ck, D));
+        cr_assert_eq(ck.thread_points, 4, "%s: %s", k->name, ck.source);
+        cr_assert(strstr(ck.source, "reinterpret_cast<uint2 *>(b1)["), "%s", ck.source);
+        casts++;
+    }
+    cr_assert_geq(casts, 6);
+
+    /* cnn_block: the folded batchnorm weights [16, 3, 3, 3] have rows of 3 (never a
+     * vector); the folded bias [16] is one */
+    KProgram pc = lower_example("cnn_block", 2, DT_F32);
+    int cvec = 0, cpoint = 0;
+    for (int i = 0; i < pc.nkernels; i++) {
+        Kernel *k = pc.kernels[i];
+        if (!k->load_time) continue;
+        CudaKernel ck;
+        cr_assert(cg_cuda_render(pc.g, k, 0, &ck, D));
+        if (k->npar == 4) {
+            cr_assert_eq(ck.thread_points, 1, "%s", ck.source);
+            cpoint++;
+        } else if (k->npar == 1) {
+            cr_assert_eq(ck.thread_points, 4, "%s", ck.source);
+            cvec++;
+        }
+    }
+    cr_assert(cvec == 2 && cpoint == 2, "%d %d", cvec, cpoint);
+
+    need_nvrtc();
+    int sms[16];
+    int nsms = hwdb_archs(sms, 16);
+    G = g; /* compile_everywhere renders in G */
+    compile_everywhere(vk, nvk, sms, nsms);
 }
 
 Test(examples, every_kernel_compiles_for_every_arch_without_spills, .timeout = 900) {
