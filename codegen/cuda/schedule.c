@@ -631,6 +631,11 @@ void cg_cuda_blas_plan(Graph *g, const Kernel *k, CudaBlasPlan *p) {
         if (bt != dt && bt != DT_F32)
             return (void)no(p, "%s", "the bias dtype is neither the output's nor f32");
         if (bias->id == store->id) return (void)no(p, "%s", "the bias is the output");
+        for (int v = 0; v < k->nvars; v++)
+            if (v != gp.n && mentions_var(bias->a, v))
+                return (void)no(p, "%s",
+                                "the bias is not a vector along the output's contiguous index (cuBLASLt adds "
+                                "it along the rows of its column-major D)");
         p->bias = bias->id;
         p->bias_index = bias->a;
         p->bias_dt = bt;
