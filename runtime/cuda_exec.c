@@ -461,7 +461,6 @@ static int blas_shape(const CudaModel *m, int ki, const RtExecLayout *L, const i
     nb = collapse(bd, nb);
     if (nb > 2) return snprintf(why, n, "more than two batch dimensions"), 0;
     Dim B1 = nb > 0 ? bd[0] : (Dim){0, 0, 0, 1}, B2 = nb > 1 ? bd[1] : (Dim){0, 0, 0, 1};
-    const Kernel *kk = k;
     *s = (RtGemmShape){.ab = p->ab,
                        .d = p->dt,
                        .bias = p->bias >= 0 ? p->bias_dt : DT_COUNT,
@@ -492,7 +491,7 @@ static int blas_shape(const CudaModel *m, int ki, const RtExecLayout *L, const i
     for (int i = 0; i < 4; i++) {
         ptr[i] = 0;
         if (bufs[i] < 0) continue;
-        const Node *node = kk->bufs[bufs[i]].node;
+        const Node *node = k->bufs[bufs[i]].node;
         const RtHome *h = &L->home[node->id];
         if (h->kind == RT_HOME_NONE) return snprintf(why, n, "a buffer has no device memory"), 0;
         ptr[i] = dev_addr(m, h) + (RtCuDevptr)(offs[i] * (int64_t)elem_bytes(dts[i]));
