@@ -1893,6 +1893,17 @@ Test(cuda_exec, cli_baseline_cublas) {
     cr_expect_eq(dsc(MLP " --baseline=cublas --device cpu", &out, &err), 2);
     cr_expect(strstr(err, "--baseline=cublas runs on the GPU (--device cuda), not 'cpu'"), "%s", err);
     free(out), free(err);
+    char dsm[600], args[1024];
+    snprintf(dsm, sizeof dsm, "%s/baseline.%d.dsm", TMP, (int)getpid());
+    snprintf(args, sizeof args, "compile examples/mlp.dsg --random-weights -o '%s'", dsm);
+    cr_expect_eq(dsc(args, &out, &err), 0, "%s", err);
+    free(out), free(err);
+    snprintf(args, sizeof args, "run '%s' --random-inputs --baseline=cublas", dsm);
+    cr_expect_eq(dsc(args, &out, &err), 2);
+    cr_expect(strstr(err, "--baseline=cublas needs DSG source (it runs the passes without fusion)"), "%s",
+              err);
+    free(out), free(err);
+    unlink(dsm);
     cr_expect_eq(dsc(MLP " --gemm=fast", &out, &err), 2);
     cr_expect(strstr(err, "--gemm must be auto, generated or cublas, got 'fast'"), "%s", err);
     free(out), free(err);

@@ -1063,7 +1063,13 @@ static int cmd_run(int argc, char **argv) {
     if (!dsm.graph) request_precision(arena, g, prec); /* a .dsm: refused below (passopts) */
     /* a second copy stays as written, for choosing random weight ranges */
     ro.as_written = g && ro.random_weights && !dsm.graph ? load(arena, d, file) : NULL;
-    if (passes_for_dsm(&dsm, passopts, file, usage_run)) {
+    if (baseline && dsm.graph) {
+        usage_error(usage_run,
+                    "--baseline=cublas needs DSG source (it runs the passes without fusion); '%s' is a "
+                    "compiled model",
+                    file);
+        rc = EXIT_USAGE;
+    } else if (passes_for_dsm(&dsm, passopts, file, usage_run)) {
         rc = EXIT_USAGE;
     } else if (g) {
         PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled, .sparse = &so};
