@@ -43,7 +43,9 @@
 #include <time.h>
 
 #include "../codegen/cuda/render.h"
+#include "../codegen/cuda/schedule.h"
 #include "../ir/trap.h"
+#include "cublaslt.h"
 #include "cuda_driver.h"
 #include "exec.h"
 #include "hwdb.h"
@@ -51,6 +53,26 @@
 #include "nvrtc.h"
 
 enum { DEV_ALIGN = 256, WAVES = 4 };
+
+/* cuBLASLt's workspace: 32 MiB, what NVIDIA recommends for Hopper. */
+#define BLAS_WORKSPACE ((size_t)32 << 20)
+
+/* A kernel that may run through cuBLASLt (docs/cuda.md, "cuBLASLt"). */
+typedef struct {
+    bool on; /* cg_cuda_blas_plan fits and the tactic uses the library */
+    CudaBlasPlan plan;
+    /* the binding the op was made for: the dims and the pointers' alignment */
+    bool have_key;
+    int64_t *key;
+    unsigned key_align;
+    RtGemmOp *op;       /* NULL at this binding: the generated kernel runs (why says why) */
+    bool empty;         /* nothing to compute at this binding */
+    int64_t outer;      /* calls of the op (a second batch dimension) */
+    int64_t oa, ob, od; /* their element strides */
+    char why[400];
+    bool warned; /* the fallback of this binding was reported */
+    bool used;   /* the last run went through cuBLASLt */
+} BlasKernel;
 
 struct CudaModel {
     const Graph *g;
@@ -91,6 +113,11 @@ struct CudaModel {
     long long *dimv;
     int since_sync; /* first kernel launched since the last synchronisation, or -1 */
     int last_launched;
+    /* the cuBLASLt tactic */
+    CudaGemmTactic gemm;
+    BlasKernel *blas; /* per kernel, NULL when no kernel uses the library */
+    RtBlasHandle *blas_handle;
+    RtCuDevptr blas_ws;
 };
 
 static double now_ms(void) {
@@ -220,6 +247,14 @@ void rt_cuda_model_free(CudaModel *m, Diag *d) {
     for (int i = 0; m->mods && i < m->p->nkernels; i++)
         if (m->mods[i] && !rt_cuda_module_unload(m->mods[i], m->tmp))
             relay(m->tmp, sink(m, d), "kernel %s", m->p->kernels[i]->name);
+    for (int i = 0; m->blas && i < m->p->nkernels; i++) {
+        if (m->blas[i].op && !rt_gemm_op_destroy(m->blas[i].op, m->tmp))
+            relay(m->tmp, sink(m, d), "kernel %s (cuBLASLt)", m->p->kernels[i]->name);
+        free(m->blas[i].key);
+    }
+    if (m->blas_handle && !rt_cublaslt_destroy(m->blas_handle, m->tmp)) relay(m->tmp, sink(m, d), NULL);
+    if (m->blas_ws) rt_cuda_mem_free(m->blas_ws, sink(m, d));
+    free(m->blas);
     if (m->run) rt_cuda_mem_free(m->run, sink(m, d));
     if (m->weights) rt_cuda_mem_free(m->weights, sink(m, d));
     if (m->have_stream) rt_cuda_stream_destroy(m->stream, sink(m, d));
@@ -312,9 +347,300 @@ static bool sync_each_kernel(void) {
     return e && *e && strcmp(e, "0") != 0;
 }
 
+/* ---- the cuBLASLt tactic ------------------------------------------------------------ */
+
+const char *rt_cuda_gemm_name(CudaGemmTactic t) {
+    switch (t) {
+    case CUDA_GEMM_DEFAULT: return "default";
+    case CUDA_GEMM_GENERATED: return "generated";
+    case CUDA_GEMM_CUBLAS: return "cublas";
+    case CUDA_GEMM_AUTO: return "auto";
+    }
+    return "?";
+}
+
+bool rt_cuda_gemm_from_name(const char *name, CudaGemmTactic *out) {
+    static const CudaGemmTactic all[] = {CUDA_GEMM_GENERATED, CUDA_GEMM_CUBLAS, CUDA_GEMM_AUTO};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (strcmp(name, rt_cuda_gemm_name(all[i])) == 0) {
+            *out = all[i];
+            return true;
+        }
+    return false;
+}
+
+const char *rt_cuda_model_kernel_tactic(const CudaModel *m, int ki) {
+    return m->blas && ki >= 0 && ki < m->p->nkernels && m->blas[ki].on && m->blas[ki].used ? "cublaslt"
+                                                                                           : "generated";
+}
+
+static size_t elem_bytes(DType t) { return t == DT_F32 ? 4 : 2; }
+
+/* The lowest set bit of p, at most 256. */
+static unsigned ptr_align(RtCuDevptr p) {
+    unsigned a = 256;
+    while (a > 1 && p % a)
+        a /= 2;
+    return a;
+}
+
+/* One dimension of the GEMM's index space: element strides in A, B, D, extent. */
+typedef struct {
+    int64_t sa, sb, sd, ext;
+} Dim;
+
+static int cmp_dim(const void *x, const void *y) {
+    const Dim *a = x, *b = y;
+    return a->sd < b->sd ? -1 : a->sd > b->sd;
+}
+
+/* Merges dims (sorted by D stride) where each is the next one's inner part
+ * (strides times extent); returns how many are left. */
+static int collapse(Dim *v, int n) {
+    if (n == 0) return 0;
+    int out = 1;
+    for (int i = 1; i < n; i++) {
+        Dim *last = &v[out - 1];
+        if (v[i].sa == last->sa * last->ext && v[i].sb == last->sb * last->ext &&
+            v[i].sd == last->sd * last->ext) {
+            last->ext *= v[i].ext;
+        } else {
+            v[out++] = v[i];
+        }
+    }
+    return out;
+}
+
+/* The GEMM of kernel ki at dims syms with the homes of L: 1 with the shape
+ * and the pointers filled, 0 when it does not fit (why), 2 when there is
+ * nothing to compute. */
+static int blas_shape(const CudaModel *m, int ki, const RtExecLayout *L, const int64_t *syms, RtGemmShape *s,
+                      RtCuDevptr ptr[4], int64_t outer[4], char *why, size_t n) {
+    const Kernel *k = m->p->kernels[ki];
+    const CudaBlasPlan *p = &m->blas[ki].plan;
+    int nv = k->nvars;
+    if (nv > 64) return snprintf(why, n, "too many loop variables"), 0;
+    int64_t E[64], K, ca[64], cb[64], cd[64], cbias[64], oa, ob, od, obias = 0;
+    for (int v = 0; v < k->npar; v++)
+        if (!cg_cuda_eval_i64(k->par_extent[v], syms, &E[v]))
+            return snprintf(why, n, "an extent is not known"), 0;
+    if (!cg_cuda_eval_i64(p->k_extent, syms, &K)) return snprintf(why, n, "the k extent is not known"), 0;
+    if (!cg_cuda_affine(p->a_index, nv, syms, &oa, ca) || !cg_cuda_affine(p->b_index, nv, syms, &ob, cb) ||
+        !cg_cuda_affine(p->d_index, nv, syms, &od, cd) ||
+        (p->bias >= 0 && !cg_cuda_affine(p->bias_index, nv, syms, &obias, cbias)))
+        return snprintf(why, n, "an index is not affine at these dims"), 0;
+    for (int v = 0; v < k->npar; v++)
+        if (E[v] == 0) return 2;
+    /* A reads (m, k) and batch, B (k, n) and batch, D (m, n) and batch; the bias n only */
+    for (int v = k->npar; v < nv; v++)
+        if (v != p->k && (ca[v] || cb[v] || cd[v])) return snprintf(why, n, "an index uses another loop"), 0;
+    if (ca[p->n] || cb[p->m] || cd[p->k]) return snprintf(why, n, "an operand uses the other's variable"), 0;
+    if (cd[p->n] != 1) return snprintf(why, n, "the output is not contiguous along n"), 0;
+    if (p->bias >= 0) {
+        for (int v = 0; v < nv; v++)
+            if (cbias[v] != (v == p->n)) return snprintf(why, n, "the bias is not a vector along n"), 0;
+    }
+    /* the m dimension: variables B does not use, merged; the rest are batch */
+    Dim md[64], bd[64];
+    int nm = 0, nb = 0;
+    for (int v = 0; v < k->npar; v++) {
+        if (v == p->n || E[v] == 1) continue;
+        if (cd[v] <= 0) return snprintf(why, n, "the output is not one element per point"), 0;
+        Dim x = {ca[v], cb[v], cd[v], E[v]};
+        if (cb[v] == 0)
+            md[nm++] = x;
+        else
+            bd[nb++] = x;
+    }
+    qsort(md, (size_t)nm, sizeof *md, cmp_dim);
+    nm = collapse(md, nm);
+    Dim M = nm ? md[0] : (Dim){0, 0, 0, 1};
+    for (int i = 1; i < nm; i++)
+        bd[nb++] = md[i]; /* m variables that do not merge: batch dimensions */
+    qsort(bd, (size_t)nb, sizeof *bd, cmp_dim);
+    nb = collapse(bd, nb);
+    if (nb > 2) return snprintf(why, n, "more than two batch dimensions"), 0;
+    Dim B1 = nb > 0 ? bd[0] : (Dim){0, 0, 0, 1}, B2 = nb > 1 ? bd[1] : (Dim){0, 0, 0, 1};
+    *s = (RtGemmShape){.ab = p->ab,
+                       .d = p->dt,
+                       .bias = p->bias >= 0 ? p->bias_dt : DT_COUNT,
+                       .m = M.ext,
+                       .n = E[p->n],
+                       .k = K,
+                       .sam = M.sa,
+                       .sak = ca[p->k],
+                       .sbk = cb[p->k],
+                       .sbn = cb[p->n],
+                       .sdm = M.sd,
+                       .batch = B1.ext,
+                       .sab = B1.sa,
+                       .sbb = B1.sb,
+                       .sdb = B1.sd};
+    bool bias = p->bias >= 0;
+    s->epi = p->act == CG_BLAS_ACT_RELU        ? (bias ? RT_GEMM_EPI_RELU_BIAS : RT_GEMM_EPI_RELU)
+             : p->act == CG_BLAS_ACT_GELU_TANH ? (bias ? RT_GEMM_EPI_GELU_TANH_BIAS : RT_GEMM_EPI_GELU_TANH)
+                                               : (bias ? RT_GEMM_EPI_BIAS : RT_GEMM_EPI_NONE);
+    outer[0] = B2.ext;
+    outer[1] = B2.sa;
+    outer[2] = B2.sb;
+    outer[3] = B2.sd;
+    int bufs[4] = {p->a, p->b, p->d, p->bias};
+    int64_t offs[4] = {oa, ob, od, obias};
+    DType dts[4] = {p->ab, p->ab, p->dt, p->bias_dt};
+    s->align = 256;
+    for (int i = 0; i < 4; i++) {
+        ptr[i] = 0;
+        if (bufs[i] < 0) continue;
+        const Node *node = k->bufs[bufs[i]].node;
+        const RtHome *h = &L->home[node->id];
+        if (h->kind == RT_HOME_NONE) return snprintf(why, n, "a buffer has no device memory"), 0;
+        ptr[i] = dev_addr(m, h) + (RtCuDevptr)(offs[i] * (int64_t)elem_bytes(dts[i]));
+        unsigned a = ptr_align(ptr[i]);
+        if (a < s->align) s->align = a;
+    }
+    return rt_gemm_shape_expressible(s, why, n) ? 1 : 0;
+}
+
+/* Runs kernel ki through cuBLASLt if it can at this binding: true with *done
+ * set when it did (or there was nothing to do); true with *done false when
+ * the generated kernel must run; false on an error. */
+static bool blas_launch(CudaModel *m, int ki, const RtExecLayout *L, const int64_t *syms, bool *done,
+                        Diag *d) {
+    BlasKernel *bk = &m->blas[ki];
+    const Kernel *k = m->p->kernels[ki];
+    *done = false;
+    RtGemmShape s = {0};
+    RtCuDevptr ptr[4] = {0};
+    int64_t outer[4] = {1, 0, 0, 0};
+    char why[400] = "";
+    int fit = blas_shape(m, ki, L, syms, &s, ptr, outer, why, sizeof why);
+    bool same = bk->have_key && bk->key_align == s.align &&
+                memcmp(bk->key, syms, sizeof *syms * (size_t)m->nsym) == 0;
+    if (!same) {
+        if (bk->op && !rt_gemm_op_destroy(bk->op, m->tmp)) {
+            bk->op = NULL;
+            return relay(m->tmp, d, "kernel %s (cuBLASLt)", k->name);
+        }
+        bk->op = NULL;
+        bk->empty = fit == 2;
+        bk->warned = false;
+        snprintf(bk->why, sizeof bk->why, "%s", why);
+        if (fit == 1 &&
+            !rt_gemm_op_create(m->blas_handle, &s, BLAS_WORKSPACE, &bk->op, bk->why, sizeof bk->why, m->tmp))
+            return relay(m->tmp, d, "kernel %s (cuBLASLt)", k->name);
+        bk->outer = outer[0];
+        bk->oa = outer[1];
+        bk->ob = outer[2];
+        bk->od = outer[3];
+        memcpy(bk->key, syms, sizeof *syms * (size_t)m->nsym);
+        bk->key_align = s.align;
+        bk->have_key = true;
+    }
+    if (bk->empty) {
+        bk->used = true;
+        *done = true;
+        return true;
+    }
+    if (!bk->op) {
+        bk->used = false;
+        if (!bk->warned && m->gemm == CUDA_GEMM_CUBLAS)
+            diag_warning(d, (Loc){0},
+                         "kernel %s: cuBLASLt cannot run it at these dims (%s); its generated code runs",
+                         k->name, bk->why);
+        bk->warned = true;
+        return true;
+    }
+    for (int64_t o = 0; o < bk->outer; o++) {
+        RtCuDevptr a = ptr[0] + (RtCuDevptr)(o * bk->oa * (int64_t)elem_bytes(s.ab)),
+                   b = ptr[1] + (RtCuDevptr)(o * bk->ob * (int64_t)elem_bytes(s.ab)),
+                   dd = ptr[2] + (RtCuDevptr)(o * bk->od * (int64_t)elem_bytes(s.d));
+        if (!rt_gemm_op_run(m->blas_handle, bk->op, a, b, dd, ptr[3], m->blas_ws, BLAS_WORKSPACE, m->stream,
+                            m->tmp)) {
+            char who[1024];
+            int n = pending_kernels(m, who, sizeof who);
+            relay(m->tmp, d, "kernel %s (cuBLASLt)", k->name);
+            if (n > 0)
+                diag_note(d, (Loc){0},
+                          "launched before it and not synchronised yet: %s (an asynchronous fault of %s is "
+                          "reported by the next call; DSC_CUDA_SYNC=1 synchronises after every kernel)",
+                          who, n == 1 ? "it" : "one of them");
+            m->fault_reported = true;
+            return false;
+        }
+    }
+    bk->used = true;
+    if (m->since_sync < 0) m->since_sync = ki;
+    m->last_launched = ki;
+    *done = true;
+    return !sync_each_kernel() || sync_stream(m, d);
+}
+
+/* Chooses the kernels cuBLASLt runs (at load, with the context current). */
+static bool blas_setup(CudaModel *m, const CudaModelOptions *opt, Diag *d) {
+    m->gemm = opt->gemm;
+    if (m->gemm == CUDA_GEMM_DEFAULT) {
+        const char *e = getenv("DSC_GEMM");
+        m->gemm = CUDA_GEMM_GENERATED;
+        if (e && *e && !rt_cuda_gemm_from_name(e, &m->gemm)) {
+            diag_error(d, (Loc){0}, "DSC_GEMM must be generated, cublas or auto, got '%s'", e);
+            return false;
+        }
+    }
+    m->stats.gemm = m->gemm;
+    if (m->gemm == CUDA_GEMM_GENERATED) return true;
+    const KProgram *p = m->p;
+    m->blas = calloc((size_t)p->nkernels + 1, sizeof *m->blas);
+    if (!m->blas) {
+        diag_error(d, (Loc){0}, "out of memory");
+        return false;
+    }
+    int first = -1, count = 0;
+    for (int i = 0; i < p->nkernels; i++) {
+        cg_cuda_blas_plan((Graph *)m->g, p->kernels[i], &m->blas[i].plan);
+        if (!m->blas[i].plan.ok) continue;
+        if (!(m->blas[i].key = calloc((size_t)m->nsym + 1, sizeof *m->blas[i].key))) {
+            diag_error(d, (Loc){0}, "out of memory");
+            return false;
+        }
+        m->blas[i].on = true;
+        if (first < 0) first = i;
+        count++;
+    }
+    char why[1024];
+    if (count > 0 && !rt_cublaslt_available(why, sizeof why)) {
+        for (int i = 0; i < p->nkernels; i++)
+            m->blas[i].on = false;
+        if (m->gemm == CUDA_GEMM_AUTO) return true;
+        if (count == 1)
+            diag_error(d, (Loc){0},
+                       "kernel %s: the cuBLASLt GEMM tactic (--gemm=cublas) is not available: %s",
+                       p->kernels[first]->name, why);
+        else
+            diag_error(d, (Loc){0},
+                       "kernel %s and %d more: the cuBLASLt GEMM tactic (--gemm=cublas) is not available: %s",
+                       p->kernels[first]->name, count - 1, why);
+        return false;
+    }
+    m->stats.cublas_kernels = count;
+    if (count == 0) return true;
+    if (!rt_cublaslt_create(&m->blas_handle, m->tmp))
+        return relay(m->tmp, d, "kernel %s (cuBLASLt)", p->kernels[first]->name);
+    if (!rt_cuda_mem_alloc(&m->blas_ws, BLAS_WORKSPACE, m->tmp)) {
+        m->blas_ws = 0;
+        return relay(m->tmp, d, "the cuBLASLt workspace (%zu bytes, for kernel %s)", BLAS_WORKSPACE,
+                     p->kernels[first]->name);
+    }
+    return true;
+}
+
 /* Launches kernel ki with the homes of layout L at dims syms. */
 static bool launch(CudaModel *m, int ki, const RtExecLayout *L, const int64_t *syms, Diag *d) {
     const Kernel *k = m->p->kernels[ki];
+    if (m->blas && m->blas[ki].on) {
+        bool done;
+        if (!blas_launch(m, ki, L, syms, &done, d)) return false;
+        if (done) return true;
+    }
     const CudaKernel *rec = &m->build.kernels[ki].rec;
     for (int a = 0; a < rec->nargs; a++) {
         const CudaArg *arg = &rec->args[a];
@@ -494,6 +820,7 @@ bool rt_cuda_model_load(const Graph *g, const KProgram *p, Tensor *const *params
             goto fail;
         }
     }
+    if (!blas_setup(m, opt, d)) goto fail;
     double t3 = now_ms();
     m->stats.module_ms = t3 - t2;
 
@@ -743,6 +1070,8 @@ bool rt_cuda_model_bench(CudaModel *m, Tensor *const *inputs, int ninputs, int i
                   : gk == GK_ATTENTION ? "attention"
                   : gk == GK_REDUCTION ? "reduction"
                                        : "elementwise";
+        kt->tactic = rt_cuda_model_kernel_tactic(m, i);
+        if (strcmp(kt->tactic, "cublaslt") == 0) kt->cls = half_dtype(kt->dtype) ? "gemm_f16" : "gemm_f32";
         char err[256];
         if (!cg_cuda_grid(&bk->rec, m->syms, m->max_blocks, &kt->grid, err, sizeof err)) kt->grid = -1;
         kt->block = bk->rec.block;
@@ -806,6 +1135,8 @@ void rt_cuda_bench_write_json(const CudaModel *m, const CudaBench *b, FILE *f) {
             " \"kernels_compiled\": %d, \"kernels_cached\": %d, \"load_time_kernels\": %d, \"weight_bytes\": "
             "%zu,\n",
             s->compiled, s->cached, s->load_time_kernels, s->weight_bytes);
+    fprintf(f, " \"gemm\": \"%s\", \"cublaslt_kernels\": %d,\n", rt_cuda_gemm_name(s->gemm),
+            s->cublas_kernels);
     fprintf(f, " \"latency_ms\": {\"median\": %.6g, \"min\": %.6g, \"iterations\": %d},\n", b->median_ms,
             b->min_ms, b->iterations);
     fputs(" \"kernels\": [", f);
@@ -823,8 +1154,10 @@ void rt_cuda_bench_write_json(const CudaModel *m, const CudaBench *b, FILE *f) {
         json_num(f, k->bytes);
         fputs(", \"flops\": ", f);
         json_num(f, k->flops);
-        fprintf(f, ", \"grid\": %lld, \"block\": %lld, \"registers\": %d, \"spill_bytes\": %d}",
+        fprintf(f, ", \"grid\": %lld, \"block\": %lld, \"registers\": %d, \"spill_bytes\": %d, \"tactic\": ",
                 (long long)k->grid, (long long)k->block, k->registers, k->spill_bytes);
+        json_str(f, k->tactic ? k->tactic : "generated");
+        fputc('}', f);
     }
     fputs(b->nkernels ? "\n ]}\n" : "]}\n", f);
 }

@@ -60,11 +60,28 @@ bool rt_cuda_usable(char *why, size_t n);
  * warning (256 threads per block). */
 bool rt_cuda_device_select(int ordinal, CudaDevice *out, Diag *d);
 
+/* The GEMM tactic (docs/cuda.md, "cuBLASLt"): which kernels run through
+ * cublasLtMatmul instead of their generated code.  Only kernels that are
+ * exactly one GEMM with an epilogue cuBLASLt has (cg_cuda_blas_plan,
+ * codegen/cuda/schedule.h) ever do; every other kernel, and a fitting one at
+ * a binding of the dims cuBLASLt has no algorithm for, runs its generated
+ * code. */
+typedef enum {
+    CUDA_GEMM_DEFAULT,   /* $DSC_GEMM (generated, cublas or auto) if set, else generated */
+    CUDA_GEMM_GENERATED, /* every kernel its generated code */
+    CUDA_GEMM_CUBLAS,    /* the kernels that fit through cuBLASLt; without the library, an error */
+    CUDA_GEMM_AUTO,      /* the same where the library loads, else the generated code (silently) */
+} CudaGemmTactic;
+
+const char *rt_cuda_gemm_name(CudaGemmTactic t); /* "generated", "cublas", "auto" ("default") */
+bool rt_cuda_gemm_from_name(const char *name, CudaGemmTactic *out);
+
 typedef struct {
     int device;            /* ordinal */
     const char *cache_dir; /* NULL: where the environment says (runtime/kcache.h) */
     bool no_cache;
     int threads; /* NVRTC compile threads; <= 0: the online CPUs */
+    CudaGemmTactic gemm;
 } CudaModelOptions;
 
 /* Wall times of a load, in milliseconds. */
@@ -77,6 +94,8 @@ typedef struct {
     double total_ms;
     int kernels, compiled, cached, load_time_kernels;
     size_t weight_bytes; /* the device block of params and constant values */
+    CudaGemmTactic gemm; /* the tactic in effect (never CUDA_GEMM_DEFAULT) */
+    int cublas_kernels;  /* kernels that run through cuBLASLt where a binding fits */
 } CudaLoadStats;
 
 typedef struct CudaModel CudaModel;
@@ -100,6 +119,11 @@ const CudaLoadStats *rt_cuda_model_load_stats(const CudaModel *m);
  * failure every outputs[i] is NULL. */
 bool rt_cuda_model_run(CudaModel *m, Tensor *const *inputs, int ninputs, Tensor **outputs, Diag *d);
 
+/* The tactic kernel ki of the program used at the last binding it ran with:
+ * "cublaslt" or "generated" (also before any run for a kernel cuBLASLt
+ * cannot take). */
+const char *rt_cuda_model_kernel_tactic(const CudaModel *m, int ki);
+
 /* ---- timing ---------------------------------------------------------------------- */
 
 typedef struct {
@@ -112,6 +136,7 @@ typedef struct {
     int64_t grid, block;
     double bytes, flops; /* the kernel record's estimates at the bound dims; < 0: unknown */
     int registers, spill_bytes;
+    const char *tactic; /* "generated", or "cublaslt" when this binding ran through cublasLtMatmul */
 } CudaKernelTime;
 
 typedef struct {

@@ -63,8 +63,8 @@ enum { CUDA_FAILED, CUDA_DONE, CUDA_FALLBACK };
 /* p NULL: CUDA is not usable; reports why.  With `fallback` (under auto) a
  * model the GPU cannot load is a warning and CUDA_FALLBACK: the caller runs
  * it on the host; errors while running are the model's own. */
-static int run_cuda(const Graph *g, const KProgram *p, Tensor *const *inputs, int nin, Tensor *const *params,
-                    Tensor **outs, bool fallback, Diag *d) {
+static int run_cuda(const Graph *g, const KProgram *p, const RunOptions *opt, Tensor *const *inputs, int nin,
+                    Tensor *const *params, Tensor **outs, bool fallback, Diag *d) {
     if (!p) {
         char why[600] = "";
         rt_cuda_usable(why, sizeof why);
@@ -73,7 +73,8 @@ static int run_cuda(const Graph *g, const KProgram *p, Tensor *const *inputs, in
     }
     Diag *setup = diag_create();
     CudaModel *m = NULL;
-    bool ok = rt_cuda_model_load(g, p, params, NULL, &m, setup);
+    CudaModelOptions mo = {.gemm = opt->gemm};
+    bool ok = rt_cuda_model_load(g, p, params, &mo, &m, setup);
     if (!ok && fallback) {
         DiagLevel level = DIAG_ERROR;
         const char *why = NULL;
@@ -117,7 +118,7 @@ static bool run_on_device(const Graph *g, const RunOptions *opt, Tensor *const *
     }
     if (dev == RT_DEVICE_REF) return rt_interp_run(g, inputs, nin, params, outs, d);
     if (dev == RT_DEVICE_CUDA && !cuda_usable())
-        return run_cuda(g, NULL, inputs, nin, params, outs, false, d) == CUDA_DONE;
+        return run_cuda(g, NULL, opt, inputs, nin, params, outs, false, d) == CUDA_DONE;
     if (dev == RT_DEVICE_CPU && !rt_host_available()) {
         diag_error(d, loc_file(g->file), "device 'cpu' is not available: the host backend is not built "
                                          "(dsc was configured with -DDSC_WITH_LLVM=OFF); use --device ref");
@@ -133,7 +134,7 @@ static bool run_on_device(const Graph *g, const RunOptions *opt, Tensor *const *
     rt_sparse_decide_hwdb(g, dev == RT_DEVICE_CUDA);
     bool ok = cg_lower((Graph *)g, &prog, setup);
     if (ok && dev == RT_DEVICE_CUDA) {
-        int r = run_cuda(g, &prog, inputs, nin, params, outs, opt->device == RT_DEVICE_AUTO, d);
+        int r = run_cuda(g, &prog, opt, inputs, nin, params, outs, opt->device == RT_DEVICE_AUTO, d);
         if (r != CUDA_FALLBACK) {
             diag_destroy(setup);
             return r == CUDA_DONE;

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "../ir/ir.h"
+#include "cuda_exec.h"
 #include "tensor.h"
 
 /* Size given to a dim that has no bound and no --bind value when random inputs
@@ -54,6 +55,8 @@ typedef struct {
      * pipeline) is lowered to kernel IR (codegen/lower.c) and run by
      * rt_exec_run with that backend's launcher. */
     RtDevice device;
+    /* cuda: the GEMM tactic (--gemm; CUDA_GEMM_DEFAULT: $DSC_GEMM, else generated). */
+    CudaGemmTactic gemm;
     /* rt_model_data_load: the params only (no inputs read or made; ninputs 0). */
     bool params_only;
 } RunOptions;

@@ -1,6 +1,8 @@
 /* Thread mappings of the CUDA renderer: the row analysis (schedule.h). */
 #include "schedule.h"
 
+#include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../../ir/assert.h"
@@ -679,4 +681,223 @@ int cg_cuda_vec_find(const CudaVecPlan *plan, const KExpr *e, const KStmt *s) {
     for (int i = 0; i < plan->nacc; i++)
         if ((e && plan->acc[i].load == e) || (s && plan->acc[i].store == s)) return i;
     return -1;
+}
+
+
+/* ---- library GEMMs ---------------------------------------------------------------- */
+
+static bool any_var(const KExpr *e) {
+    if (!e) return false;
+    if (e->kind == KE_VAR) return true;
+    return any_var(e->a) || any_var(e->b) || any_var(e->c);
+}
+
+/* i64 evaluation with variables (vars NULL: none may occur). */
+static bool eval_i64(const KExpr *e, const int64_t *vars, const int64_t *syms, int64_t *out) {
+    if (!e || e->type != KT_I64) return false;
+    int64_t a, b;
+    switch (e->kind) {
+    case KE_CONST: *out = e->i; return true;
+    case KE_DIM: *out = syms[e->id]; return true;
+    case KE_VAR:
+        if (!vars) return false;
+        *out = vars[e->id];
+        return true;
+    case KE_BIN:
+        if (!eval_i64(e->a, vars, syms, &a) || !eval_i64(e->b, vars, syms, &b)) return false;
+        switch (e->op) {
+        case KO_ADD: *out = (int64_t)((uint64_t)a + (uint64_t)b); return true;
+        case KO_SUB: *out = (int64_t)((uint64_t)a - (uint64_t)b); return true;
+        case KO_MUL: *out = (int64_t)((uint64_t)a * (uint64_t)b); return true;
+        case KO_DIV:
+            if (b == 0 || (a == INT64_MIN && b == -1)) return false;
+            *out = a / b;
+            return true;
+        case KO_MOD:
+            if (b == 0 || (a == INT64_MIN && b == -1)) return false;
+            *out = a % b;
+            return true;
+        case KO_MAX: *out = a > b ? a : b; return true;
+        case KO_MIN: *out = a < b ? a : b; return true;
+        default: return false;
+        }
+    default: return false;
+    }
+}
+
+bool cg_cuda_eval_i64(const KExpr *e, const int64_t *syms, int64_t *out) {
+    return eval_i64(e, NULL, syms, out);
+}
+
+/* Affine in the variables: + and - of affine terms, * with one variable-free
+ * side, variable-free subexpressions of any evaluable form. */
+static bool affine_form(const KExpr *e) {
+    if (!e || e->type != KT_I64) return false;
+    if (!any_var(e)) return true;
+    if (e->kind == KE_VAR) return true;
+    if (e->kind != KE_BIN) return false;
+    if (e->op == KO_ADD || e->op == KO_SUB) return affine_form(e->a) && affine_form(e->b);
+    if (e->op == KO_MUL) return (!any_var(e->a) || !any_var(e->b)) && affine_form(e->a) && affine_form(e->b);
+    return false;
+}
+
+bool cg_cuda_affine(const KExpr *e, int nvars, const int64_t *syms, int64_t *offset, int64_t *coef) {
+    if (!affine_form(e) || nvars > 64) return false;
+    int64_t vars[64] = {0};
+    if (!eval_i64(e, vars, syms, offset)) return false;
+    for (int v = 0; v < nvars; v++) {
+        int64_t x;
+        vars[v] = 1;
+        bool ok = eval_i64(e, vars, syms, &x);
+        vars[v] = 0;
+        if (!ok) return false;
+        coef[v] = x - *offset;
+    }
+    return true;
+}
+
+/* Two of k's buffers share memory (an in-place update of the memory plan). */
+static bool blas_alias(const Kernel *k) {
+    for (int i = 0; i < k->nbufs; i++) {
+        const KBuf *a = &k->bufs[i];
+        if (a->role != KB_PLANNED || a->node->ann.buffer < 0) continue;
+        for (int j = i + 1; j < k->nbufs; j++) {
+            const KBuf *b = &k->bufs[j];
+            if (b->role == KB_PLANNED && b->node->ann.buffer == a->node->ann.buffer &&
+                (a->written || b->written))
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool blas_dtype(DType t) { return t == DT_F32 || t == DT_F16 || t == DT_BF16; }
+
+/* A plain load of a float buffer (its index mentions no local). */
+static bool plain_load(const Kernel *k, const KExpr *e) {
+    return e && e->kind == KE_LOAD && e->id >= 0 && e->id < k->nbufs && blas_dtype(k->bufs[e->id].dtype) &&
+           k->bufs[e->id].role != KB_DATA && !mentions_any_local(e->a);
+}
+
+/* e with every local but `keep` replaced by its value in `vals` (NULL: unset). */
+static const KExpr *substitute(Graph *g, const KExpr *e, const KExpr **vals, int keep, bool *ok) {
+    if (!e || !*ok) return e;
+    if (e->kind == KE_LOCAL && e->id != keep) {
+        if (!vals[e->id]) *ok = false;
+        return vals[e->id];
+    }
+    const KExpr *a = substitute(g, e->a, vals, keep, ok), *b = substitute(g, e->b, vals, keep, ok),
+                *c = substitute(g, e->c, vals, keep, ok);
+    if (a == e->a && b == e->b && c == e->c) return e;
+    KExpr *x = arena_alloc(g->arena, sizeof *x);
+    *x = *e;
+    x->a = (KExpr *)a;
+    x->b = (KExpr *)b;
+    x->c = (KExpr *)c;
+    return x;
+}
+
+static bool no(CudaBlasPlan *p, const char *fmt, const char *arg) {
+    snprintf(p->why, sizeof p->why, fmt, arg);
+    p->ok = false;
+    return false;
+}
+
+static bool is_acc(const KExpr *e, int acc) { return e && e->kind == KE_LOCAL && e->id == acc; }
+
+/* Strips a rounding to the stored dtype. */
+static const KExpr *strip_wrap(const KExpr *e, DType dt) {
+    return e && e->kind == KE_UN && e->op == KO_WRAP && e->dt == dt && dt != DT_F32 ? e->a : e;
+}
+
+void cg_cuda_blas_plan(Graph *g, const Kernel *k, CudaBlasPlan *p) {
+    memset(p, 0, sizeof *p);
+    p->bias = -1;
+    if (k->load_time) return (void)no(p, "%s", "a load-time kernel");
+    bool alias = blas_alias(k);
+    CudaGemmPlan gp;
+    cg_cuda_gemm_plan(g, k, alias, &gp);
+    if (!gp.ok) return (void)no(p, "%s", "not a tiled GEMM");
+    if (gp.nprod != 1) return (void)no(p, "%s", "more than one product");
+    const CudaGemmProduct *pr = &gp.prod[0];
+    if (pr->init->f != 0 || signbit(pr->init->f)) return (void)no(p, "%s", "the sum does not start at +0");
+    if (!plain_load(k, pr->a) || !plain_load(k, pr->b))
+        return (void)no(p, "%s", "an operand is not a plain load of an f32, f16 or bf16 buffer");
+    DType ta = k->bufs[pr->a->id].dtype, tb = k->bufs[pr->b->id].dtype;
+    if (ta != tb) return (void)no(p, "%s", "the operands have different dtypes");
+    /* the other statements: assignments, then one store, last */
+    const KExpr **vals = arena_alloc(g->arena, sizeof *vals * (size_t)(k->nlocals + 1));
+    for (int l = 0; l < k->nlocals; l++)
+        vals[l] = NULL;
+    const KStmt *store = NULL;
+    for (const KStmt *s = gp.rest; s; s = s->next) {
+        bool ok = true;
+        if (s->kind == KS_SET && !store && s->id != pr->acc) {
+            vals[s->id] = substitute(g, s->value, vals, pr->acc, &ok);
+        } else if (s->kind == KS_STORE && !store) {
+            store = s;
+        } else {
+            return (void)no(p, "%s",
+                            "the epilogue is not one store of the product (a second output, a trap)");
+        }
+        if (!ok) return (void)no(p, "%s", "the epilogue reads a local before it is set");
+    }
+    if (!store) return (void)no(p, "%s", "the product is not stored");
+    bool ok = true;
+    const KExpr *v = substitute(g, store->value, vals, pr->acc, &ok);
+    if (!ok || mentions_any_local(store->index)) return (void)no(p, "%s", "the store index uses a local");
+    DType dt = k->bufs[store->id].dtype;
+    if (!blas_dtype(dt) || (dt != ta && dt != DT_F32))
+        return (void)no(p, "%s", "the output dtype is neither the operands' nor f32");
+    v = strip_wrap(v, dt);
+    CudaBlasAct act = CG_BLAS_ACT_NONE;
+    if (v && v->kind == KE_UN && v->op == KO_RELU) act = CG_BLAS_ACT_RELU;
+    if (v && v->kind == KE_UN && v->op == KO_GELU_TANH) act = CG_BLAS_ACT_GELU_TANH;
+    if (v && v->kind == KE_UN && v->op == KO_GELU)
+        return (void)no(p, "%s", "gelu (erf) has no cuBLASLt epilogue (its GELU is the tanh approximation)");
+    if (act != CG_BLAS_ACT_NONE) v = strip_wrap(v->a, dt);
+    const KExpr *bias = NULL;
+    if (!is_acc(v, pr->acc)) {
+        if (!v || v->kind != KE_BIN || v->op != KO_ADD || v->type != KT_F32)
+            return (void)no(p, "%s", "the epilogue is not act(sum [+ bias]) with act relu or gelu_tanh");
+        if (is_acc(v->a, pr->acc))
+            bias = v->b;
+        else if (is_acc(v->b, pr->acc))
+            bias = v->a;
+        if (!bias || !plain_load(k, bias))
+            return (void)no(p, "%s", "the addend of the sum is not a plain load (a bias vector)");
+    }
+    if (bias) {
+        DType bt = k->bufs[bias->id].dtype;
+        if (bt != dt && bt != DT_F32)
+            return (void)no(p, "%s", "the bias dtype is neither the output's nor f32");
+        if (bias->id == store->id) return (void)no(p, "%s", "the bias is the output");
+        for (int v = 0; v < k->nvars; v++)
+            if (v != gp.n && mentions_var(bias->a, v))
+                return (void)no(p, "%s",
+                                "the bias is not a vector along the output's contiguous index (cuBLASLt adds "
+                                "it along the rows of its column-major D)");
+        p->bias = bias->id;
+        p->bias_index = bias->a;
+        p->bias_dt = bt;
+    }
+    if (store->id == pr->a->id || store->id == pr->b->id)
+        return (void)no(p, "%s", "an operand is the output");
+    if (!affine_form(pr->a->a) || !affine_form(pr->b->a) || !affine_form(store->index) ||
+        (bias && !affine_form(bias->a)))
+        return (void)no(p, "%s", "an index is not affine in the loop variables");
+    p->ok = true;
+    p->m = gp.m;
+    p->n = gp.n;
+    p->k = pr->loop->id;
+    p->k_extent = pr->loop->extent;
+    p->a = pr->a->id;
+    p->b = pr->b->id;
+    p->d = store->id;
+    p->a_index = pr->a->a;
+    p->b_index = pr->b->a;
+    p->d_index = store->index;
+    p->ab = ta;
+    p->dt = dt;
+    p->act = act;
 }

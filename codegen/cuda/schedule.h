@@ -193,4 +193,46 @@ int cg_cuda_vec_find(const CudaVecPlan *plan, const KExpr *e, const KStmt *s);
  * (4: f32, i32; 2: f16, bf16; 0: it does not). */
 int cg_cuda_vec_elem(DType t);
 
+/* ---- library GEMMs (cuBLASLt) ----------------------------------------------------
+ *
+ * Whether a kernel is exactly one GEMM that a library call with an epilogue
+ * computes (runtime/cublaslt.h): a tiled GEMM of one product (above) whose
+ *   - accumulator starts at +0;
+ *   - A and B are plain loads of two buffers of one dtype (f32, f16 or bf16)
+ *     whose indices are affine in the parallel variables and k (the strides
+ *     are checked at each binding of the dims: cg_cuda_affine);
+ *   - other statements are assignments of locals and one store, to a buffer
+ *     of A's dtype or f32, of act(pre) where pre is the accumulator or the
+ *     accumulator plus a plain load of a bias buffer (either order) and act
+ *     is nothing, relu or gelu_tanh (cuBLASLt's GELU is the tanh
+ *     approximation; the exact erf gelu does not fit); a rounding to the
+ *     stored dtype (KO_WRAP) around act(...) or around pre is allowed --
+ *     the store rounds to it anyway (for relu the two orders are the same
+ *     number; for gelu_tanh the generated kernel rounds twice, the library
+ *     once).
+ * Anything else (a residual add, a scale, a second output, a packed sparse
+ * weight, an operand converted on the fly, traps) does not fit: why says what. */
+typedef enum { CG_BLAS_ACT_NONE, CG_BLAS_ACT_RELU, CG_BLAS_ACT_GELU_TANH } CudaBlasAct;
+
+typedef struct {
+    bool ok;
+    char why[200]; /* when not ok */
+    int m, n, k;   /* the parallel variables of the plan and the loop variable */
+    const KExpr *k_extent;
+    int a, b, d, bias; /* buffers; bias -1: none */
+    const KExpr *a_index, *b_index, *d_index, *bias_index;
+    DType ab, dt, bias_dt;
+    CudaBlasAct act;
+} CudaBlasPlan;
+
+void cg_cuda_blas_plan(Graph *g, const Kernel *k, CudaBlasPlan *plan);
+
+/* An i64 expression of loop variables (0..nvars-1) and dims that is affine in
+ * the variables, at the dims syms: *offset (every variable 0) and coef[v]
+ * for each variable.  False if it is not affine (a product of two variable
+ * terms, a division or remainder of one, a load, ...). */
+bool cg_cuda_affine(const KExpr *e, int nvars, const int64_t *syms, int64_t *offset, int64_t *coef);
+/* A variable-free i64 expression (an extent) at the dims syms. */
+bool cg_cuda_eval_i64(const KExpr *e, const int64_t *syms, int64_t *out);
+
 #endif

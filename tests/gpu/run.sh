@@ -61,11 +61,13 @@
 #      "kernels": [{"name": "k3_gemm_bias_gelu", "class": "gemm_f16", "dtype": "f16",
 #                   "ms": 0.052, "bytes": 9437184, "flops": 1207959552, ...}, ...]}
 # The cold load is the first run with an empty $DSC_CACHE_DIR, the warm one the
-# second.  Not implemented yet: the baseline, "--baseline=cublas" (the same
-# graph unfused, every operation its own kernel, matmuls through cuBLAS,
-# reporting the same fields); until `dsc run --help` lists it the timing stage
-# times the models, prints the tables with an empty baseline column and says
-# PENDING.
+# second.  The baseline is a third run, `dsc run ... --baseline=cublas`
+# (docs/cuda.md, "cuBLASLt"): the same graph with the fuse pass off, every
+# operation its own kernel, and every kernel that is one GEMM (+ bias, relu,
+# gelu_tanh) through cublasLtMatmul, reporting the same fields (its JSON says
+# "gemm": "cublas", "cublaslt_kernels" and each kernel's "tactic").  A dsc
+# whose `dsc run --help` does not list --baseline (an older build) still gets
+# the cold and warm runs; the stage then says PENDING.
 #
 # Building: the script builds dsc with cmake on the GPU machine.  Where that
 # machine lacks the build's dependencies (flex, bison, pkg-config, libcjson),
@@ -646,6 +648,12 @@ else
   mkdir -p "$OUT/timing"
   base=yes
   "$DSC" run --help 2>/dev/null | grep -q -- "--baseline" || base=no
+  # the baseline opens libcublasLt.so.13 (.12, .so) on the loader's path; the
+  # toolkit's lib64 next to nvcc is added in case the system does not list it
+  LT_PATH=${LD_LIBRARY_PATH:-}
+  if command -v nvcc >/dev/null 2>&1; then
+    LT_PATH=$(dirname "$(dirname "$(command -v nvcc)")")/lib64${LT_PATH:+:$LT_PATH}
+  fi
   tfail=0 timed=0 first_fail=
   for spec in "${BENCH[@]}"; do
     read -r -a a <<<"$spec"
@@ -659,7 +667,7 @@ else
       extra=(); [ $run = baseline ] && extra=(--baseline=cublas)
       json=$OUT/timing/$name.$run.json
       rm -f "$json"
-      if ! DSC_CACHE_DIR=$cache DSC_CUDA_BENCH=$json DSC_CUDA_BENCH_ITERS=$ITERS timeout "$(cap 60)" \
+      if ! LD_LIBRARY_PATH=$LT_PATH DSC_CACHE_DIR=$cache DSC_CUDA_BENCH=$json DSC_CUDA_BENCH_ITERS=$ITERS timeout "$(cap 60)" \
            "$DSC" run "${common[@]}" "${extra[@]}" >>"$log" 2>&1 || [ ! -s "$json" ]; then
         ok=0; rm -f "$json"
         [ -z "$first_fail" ] && first_fail="$name ($run): $(last_error "$log")"
@@ -671,9 +679,9 @@ else
   if [ $tfail -ne 0 ]; then
     stage timing FAIL "$timed of ${#BENCH[@]} models timed; $first_fail (logs in $OUT/timing)"
   elif [ $base = no ]; then
-    stage timing PENDING "${#BENCH[@]} models timed (cold JIT, warm load, latency, per kernel: the tables below); the cuBLAS + unfused baseline (dsc run --baseline=cublas) is not implemented yet"
+    stage timing PENDING "${#BENCH[@]} models timed (cold JIT, warm load, latency, per kernel: the tables below); this dsc has no --baseline=cublas (an older build): no cuBLAS + unfused baseline"
   else
-    stage timing PASS "${#BENCH[@]} models"
+    stage timing PASS "${#BENCH[@]} models: cold JIT, warm load, latency and the cuBLAS + unfused baseline (--baseline=cublas)"
   fi
 fi
 
@@ -733,14 +741,16 @@ print()
 if not models:
     print("(no timing: the timing stage did not run; see the summary)")
 else:
-    print("| model | cold JIT ms | warm load ms | latency ms (median) | baseline ms | speed-up |")
-    print("|---|---|---|---|---|---|")
+    print("| model | cold JIT ms | warm load ms | latency ms (median) | baseline ms | speed-up | baseline kernels (cuBLASLt) |")
+    print("|---|---|---|---|---|---|---|")
     for m in models:
         cold, warm, base = (load(os.path.join(out, "timing", f"{m}.{s}.json")) or {} for s in ("cold", "warm", "baseline"))
         lat = (warm.get("latency_ms") or {}).get("median")
         blat = (base.get("latency_ms") or {}).get("median")
+        bk = base.get("kernels")
+        bks = f"{len(bk)} ({base.get('cublaslt_kernels', '-')})" if bk is not None else "-"
         print(f"| {m} | {f(cold.get('load_ms'), '.1f')} | {f(warm.get('load_ms'), '.1f')} | {f(lat, '.3f')} "
-              f"| {f(blat, '.3f')} | {f(blat / lat if lat and blat else None, '.2f')} |")
+              f"| {f(blat, '.3f')} | {f(blat / lat if lat and blat else None, '.2f')} | {bks} |")
 EOF
   } | tee "$OUT/tables.md"
 fi

@@ -124,7 +124,7 @@ static bool same_values(const void *want, const void *got, DType t, DType tol_dt
 }
 
 typedef struct {
-    int checked, gemm, tensor_cores, rows; /* kernels checked, of them by mapping */
+    int checked, gemm, tensor_cores, rows, vector; /* kernels checked, of them by mapping */
 } Tally;
 
 /* The loosest tolerance a kernel's values pass through: a kernel with 16-bit
@@ -144,6 +144,7 @@ static const char *mapping(const CudaKernel *ck) {
     return ck->tensor_cores        ? "tensor-core GEMM"
            : ck->tile_m            ? "tiled GEMM"
            : ck->point_threads > 1 ? "a warp per row"
+           : ck->thread_points > 1 ? "vector points"
                                    : "a thread per point";
 }
 
@@ -294,6 +295,7 @@ static void check_program(Graph *g, const KProgram *p, const int64_t *syms, cons
             tally->tensor_cores += ck->tensor_cores;
             tally->gemm += ck->tile_m > 0 && !ck->tensor_cores;
             tally->rows += ck->point_threads > 1;
+            tally->vector += ck->thread_points > 1;
             free(dimv);
             free(params);
         }
@@ -319,19 +321,19 @@ static int64_t bind_value(const char *name) {
 /* without tensor cores; with them on 4 warps (128 x 64 tiles) and on 8 (128 x 128, 64 deep) */
 static const int sms[] = {75, 86, 90};
 
-static void check_example(const char *file, DType prec, Tally *tally) {
+static void check_example(const char *file, DType prec, int opt, Tally *tally) {
     Arena *a = arena_create();
     Diag *d = diag_create();
     char path[512], label[256];
     snprintf(path, sizeof path, "%s/examples/%s.dsg", DSC_SOURCE_DIR, file);
-    snprintf(label, sizeof label, "%s_%s", file, dtype_name(prec));
+    snprintf(label, sizeof label, "%s_%s_O%d", file, dtype_name(prec), opt);
     Graph *g = fe_compile_file(a, d, path);
     cr_assert(g, "%s: %s", path, test_diag_text(d, true));
     if (prec != DT_F32) {
         g->precision = arena_alloc(a, sizeof(PrecisionRequest));
         g->precision->dtype = prec;
     }
-    PipelineOptions po = {.opt_level = 2};
+    PipelineOptions po = {.opt_level = opt};
     cr_assert(pass_run_pipeline(g, d, &po), "%s: %s", label, test_diag_text(d, true));
     KProgram p = {.g = g};
     cr_assert(cg_lower(g, &p, d), "%s: %s", label, test_diag_text(d, true));
@@ -351,19 +353,33 @@ static const char *const examples[] = {"mlp", "ffn_block", "bert_layer", "bert_l
 static void check_examples(DType prec) {
     Tally t = {0};
     for (size_t e = 0; e < sizeof examples / sizeof examples[0]; e++)
-        check_example(examples[e], prec, &t);
-    cr_log_info("%s: %d kernel renderings emulated (%d tiled GEMMs, %d tensor-core GEMMs, %d a warp per row)",
-                dtype_name(prec), t.checked, t.gemm, t.tensor_cores, t.rows);
+        check_example(examples[e], prec, 2, &t);
+    cr_log_info("%s: %d kernel renderings emulated (%d tiled GEMMs, %d tensor-core GEMMs, %d a warp per row, "
+                "%d vector points)",
+                dtype_name(prec), t.checked, t.gemm, t.tensor_cores, t.rows, t.vector);
     cr_expect_gt(t.checked, 20);
     /* the mappings must all be exercised, or this test checks less than it says */
     cr_expect_gt(t.rows, 0, "no row kernel at %s", dtype_name(prec));
     if (prec != DT_I8)
         cr_expect_gt(t.gemm, 0, "no tiled GEMM at %s", dtype_name(prec)); /* int8: i64 dot products */
+    if (prec == DT_F16 || prec == DT_BF16)                                /* the weight casts */
+        cr_expect_gt(t.vector, 0, "no vector kernel at %s", dtype_name(prec));
     if (prec == DT_F16 || prec == DT_BF16)
         cr_expect_gt(t.tensor_cores, 0, "no tensor-core GEMM at %s", dtype_name(prec));
 }
 
 Test(cuda_emu, examples_f32, .timeout = 900) { check_examples(DT_F32); }
+
+/* Unfused (-O0): one kernel per operator, most of them elementwise, where the
+ * vector mapping applies (residual adds, gelu, the mask add, head transposes) */
+Test(cuda_emu, examples_unfused, .timeout = 900) {
+    Tally t = {0};
+    for (size_t e = 0; e < sizeof examples / sizeof examples[0]; e++)
+        check_example(examples[e], DT_F32, 0, &t);
+    cr_log_info("-O0: %d kernel renderings emulated (%d tiled GEMMs, %d a warp per row, %d vector points)",
+                t.checked, t.gemm, t.rows, t.vector);
+    cr_expect_gt(t.vector, 0, "no vector kernel at -O0");
+}
 Test(cuda_emu, examples_f16, .timeout = 900) { check_examples(DT_F16); }
 Test(cuda_emu, examples_bf16, .timeout = 900) { check_examples(DT_BF16); }
 Test(cuda_emu, examples_int8, .timeout = 900) { check_examples(DT_I8); }
@@ -397,8 +413,10 @@ Test(cuda_emu, random_graphs, .timeout = 900) {
         arena_destroy(a);
         randgraph_free(&rg);
     }
-    cr_log_info("random graphs: %d kernels emulated (%d tiled GEMMs, %d tensor-core, %d a warp per row)",
-                t.checked, t.gemm, t.tensor_cores, t.rows);
+    cr_log_info(
+        "random graphs: %d kernels emulated (%d tiled GEMMs, %d tensor-core, %d a warp per row, %d vector "
+        "points)",
+        t.checked, t.gemm, t.tensor_cores, t.rows, t.vector);
     cr_expect_gt(t.checked, 0);
 }
 

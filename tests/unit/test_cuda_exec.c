@@ -41,6 +41,9 @@
 #include "codegen/lower.h"
 #include "frontend/frontend.h"
 #include "passes/passes.h"
+#include "passes/precision.h"
+#include "codegen/cuda/schedule.h"
+#include "runtime/cublaslt.h"
 #include "runtime/cuda_driver.h"
 #include "runtime/cuda_exec.h"
 #include "runtime/exec.h"
@@ -488,10 +491,39 @@ static const char *fake_driver(void) {
     return so;
 }
 
+/* The fake cuBLASLt (tests/unit/fake_cublaslt.c), built like the fake driver;
+ * NULL without a C compiler. */
+static const char *fake_cublaslt(void) {
+    static char so[512];
+    if (so[0]) return so;
+    if (mkdir(TMP, 0777) != 0 && errno != EEXIST) cr_assert_fail("mkdir %s: %s", TMP, strerror(errno));
+    char c[512], my_c[600], my_so[600], cmd[2048];
+    snprintf(c, sizeof c, "%s/fake_cublaslt.c", TMP);
+    snprintf(so, sizeof so, "%s/libcublasLt_fake.so", TMP);
+    char *src = slurp(DSC_SOURCE_DIR "/tests/unit/fake_cublaslt.c"), *old = slurp(c);
+    cr_assert(src, "no tests/unit/fake_cublaslt.c");
+    bool same = old && strcmp(old, src) == 0 && access(so, R_OK) == 0;
+    free(old);
+    if (!same) {
+        snprintf(my_c, sizeof my_c, "%s.%d.c", c, (int)getpid());
+        snprintf(my_so, sizeof my_so, "%s.%d", so, (int)getpid());
+        cr_assert(write_file(my_c, src));
+        snprintf(cmd, sizeof cmd, "cc -O1 -shared -fPIC -o '%s' '%s' -lm 2>/dev/null", my_so, my_c);
+        if (system(cmd) != 0 || rename(my_so, so) != 0 || rename(my_c, c) != 0) {
+            unlink(my_c);
+            unlink(my_so);
+            so[0] = 0;
+        }
+    }
+    free(src);
+    return so[0] ? so : NULL;
+}
+
 static const char *const FAKE_KNOBS[] = {
     "FAKE_CUDA_DEVICES",   "FAKE_CUDA_CC",         "FAKE_CUDA_NAME",        "FAKE_CUDA_SMS",
     "FAKE_CUDA_MEM_LIMIT", "FAKE_CUDA_BAD_MODULE", "FAKE_CUDA_FAIL_LAUNCH", "FAKE_CUDA_FAULT",
-    "DSC_CUDA_SYNC",       "DSC_CUDA_BENCH",       "DSC_CUDA_BENCH_ITERS"};
+    "DSC_CUDA_SYNC",       "DSC_CUDA_BENCH",       "DSC_CUDA_BENCH_ITERS",  "DSC_GEMM",
+    "FAKE_CUBLASLT_FAIL",  "FAKE_CUBLASLT_STATUS", "FAKE_CUBLASLT_NO_ALGO"};
 
 /* Every test: the fake driver (unless a test points elsewhere before its
  * first CUDA call), the real hardware database, a kernel cache in the build
@@ -499,6 +531,8 @@ static const char *const FAKE_KNOBS[] = {
 static void setup(void) {
     const char *so = fake_driver();
     if (so) setenv("DSC_LIBCUDA", so, 1);
+    const char *lt = fake_cublaslt();
+    if (lt) setenv("DSC_LIBCUBLASLT", lt, 1);
     setenv("DSC_HWDB", DSC_SOURCE_DIR "/data/hwdb.json", 1);
     setenv("DSC_CACHE_DIR", DSC_BINARY_DIR "/test_cuda_exec_cache", 1);
     for (size_t i = 0; i < sizeof FAKE_KNOBS / sizeof FAKE_KNOBS[0]; i++)
@@ -1373,5 +1407,512 @@ Test(cuda_exec, cli_with_the_fake_driver) {
     cr_expect(strstr(err, "CUDA_ERROR_NO_BINARY_FOR_GPU"), "%s", err);
     cr_expect(strstr(err, "); running on the host"), "%s", err);
     cr_expect(strstr(out, "logits: f32[2,10] min=-"), "real numbers from the host: %s", out);
+    free(out), free(err);
+}
+
+/* ---- the cuBLASLt GEMM tactic --------------------------------------------------------- */
+
+static void need_lt(void) {
+    need_nvrtc();
+    if (!fake_cublaslt()) SKIP_UNLESS_CI("no C compiler ('cc') to build the fake cuBLASLt");
+}
+
+static long lt_stat(const char *what) {
+    void *lib = dlopen(getenv("DSC_LIBCUBLASLT"), RTLD_NOW | RTLD_NOLOAD);
+    if (!lib) return 0; /* never loaded: nothing live */
+    long (*stat)(const char *);
+    void *sym = dlsym(lib, "fake_cublaslt_stat");
+    cr_assert(sym);
+    memcpy(&stat, &sym, sizeof stat);
+    long v = stat(what);
+    dlclose(lib);
+    return v;
+}
+
+static void expect_lt_nothing_live(const char *when) {
+    static const char *const what[] = {"handles", "descs", "layouts", "prefs"};
+    for (size_t i = 0; i < sizeof what / sizeof what[0]; i++)
+        cr_expect_eq(lt_stat(what[i]), 0, "%s: %ld cuBLASLt %s still live", when, lt_stat(what[i]), what[i]);
+    expect_nothing_live(when);
+}
+
+/* relative L2 error of got against want */
+static double rel_l2(const Tensor *got, const Tensor *want) {
+    double err = 0, ref = 0;
+    for (int64_t i = 0; i < rt_numel(want->rank, want->shape); i++) {
+        double a = rt_get(got, i), b = rt_get(want, i);
+        err += (a - b) * (a - b);
+        ref += b * b;
+    }
+    return sqrt(err / fmax(ref, 1e-30));
+}
+
+/* Compiles like model_open, with the fuse pass off (unfused) and a precision. */
+static void model_open_with(Model *m, const char *file, bool unfused, DType prec, const char *source) {
+    memset(m, 0, sizeof *m);
+    m->a = arena_create();
+    m->d = diag_create();
+    if (source) {
+        m->g = fe_compile_source(m->a, m->d, file, source, strlen(source));
+    } else {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", DSC_SOURCE_DIR, file);
+        m->g = fe_compile_file(m->a, m->d, path);
+    }
+    cr_assert(m->g, "%s does not parse", file);
+    if (prec != DT_F32) {
+        m->g->precision = arena_alloc(m->a, sizeof(PrecisionRequest));
+        m->g->precision->dtype = prec;
+    }
+    const char *off[] = {"fuse"};
+    PipelineOptions po = {.opt_level = 2, .disabled = off, .ndisabled = unfused ? 1 : 0};
+    cr_assert(pass_run_pipeline(m->g, m->d, &po), "%s does not compile", file);
+    m->p.g = m->g;
+    cr_assert(cg_lower(m->g, &m->p, m->d), "%s does not lower", file);
+    for (int i = 0; i < m->g->nnodes; i++) {
+        m->nin += m->g->nodes[i]->op == OP_INPUT;
+        m->nparams += m->g->nodes[i]->op == OP_PARAM;
+    }
+}
+
+/* Loads with the tactic, runs twice (two bindings), compares every output with
+ * the host executor (same evaluator for the generated kernels) within tol;
+ * returns the number of kernels the library took. */
+static int check_cublas(Model *m, const char *label, double tol, int64_t first, int64_t second,
+                        long *matmuls) {
+    model_data(m, first, 21);
+    Hook h = {.g = m->g, .p = &m->p};
+    install_hook(&h);
+    CudaModelOptions mo = {.gemm = CUDA_GEMM_CUBLAS};
+    CudaModel *cm = NULL;
+    if (!rt_cuda_model_load(m->g, &m->p, m->prm, &mo, &cm, m->d))
+        cr_assert_fail("%s: %s", label, all_messages(m->d));
+    int n = rt_cuda_model_load_stats(cm)->cublas_kernels;
+    cr_expect_eq(rt_cuda_model_load_stats(cm)->gemm, CUDA_GEMM_CUBLAS);
+    long before = lt_stat("matmuls");
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) model_data(m, second, 22);
+        Tensor *got[32] = {0}, *want[32] = {0};
+        if (!rt_cuda_model_run(cm, m->in, m->nin, got, m->d))
+            cr_assert_fail("%s: %s", label, all_messages(m->d));
+        cr_assert(rt_exec_run(m->g, &m->p, m->in, m->nin, m->prm, want, cg_kir_eval, NULL, m->d));
+        for (int i = 0; i < m->g->noutputs; i++) {
+            cr_assert_eq(got[i]->nbytes, want[i]->nbytes);
+            double e = rel_l2(got[i], want[i]);
+            cr_expect(e <= tol, "%s (pass %d): output %s: relative L2 error %g > %g", label, pass,
+                      m->g->outputs[i].name, e, tol);
+            rt_tensor_free(got[i]);
+            rt_tensor_free(want[i]);
+        }
+    }
+    cr_expect_str_eq(h.err, "", "%s", label);
+    cr_expect_eq(diag_error_count(m->d), 0, "%s: %s", label, all_messages(m->d));
+    int used = 0;
+    for (int i = 0; i < m->p.nkernels; i++)
+        used += strcmp(rt_cuda_model_kernel_tactic(cm, i), "cublaslt") == 0;
+    cr_expect_eq(used, n, "%s: every kernel the tactic took ran through cuBLASLt: %s", label,
+                 all_messages(m->d));
+    if (matmuls) *matmuls = lt_stat("matmuls") - before;
+    cr_expect_eq(h.launches, 2 * (runtime_kernels(&m->p) - n) + load_time_kernels(&m->p),
+                 "%s: the other kernels are launched", label);
+    rt_cuda_model_free(cm, m->d);
+    cr_expect_eq(diag_error_count(m->d), 0);
+    expect_lt_nothing_live(label);
+    return n;
+}
+
+/* The column-major mapping itself: row-major D = epi(A B + bias) with A and B
+ * stored either way, a padded D, batches, f32 and f16, on host pointers. */
+static void gemm_case(DType t, DType dt, bool a_t, bool b_t, int64_t M, int64_t N, int64_t K, int64_t batch,
+                      RtGemmEpilogue epi) {
+    size_t es = t == DT_F32 ? 4 : 2, ds = dt == DT_F32 ? 4 : 2;
+    int64_t ldd = N + 3, sa = M * K + 5, sb = K * N + 7, sd = M * ldd + 2;
+    unsigned char *A = calloc((size_t)(sa * batch), es), *B = calloc((size_t)(sb * batch), es),
+                  *D = calloc((size_t)(sd * batch), ds), *bias = calloc((size_t)N, ds);
+    float *fa = calloc((size_t)(sa * batch), 4), *fb = calloc((size_t)(sb * batch), 4),
+          *fbias = calloc((size_t)N, 4);
+    uint64_t rng = 5;
+    int64_t dims1[1] = {sa * batch}, dims2[1] = {sb * batch}, dims3[1] = {N};
+    Tensor *ta = rt_tensor_new(t, 1, dims1), *tb = rt_tensor_new(t, 1, dims2),
+           *tbias = rt_tensor_new(dt, 1, dims3);
+    rt_fill_random(ta, &rng, -1, 1);
+    rt_fill_random(tb, &rng, -1, 1);
+    rt_fill_random(tbias, &rng, -1, 1);
+    memcpy(A, ta->data, ta->nbytes);
+    memcpy(B, tb->data, tb->nbytes);
+    memcpy(bias, tbias->data, tbias->nbytes);
+    for (int64_t i = 0; i < sa * batch; i++)
+        fa[i] = (float)rt_get(ta, i);
+    for (int64_t i = 0; i < sb * batch; i++)
+        fb[i] = (float)rt_get(tb, i);
+    for (int64_t i = 0; i < N; i++)
+        fbias[i] = (float)rt_get(tbias, i);
+    RtGemmShape s = {.ab = t,
+                     .d = dt,
+                     .bias = epi == RT_GEMM_EPI_BIAS || epi == RT_GEMM_EPI_RELU_BIAS ||
+                                     epi == RT_GEMM_EPI_GELU_TANH_BIAS
+                                 ? dt
+                                 : DT_COUNT,
+                     .m = M,
+                     .n = N,
+                     .k = K,
+                     .sam = a_t ? 1 : K,
+                     .sak = a_t ? M : 1,
+                     .sbk = b_t ? 1 : N,
+                     .sbn = b_t ? K : 1,
+                     .sdm = ldd,
+                     .batch = batch,
+                     .sab = sa,
+                     .sbb = sb,
+                     .sdb = sd,
+                     .epi = epi,
+                     .align = 4};
+    Diag *d = diag_create();
+    RtBlasHandle *h = NULL;
+    RtGemmOp *op = NULL;
+    char why[400] = "";
+    cr_assert(rt_cublaslt_create(&h, d));
+    cr_assert(rt_gemm_op_create(h, &s, 1 << 20, &op, why, sizeof why, d), "%s", all_messages(d));
+    cr_assert(op, "no algorithm: %s", why);
+    char ws[1024];
+    cr_assert(rt_gemm_op_run(h, op, (RtCuDevptr)(uintptr_t)A, (RtCuDevptr)(uintptr_t)B,
+                             (RtCuDevptr)(uintptr_t)D, (RtCuDevptr)(uintptr_t)bias, (RtCuDevptr)(uintptr_t)ws,
+                             sizeof ws, NULL, d),
+              "%s", all_messages(d));
+    double err = 0, ref = 0;
+    int64_t dd1[1] = {sd * batch};
+    Tensor *td = rt_tensor_new(dt, 1, dd1);
+    memcpy(td->data, D, td->nbytes);
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double acc = 0;
+                for (int64_t p = 0; p < K; p++)
+                    acc += (double)fa[b * sa + i * s.sam + p * s.sak] * fb[b * sb + p * s.sbk + j * s.sbn];
+                if (s.bias != DT_COUNT) acc += fbias[j];
+                if (epi == RT_GEMM_EPI_RELU || epi == RT_GEMM_EPI_RELU_BIAS) acc = acc > 0 ? acc : 0;
+                if (epi == RT_GEMM_EPI_GELU_TANH || epi == RT_GEMM_EPI_GELU_TANH_BIAS)
+                    acc = 0.5 * acc * (1 + tanh(sqrt(2 / M_PI) * (acc + 0.044715 * acc * acc * acc)));
+                double got = rt_get(td, b * sd + i * ldd + j);
+                err += (got - acc) * (got - acc);
+                ref += acc * acc;
+            }
+    double tol = dt == DT_F32 && t == DT_F32 ? 1e-6 : 2e-3;
+    cr_expect(sqrt(err / ref) <= tol, "%s x %s -> %s, A%s B%s, %lldx%lldx%lld batch %lld, %s: relative L2 %g",
+              dtype_name(t), dtype_name(t), dtype_name(dt), a_t ? "^T" : "", b_t ? "^T" : "", (long long)M,
+              (long long)N, (long long)K, (long long)batch, rt_gemm_epilogue_name(epi), sqrt(err / ref));
+    /* the padding between rows and batches is not written */
+    for (int64_t b = 0; b < batch; b++)
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = N; j < ldd; j++)
+                cr_expect_eq(rt_get(td, b * sd + i * ldd + j), 0, "padding written");
+    cr_expect(rt_gemm_op_destroy(op, d));
+    cr_expect(rt_cublaslt_destroy(h, d));
+    cr_expect_eq(diag_count(d), 0);
+    static const char *const what[] = {"handles", "descs", "layouts", "prefs"};
+    for (size_t i = 0; i < sizeof what / sizeof what[0]; i++)
+        cr_expect_eq(lt_stat(what[i]), 0, "%s still live", what[i]);
+    rt_tensor_free(ta);
+    rt_tensor_free(tb);
+    rt_tensor_free(tbias);
+    rt_tensor_free(td);
+    free(A), free(B), free(D), free(bias), free(fa), free(fb), free(fbias);
+    diag_destroy(d);
+}
+
+Test(cuda_exec, cublaslt_column_major_mapping) {
+    if (!fake_cublaslt()) SKIP_UNLESS_CI("no C compiler ('cc') to build the fake cuBLASLt");
+    char why[512];
+    cr_assert(rt_cublaslt_available(why, sizeof why), "%s", why);
+    cr_expect_eq(rt_cublaslt_version(), 130000);
+    for (int at = 0; at < 2; at++)
+        for (int bt = 0; bt < 2; bt++) {
+            gemm_case(DT_F32, DT_F32, at, bt, 5, 7, 3, 1, RT_GEMM_EPI_NONE);
+            gemm_case(DT_F32, DT_F32, at, bt, 3, 9, 6, 2, RT_GEMM_EPI_BIAS);
+        }
+    gemm_case(DT_F32, DT_F32, false, true, 4, 6, 5, 3, RT_GEMM_EPI_RELU_BIAS);
+    gemm_case(DT_F32, DT_F32, true, false, 6, 4, 8, 1, RT_GEMM_EPI_GELU_TANH_BIAS);
+    gemm_case(DT_F32, DT_F32, false, false, 6, 4, 8, 1, RT_GEMM_EPI_RELU);
+    gemm_case(DT_F16, DT_F16, false, true, 7, 5, 9, 2, RT_GEMM_EPI_RELU_BIAS);
+    gemm_case(DT_F16, DT_F32, true, true, 7, 5, 9, 1, RT_GEMM_EPI_BIAS);
+    gemm_case(DT_BF16, DT_BF16, false, false, 3, 8, 4, 1, RT_GEMM_EPI_GELU_TANH);
+    gemm_case(DT_F32, DT_F32, false, true, 1, 6, 5, 1, RT_GEMM_EPI_BIAS); /* one row */
+    gemm_case(DT_F32, DT_F32, false, true, 6, 1, 5, 1, RT_GEMM_EPI_BIAS); /* one column */
+    cr_expect_eq(lt_stat("compute"), 68, "CUBLAS_COMPUTE_32F, never TF32");
+
+    /* a layout with no contiguous index is not expressible */
+    RtGemmShape s = {.ab = DT_F32,
+                     .d = DT_F32,
+                     .bias = DT_COUNT,
+                     .m = 4,
+                     .n = 4,
+                     .k = 4,
+                     .sam = 8,
+                     .sak = 2,
+                     .sbk = 4,
+                     .sbn = 1,
+                     .sdm = 4,
+                     .batch = 1};
+    cr_expect_not(rt_gemm_shape_expressible(&s, why, sizeof why));
+    cr_expect(strstr(why, "A (m stride 8, k stride 2) has no contiguous index"), "%s", why);
+}
+
+Test(cuda_exec, cublas_mlp_like_the_host) {
+    need_lt();
+    Model m;
+    model_open_with(&m, "examples/mlp.dsg", false, DT_F32, NULL);
+    long mm = 0;
+    cr_expect_eq(check_cublas(&m, "mlp", 1e-5, 3, 7, &mm), 3, "the three linear layers");
+    cr_expect_eq(mm, 6, "three cublasLtMatmul calls a run");
+    cr_expect_eq(lt_stat("compute"), 68, "CUBLAS_COMPUTE_32F, never TF32");
+    model_close(&m);
+}
+
+Test(cuda_exec, cublas_ffn_block) {
+    need_lt();
+    Model m;
+    /* fused: gelu (erf) and the residual add do not fit: both generated */
+    model_open_with(&m, "examples/ffn_block.dsg", false, DT_F32, NULL);
+    CudaBlasPlan bp;
+    cg_cuda_blas_plan(m.g, m.p.kernels[1], &bp);
+    cr_expect_not(bp.ok);
+    cr_expect(strstr(bp.why, "gelu (erf) has no cuBLASLt epilogue"), "%s", bp.why);
+    cr_expect_eq(check_cublas(&m, "ffn_block", 1e-5, 2, 3, NULL), 0);
+    model_close(&m);
+    /* unfused: the linears alone (+ bias) */
+    model_open_with(&m, "examples/ffn_block.dsg", true, DT_F32, NULL);
+    cr_expect_geq(check_cublas(&m, "ffn_block unfused", 1e-5, 2, 3, NULL), 1);
+    model_close(&m);
+}
+
+Test(cuda_exec, cublas_bert_layer) {
+    need_lt();
+    Model m;
+    /* fused, nothing fits: the query and value projections are one kernel of two
+     * products, the key projection writes K^T (its bias runs along D's rows), the
+     * output projections add the residual, the intermediate one has gelu (erf) */
+    model_open_with(&m, "examples/bert_layer.dsg", false, DT_F32, NULL);
+    cr_expect_eq(check_cublas(&m, "bert_layer", 1e-5, 1, 2, NULL), 0);
+    model_close(&m);
+    /* unfused: the six linears and the two batched matmuls of the attention */
+    model_open_with(&m, "examples/bert_layer.dsg", true, DT_F32, NULL);
+    cr_expect_eq(check_cublas(&m, "bert_layer unfused", 1e-5, 1, 2, NULL), 8);
+    model_close(&m);
+}
+
+Test(cuda_exec, cublas_f16_and_bf16) {
+    need_lt();
+    Model m;
+    model_open_with(&m, "examples/mlp.dsg", false, DT_F16, NULL);
+    /* the first layer converts its f32 input on the fly and the last rounds to f16 into an f32 output */
+    cr_expect_eq(check_cublas(&m, "mlp f16", 2e-3, 3, 6, NULL), 1);
+    model_close(&m);
+    model_open_with(&m, "examples/bert_layer.dsg", true, DT_F16, NULL);
+    cr_expect_geq(check_cublas(&m, "bert_layer f16 unfused", 2e-3, 1, 2, NULL), 1);
+    model_close(&m);
+    model_open_with(&m, "examples/mlp.dsg", false, DT_BF16, NULL);
+    cr_expect_eq(check_cublas(&m, "mlp bf16", 1.6e-2, 3, 6, NULL), 1);
+    model_close(&m);
+}
+
+static const char GELUS[] = "model gelus {\n"
+                            "  dim B <= 64\n"
+                            "  input x : f32[B, 48]\n"
+                            "  param w1 : f32[40, 48]\n"
+                            "  param b1 : f32[40]\n"
+                            "  param w2 : f32[24, 40]\n"
+                            "  param b2 : f32[24]\n"
+                            "  let h = gelu(linear(x, w1, b1), approximate=\"tanh\")\n"
+                            "  output y = gelu(linear(h, w2, b2))\n"
+                            "}\n";
+
+Test(cuda_exec, cublas_gelu_tanh_fits_gelu_erf_does_not) {
+    need_lt();
+    Model m;
+    model_open_with(&m, "gelus.dsg", false, DT_F32, GELUS);
+    CudaBlasPlan bp[2];
+    cg_cuda_blas_plan(m.g, m.p.kernels[0], &bp[0]);
+    cg_cuda_blas_plan(m.g, m.p.kernels[1], &bp[1]);
+    cr_expect(bp[0].ok && bp[0].act == CG_BLAS_ACT_GELU_TANH && bp[0].bias >= 0, "%s", bp[0].why);
+    cr_expect_not(bp[1].ok);
+    cr_expect(strstr(bp[1].why, "gelu (erf)"), "%s", bp[1].why);
+    cr_expect_eq(check_cublas(&m, "gelus", 1e-5, 5, 9, NULL), 1);
+    model_close(&m);
+    model_open_with(&m, "gelus.dsg", false, DT_F16, GELUS);
+    check_cublas(&m, "gelus f16", 2e-3, 5, 9, NULL);
+    model_close(&m);
+}
+
+Test(cuda_exec, cublas_library_missing) {
+    need_nvrtc();
+    setenv("DSC_LIBCUBLASLT", "/nonexistent/libcublasLt.so.13", 1);
+    Model m;
+    model_open_with(&m, "examples/mlp.dsg", false, DT_F32, NULL);
+    model_data(&m, 2, 1);
+    CudaModelOptions mo = {.gemm = CUDA_GEMM_CUBLAS};
+    CudaModel *cm = NULL;
+    cr_expect_not(rt_cuda_model_load(m.g, &m.p, m.prm, &mo, &cm, m.d));
+    cr_expect_null(cm);
+    cr_expect(has_error(m.d, "kernel mlp_g0_0 and 2 more: the cuBLASLt GEMM tactic (--gemm=cublas) is not "
+                             "available: $DSC_LIBCUBLASLT: /nonexistent/libcublasLt.so.13 not found"),
+              "%s", all_messages(m.d));
+    expect_nothing_live("cublas without the library");
+    diag_clear(m.d);
+    /* auto: the generated kernels, silently */
+    Hook h = {.g = m.g, .p = &m.p};
+    install_hook(&h);
+    mo.gemm = CUDA_GEMM_AUTO;
+    cr_assert(rt_cuda_model_load(m.g, &m.p, m.prm, &mo, &cm, m.d));
+    cr_expect_eq(rt_cuda_model_load_stats(cm)->cublas_kernels, 0);
+    expect_same_as_host(&m, cm, "auto without the library");
+    cr_expect_eq(diag_count(m.d), 0);
+    rt_cuda_model_free(cm, m.d);
+    /* DSC_GEMM: the default's source */
+    setenv("DSC_GEMM", "cublas", 1);
+    cr_expect_not(rt_cuda_model_load(m.g, &m.p, m.prm, NULL, &cm, m.d));
+    cr_expect(has_error(m.d, "the cuBLASLt GEMM tactic (--gemm=cublas) is not available"));
+    diag_clear(m.d);
+    setenv("DSC_GEMM", "fast", 1);
+    cr_expect_not(rt_cuda_model_load(m.g, &m.p, m.prm, NULL, &cm, m.d));
+    cr_expect(has_error(m.d, "DSC_GEMM must be generated, cublas or auto, got 'fast'"));
+    expect_nothing_live("bad DSC_GEMM");
+    model_close(&m);
+}
+
+Test(cuda_exec, cublas_failures_name_the_kernel) {
+    need_lt();
+    Model m;
+    model_open_with(&m, "examples/mlp.dsg", false, DT_F32, NULL);
+    model_data(&m, 2, 1);
+    Hook h = {.g = m.g, .p = &m.p};
+    install_hook(&h);
+    CudaModelOptions mo = {.gemm = CUDA_GEMM_CUBLAS};
+    CudaModel *cm = NULL;
+
+    /* the handle cannot be made: the load fails */
+    setenv("FAKE_CUBLASLT_FAIL", "cublasLtCreate", 1);
+    setenv("FAKE_CUBLASLT_STATUS", "3", 1);
+    cr_expect_not(rt_cuda_model_load(m.g, &m.p, m.prm, &mo, &cm, m.d));
+    cr_expect(has_error(m.d,
+                        "kernel mlp_g0_0 (cuBLASLt): cublasLtCreate failed: CUBLAS_STATUS_ALLOC_FAILED (the "
+                        "resource allocation failed)"),
+              "%s", all_messages(m.d));
+    expect_lt_nothing_live("a failed cublasLtCreate");
+    diag_clear(m.d);
+    unsetenv("FAKE_CUBLASLT_STATUS");
+
+    /* a matmul fails: the run fails naming the kernel; the next one works */
+    setenv("FAKE_CUBLASLT_FAIL", "cublasLtMatmul", 1);
+    cr_assert(rt_cuda_model_load(m.g, &m.p, m.prm, &mo, &cm, m.d), "%s", all_messages(m.d));
+    Tensor *out[2] = {(Tensor *)1, (Tensor *)1};
+    cr_expect_not(rt_cuda_model_run(cm, m.in, m.nin, out, m.d));
+    cr_expect(out[0] == NULL && out[1] == NULL);
+    cr_expect(
+        has_error(m.d, "kernel mlp_g0_0 (cuBLASLt): cublasLtMatmul(f32, M 2 N 256 K 784, batch 1, relu+bias) "
+                       "failed: CUBLAS_STATUS_EXECUTION_FAILED (the GPU program failed to execute)"),
+        "%s", all_messages(m.d));
+    cr_expect_eq(diag_error_count(m.d), 1);
+    unsetenv("FAKE_CUBLASLT_FAIL");
+    diag_clear(m.d);
+    Tensor *got[2] = {0}, *want[2] = {0};
+    cr_assert(rt_cuda_model_run(cm, m.in, m.nin, got, m.d), "%s", all_messages(m.d));
+    cr_assert(rt_exec_run(m.g, &m.p, m.in, m.nin, m.prm, want, cg_kir_eval, NULL, m.d));
+    for (int i = 0; i < 2; i++) {
+        cr_expect(rel_l2(got[i], want[i]) <= 1e-5, "after a failed matmul: %g", rel_l2(got[i], want[i]));
+        rt_tensor_free(got[i]);
+        rt_tensor_free(want[i]);
+    }
+    rt_cuda_model_free(cm, m.d);
+    cr_expect_eq(diag_error_count(m.d), 0);
+    expect_lt_nothing_live("after a failed matmul");
+
+    /* a failed heuristic call is an error naming the kernel */
+    setenv("FAKE_CUBLASLT_FAIL", "cublasLtMatmulAlgoGetHeuristic", 1);
+    cr_assert(rt_cuda_model_load(m.g, &m.p, m.prm, &mo, &cm, m.d));
+    cr_expect_not(rt_cuda_model_run(cm, m.in, m.nin, out, m.d));
+    cr_expect(has_error(m.d, "kernel mlp_g0_0 (cuBLASLt): cublasLtMatmulAlgoGetHeuristic failed: "
+                             "CUBLAS_STATUS_EXECUTION_FAILED"),
+              "%s", all_messages(m.d));
+    rt_cuda_model_free(cm, m.d);
+    expect_lt_nothing_live("after a failed heuristic");
+    unsetenv("FAKE_CUBLASLT_FAIL");
+    diag_clear(m.d);
+
+    /* no algorithm at these dims: the generated kernels run, with a warning each */
+    setenv("FAKE_CUBLASLT_NO_ALGO", "1", 1);
+    cr_assert(rt_cuda_model_load(m.g, &m.p, m.prm, &mo, &cm, m.d));
+    expect_same_as_host(&m, cm, "no algorithm");
+    cr_expect(has_warning(m.d,
+                          "kernel mlp_g0_0: cuBLASLt cannot run it at these dims "
+                          "(cublasLtMatmulAlgoGetHeuristic has no algorithm for f32 x f32 -> f32, M 2 N 256 "
+                          "K 784, batch 1, epilogue relu+bias); its generated code runs"),
+              "%s", all_messages(m.d));
+    cr_expect_eq(diag_warning_count(m.d), 3);
+    cr_expect_str_eq(rt_cuda_model_kernel_tactic(cm, 0), "generated");
+    diag_clear(m.d);
+    expect_same_as_host(&m, cm, "no algorithm, again");
+    cr_expect_eq(diag_count(m.d), 0, "warned once per binding");
+    rt_cuda_model_free(cm, m.d);
+    expect_lt_nothing_live("no algorithm");
+    cr_expect_str_eq(h.err, "");
+    model_close(&m);
+}
+
+Test(cuda_exec, cli_baseline_cublas) {
+    need_lt();
+    if (access(DSC, X_OK) != 0) SKIP_UNLESS_CI("no %s", DSC);
+    char *out, *err, path[512];
+    snprintf(path, sizeof path, "%s/cli_baseline.%d.json", TMP, (int)getpid());
+    unlink(path);
+    setenv("DSC_CUDA_BENCH", path, 1);
+    setenv("DSC_CUDA_BENCH_ITERS", "2", 1);
+    cr_expect_eq(dsc(MLP " --baseline=cublas", &out, &err), 0, "%s", err);
+    cr_expect(strstr(out, "logits: f32[2,10]"), "%s", out);
+    free(out), free(err);
+    char *text = slurp(path);
+    unlink(path);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    cr_assert(j, "%s", text ? text : "(no file)");
+    cr_expect_str_eq(cJSON_GetObjectItem(j, "gemm")->valuestring, "cublas");
+    cr_expect_eq(cJSON_GetObjectItem(j, "cublaslt_kernels")->valueint, 3);
+    cJSON *ks = cJSON_GetObjectItem(j, "kernels");
+    cr_expect_eq(cJSON_GetArraySize(ks), 6, "unfused: three linears, two relus, the softmax");
+    int lt = 0;
+    for (int i = 0; i < cJSON_GetArraySize(ks); i++) {
+        cJSON *k = cJSON_GetArrayItem(ks, i);
+        if (strcmp(cJSON_GetObjectItem(k, "tactic")->valuestring, "cublaslt") == 0) {
+            lt++;
+            cr_expect_str_eq(cJSON_GetObjectItem(k, "class")->valuestring, "gemm_f32");
+        }
+    }
+    cr_expect_eq(lt, 3);
+    cJSON_Delete(j);
+    free(text);
+    unsetenv("DSC_CUDA_BENCH");
+    /* usage errors; the library missing */
+    cr_expect_eq(dsc(MLP " --baseline=cublas --device cpu", &out, &err), 2);
+    cr_expect(strstr(err, "--baseline=cublas runs on the GPU (--device cuda), not 'cpu'"), "%s", err);
+    free(out), free(err);
+    char dsm[600], args[1024];
+    snprintf(dsm, sizeof dsm, "%s/baseline.%d.dsm", TMP, (int)getpid());
+    snprintf(args, sizeof args, "compile examples/mlp.dsg --random-weights -o '%s'", dsm);
+    cr_expect_eq(dsc(args, &out, &err), 0, "%s", err);
+    free(out), free(err);
+    snprintf(args, sizeof args, "run '%s' --random-inputs --baseline=cublas", dsm);
+    cr_expect_eq(dsc(args, &out, &err), 2);
+    cr_expect(strstr(err, "--baseline=cublas needs DSG source (it runs the passes without fusion)"), "%s",
+              err);
+    free(out), free(err);
+    unlink(dsm);
+    cr_expect_eq(dsc(MLP " --gemm=fast", &out, &err), 2);
+    cr_expect(strstr(err, "--gemm must be auto, generated or cublas, got 'fast'"), "%s", err);
+    free(out), free(err);
+    setenv("DSC_LIBCUBLASLT", "/nonexistent/libcublasLt.so", 1);
+    cr_expect_eq(dsc(MLP " --device cuda --gemm=cublas", &out, &err), 1);
+    cr_expect(strstr(err, "the cuBLASLt GEMM tactic (--gemm=cublas) is not available: $DSC_LIBCUBLASLT: "
+                          "/nonexistent/libcublasLt.so not found"),
+              "%s", err);
+    free(out), free(err);
+    cr_expect_eq(dsc(MLP " --device cuda --gemm=auto", &out, &err), 0, "%s", err);
     free(out), free(err);
 }

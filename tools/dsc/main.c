@@ -165,7 +165,8 @@ static const char usage_run[] =
     "               [--weights FILE] [--random-inputs] [--random-weights]\n"
     "               [--seed N] [--bind DIM=VALUE]... [--device auto|cpu|cuda|ref]\n"
     "               [-O0|-O1|-O2] [--disable-pass=NAME]... [--precision=P]\n"
-    "               [--sparsity=S] [--sparse-block=RxC]\n"
+    "               [--sparsity=S] [--sparse-block=RxC] [--gemm=auto|generated|cublas]\n"
+    "               [--baseline=cublas]\n"
     "\n"
     "Runs the model and prints one line per output: name, dtype and shape, min,\n"
     "max and mean (and the count of non-finite values, if any).  FILE is DSG\n"
@@ -202,6 +203,14 @@ static const char usage_run[] =
     "                     (.dsg only; no accuracy guard)\n"
     "  --sparsity=S, --sparse-block=RxC  block pruning, as for 'dsc compile' (.dsg\n"
     "                     only; a .dsm keeps the pruning it was compiled with)\n"
+    "  --gemm=TACTIC      the GPU's GEMM kernels (cuda only; default $DSC_GEMM, else\n"
+    "                     generated): generated (dsc's own), cublas (every kernel that\n"
+    "                     is exactly one GEMM, optionally + a bias vector, then\n"
+    "                     optionally relu or gelu_tanh, runs through cuBLASLt; an\n"
+    "                     error without libcublasLt), auto (the same where\n"
+    "                     libcublasLt loads)\n"
+    "  --baseline=cublas  the cuBLAS + unfused kernels baseline: the fuse pass off\n"
+    "                     and --gemm=cublas, on the GPU (.dsg only)\n"
     "  -h, --help         show this help\n";
 
 static const char usage_bench[] =
@@ -946,6 +955,7 @@ static int cmd_run(int argc, char **argv) {
     const char **disabled = calloc((size_t)argc + 1, sizeof(char *));
     int opt = 2, rc = EXIT_USAGE, ndisabled = 0, sr;
     bool passopts = false; /* -O, --disable-pass, --precision or a sparsity option given */
+    bool baseline = false, device_given = false;
     SparsifyOptions so = {0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -989,6 +999,19 @@ static int cmd_run(int argc, char **argv) {
                 rc = usage_error(usage_run, "--device must be auto, cpu, cuda or ref, got '%s'", v);
                 goto done;
             }
+            device_given = true;
+        } else if ((v = option_value(argc, argv, &i, "--gemm"))) {
+            if (!rt_cuda_gemm_from_name(v, &ro.gemm)) {
+                rc = usage_error(usage_run, "--gemm must be auto, generated or cublas, got '%s'", v);
+                goto done;
+            }
+        } else if ((v = option_value(argc, argv, &i, "--baseline"))) {
+            if (strcmp(v, "cublas") != 0) {
+                rc = usage_error(usage_run, "--baseline must be cublas, got '%s'", v);
+                goto done;
+            }
+            baseline = true;
+            passopts = true;
         } else if ((v = option_value(argc, argv, &i, "--disable-pass"))) {
             if (!check_pass_name(v, "--disable-pass")) goto done;
             disabled[ndisabled++] = v;
@@ -1018,6 +1041,16 @@ static int cmd_run(int argc, char **argv) {
         rc = usage_error(usage_run, "%s", "--precision needs -O1 or -O2 (-O0 runs no passes)");
         goto done;
     }
+    if (baseline) { /* the cuBLAS + unfused kernels baseline */
+        if (device_given && ro.device != RT_DEVICE_CUDA) {
+            rc = usage_error(usage_run, "--baseline=cublas runs on the GPU (--device cuda), not '%s'",
+                             rt_device_name(ro.device));
+            goto done;
+        }
+        ro.device = RT_DEVICE_CUDA;
+        ro.gemm = CUDA_GEMM_CUBLAS;
+        disabled[ndisabled++] = "fuse";
+    }
     ro.input_names = (const char *const *)names;
     ro.input_files = (const char *const *)files;
     ro.bind_names = (const char *const *)bnames;
@@ -1030,7 +1063,13 @@ static int cmd_run(int argc, char **argv) {
     if (!dsm.graph) request_precision(arena, g, prec); /* a .dsm: refused below (passopts) */
     /* a second copy stays as written, for choosing random weight ranges */
     ro.as_written = g && ro.random_weights && !dsm.graph ? load(arena, d, file) : NULL;
-    if (passes_for_dsm(&dsm, passopts, file, usage_run)) {
+    if (baseline && dsm.graph) {
+        usage_error(usage_run,
+                    "--baseline=cublas needs DSG source (it runs the passes without fusion); '%s' is a "
+                    "compiled model",
+                    file);
+        rc = EXIT_USAGE;
+    } else if (passes_for_dsm(&dsm, passopts, file, usage_run)) {
         rc = EXIT_USAGE;
     } else if (g) {
         PipelineOptions po = {.opt_level = opt, .disabled = disabled, .ndisabled = ndisabled, .sparse = &so};
