@@ -49,6 +49,8 @@
 #define TMP DSC_BINARY_DIR "/test_cuda_emu_tmp"
 
 static HostBackend *HOST;
+/* GEMM tiles to use instead of the hardware database's (NULL: the database's) */
+static const CudaGemmConfig *GEMM_OVERRIDE;
 
 static void setup(void) { mkdir(TMP, 0777); }
 static void teardown(void) {
@@ -173,6 +175,7 @@ static void check_program(Graph *g, const KProgram *p, const int64_t *syms, cons
         char version[100];
         rt_cuda_target_from_hwdb(&bo, version, sizeof version, d);
         cr_assert_eq(diag_count(d), 0, "sm_%d: %s", sms[a], test_diag_text(d, false));
+        if (GEMM_OVERRIDE) bo.gemm = *GEMM_OVERRIDE;
         for (int i = 0; i < nk; i++) {
             cr_assert(cg_cuda_render_with(g, p->kernels[i], bo.block, sms[a], &bo.gemm, &ks[a][i], d),
                       "%s: %s", label, test_diag_text(d, false));
@@ -369,6 +372,33 @@ static void check_examples(DType prec) {
 }
 
 Test(cuda_emu, examples_f32, .timeout = 900) { check_examples(DT_F32); }
+
+/* Other GEMM tiles than the database's: every parameter the renderer
+ * supports in some combination (f32 tiles of 8 x 4, 2 x 8 and 1 x 1 points a
+ * thread and 8 and 32 deep; tensor-core tiles on 4 and 8 warps, 16 and 64
+ * deep, with 1 x 2 and 2 x 8 mma tiles a warp). */
+Test(cuda_emu, configured_gemm_tiles, .timeout = 900) {
+    static const CudaGemmConfig cfgs[] = {
+        {128, 64, 8, 8, 64, 32, 16, 4},
+        {32, 128, 32, 8, 32, 64, 64, 8},
+        {16, 16, 16, 8, 64, 128, 32, 4},
+    };
+    Tally t = {0};
+    for (size_t c = 0; c < sizeof cfgs / sizeof cfgs[0]; c++) {
+        CudaGemmConfig cfg = cfgs[c];
+        char why[256];
+        cr_assert(cg_cuda_gemm_config_check(&cfg, why, sizeof why), "%s", why);
+        GEMM_OVERRIDE = &cfg;
+        check_example("mlp", DT_F16, 2, &t);
+        check_example("ffn_block", DT_F32, 2, &t);
+        check_example("bert_layer", DT_BF16, 2, &t);
+        GEMM_OVERRIDE = NULL;
+    }
+    cr_log_info("configured tiles: %d kernel renderings emulated (%d tiled GEMMs, %d tensor-core GEMMs)",
+                t.checked, t.gemm, t.tensor_cores);
+    cr_expect_gt(t.gemm, 0);
+    cr_expect_gt(t.tensor_cores, 0);
+}
 
 /* Unfused (-O0): one kernel per operator, most of them elementwise, where the
  * vector mapping applies (residual adds, gelu, the mask add, head transposes) */
