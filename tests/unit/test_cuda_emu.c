@@ -166,7 +166,7 @@ static void check_program(Graph *g, const KProgram *p, const int64_t *syms, cons
     EmuLib lib[MAX_SMS];
     bool fresh[MAX_SMS]; /* some kernel renders differently from every earlier architecture */
     char err[4096];
-    double t0 = test_now_s(), t_eval = 0, t_emu = 0;
+    double t0 = test_now_s(), t_ref = 0, t_emu = 0;
     for (int a = 0; a < nsms; a++) {
         ks[a] = calloc((size_t)(nk ? nk : 1), sizeof *ks[a]);
         fresh[a] = a == 0;
@@ -245,7 +245,7 @@ static void check_program(Graph *g, const KProgram *p, const int64_t *syms, cons
             cr_assert(cg_kir_eval_into(g, k, want, syms, &trap_want, d), "%s: evaluator on %s: %s", label,
                       k->name, test_diag_text(d, false));
         }
-        t_eval += test_now_s() - t0;
+        t_ref += test_now_s() - t0;
 
         for (int a = 0; a < nsms; a++) {
             const CudaKernel *ck = &ks[a][ki];
@@ -311,7 +311,7 @@ static void check_program(Graph *g, const KProgram *p, const int64_t *syms, cons
         free(ks[a]);
     }
     diag_destroy(d);
-    cr_log_info("%s: %d kernels: build %.1f s, evaluator %.1f s, emulator %.1f s", label, nk, t_build, t_eval,
+    cr_log_info("%s: %d kernels: build %.1f s, reference %.1f s, emulator %.1f s", label, nk, t_build, t_ref,
                 t_emu);
 }
 
